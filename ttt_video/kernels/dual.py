@@ -1,0 +1,371 @@
+"""The mini-batch dual form in PyTorch, with an explicit backward: the CPU path.
+
+Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
+``N`` mini-batches, ``R = B*H`` independent streams, ``L`` inner layers (1: TTT-Linear,
+2: TTT-MLP), ``d_l`` input width of inner layer ``l``.
+
+One inner layer ``l`` of mini-batch ``n`` (TTT_SPEC section 4; ``X_0 = K``, ``Xb_0 = Q``)::
+
+    Z_l   = X_l W_l + c_l                      X_{l+1} = gelu(Z_l)
+    G_L-1 = dl/dZ_L-1 (closed form)            G_l = (G_{l+1} W_{l+1}^T) * gelu'(Z_l)
+    Zb_l  = Xb_l W_l + c_l - (M o Xb_l X_l^T) G_l - M G_l - tau o (Xb_l gW_l + gc_l)
+    Xb_{l+1} = gelu(Zb_l)                      output: Zb_{L-1}
+    P_l   = gW_l + X_l^T (lam o G_l)           commit: W_l <- W_l - tau_{b-1} P_l
+
+with ``M[i, j] = mask[i, j] tau_i lam_j`` (``mask`` lower-triangular when causal) and
+``(gW, gc)`` the gradient accumulated before the mini-batch (non-zero only for the first
+mini-batch of a stream that starts mid-mini-batch). The stream is padded on the left by the
+state's position and on the right to ``N*b`` tokens with zero learning rate, so padded
+tokens change nothing. Everything that does not depend on the state (``Q K^T``, ``M``, the
+targets, the output LayerNorm) is computed for all mini-batches at once; only the chain of
+states is walked one mini-batch at a time. The backward walks that chain in reverse,
+recomputing each group of ``save_every`` mini-batches from a state saved by the forward.
+The derivation is in ``kernels/README.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .common import gelu_tanh, gelu_tanh_grad, gelu_tanh_grad2, layer_norm, ln_backward, ln_stats
+from .state import TTTState
+
+
+def ttt_dual(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    lam: Tensor,
+    tau: Tensor,
+    ln_weight: Tensor,
+    ln_bias: Tensor,
+    state: TTTState,
+    mini_batch_size: int,
+    causal: bool = True,
+    save_every: int = 16,
+) -> tuple[Tensor, TTTState]:
+    """Dual-form TTT over a stream; same contract as ``naive.ttt_naive``.
+
+    Args:
+        q, k, v: ``[B, T, H, d]``.
+        lam: ``[B, T, H]``.
+        tau: ``[b]`` (ignored when ``causal`` is False: the non-causal form uses ``1/b``).
+        ln_weight, ln_bias: ``[H, d]``.
+        state: batched ``TTTState`` (``position`` must be 0 when not causal).
+        mini_batch_size: ``b``.
+        save_every: the forward keeps the state every this many mini-batches for the
+            backward (memory ``~ N / save_every`` states; the backward recomputes the rest).
+
+    Returns:
+        ``o: [B, T, H, d]`` (dtype of ``q``) and the final ``TTTState``.
+    """
+    B, T, H, d = q.shape
+    b, p, L = mini_batch_size, state.position, state.num_layers
+    dt = torch.promote_types(q.dtype, torch.float32)
+    N = math.ceil((p + T) / b)
+    pad = (p, N * b - p - T)
+
+    def blocks(x: Tensor) -> Tensor:  # [B, T, H, d] -> [R, N, b, d]
+        x = F.pad(x.to(dt).permute(0, 2, 3, 1), pad).permute(0, 1, 3, 2)
+        return x.reshape(B * H, N, b, x.shape[-1])
+
+    qb, kb = blocks(q), blocks(k)
+    tgt = blocks(v - k)
+    lamb = F.pad(lam.to(dt).transpose(1, 2), pad).reshape(B * H, N, b)
+    tau_eff = tau.to(dt) if causal else torch.full((b,), 1.0 / b, dtype=dt, device=q.device)
+    lnw = ln_weight.to(dt).expand(B, H, d).reshape(B * H, 1, d)
+    lnb = ln_bias.to(dt).expand(B, H, d).reshape(B * H, 1, d)
+    commit_last = (p + T) % b == 0
+    flat = [
+        t.to(dt).reshape(B * H, *t.shape[2:])
+        for t in state.weights + state.biases + state.grad_weights + state.grad_biases
+    ]
+    outs = _DualScan.apply(
+        qb, kb, tgt, lamb, tau_eff, lnw, lnb, causal, commit_last, save_every, L, *flat
+    )
+    zbar = outs[0].reshape(B, H, N * b, d)[:, :, p : p + T].transpose(1, 2)
+    o = q.to(dt) + layer_norm(zbar, ln_weight.to(dt), ln_bias.to(dt))
+    fin = [t.reshape(B, H, *t.shape[1:]) for t in outs[1:]]
+    final = TTTState(
+        tuple(fin[:L]),
+        tuple(fin[L : 2 * L]),
+        tuple(fin[2 * L : 3 * L]),
+        tuple(fin[3 * L :]),
+        (p + T) % b,
+    )
+    return o.to(q.dtype), final
+
+
+def _masked_lr(lam: Tensor, tau: Tensor, causal: bool) -> Tensor:
+    """``M[r, n, i, j] = mask[i, j] * tau_i * lam[r, n, j]``: ``[R, N, b, b]``."""
+    m = tau[:, None] * lam[..., None, :]
+    return m.tril() if causal else m
+
+
+class _DualScan(torch.autograd.Function):
+    """The state chain of the dual form. Inputs are padded blocks ``[R, N, b, *]``."""
+
+    @staticmethod
+    def forward(ctx, q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, L, *state):
+        M = _masked_lr(lam, tau, causal)
+        A0 = M * (q @ k.transpose(-1, -2))
+        cur = _unflatten(state, L)
+        N = q.shape[1]
+        zbar = q.new_empty(q.shape)
+        checkpoints = []
+        for n in range(N):
+            if n % save_every == 0:
+                checkpoints.append(cur)
+            zbar[:, n], cur, _ = _step(
+                q[:, n],
+                k[:, n],
+                tgt[:, n],
+                lam[:, n],
+                tau,
+                M[:, n],
+                A0[:, n],
+                lnw,
+                lnb,
+                cur,
+                commit=(n < N - 1 or commit_last),
+                first=(n == 0),
+            )
+        ctx.save_for_backward(q, k, tgt, lam, tau, lnw, lnb)
+        ctx.checkpoints = checkpoints
+        ctx.meta = (causal, commit_last, save_every, L)
+        # An output must not be an input object: clone what a non-committing chain passed through.
+        final = [t.clone() if any(t is s for s in state) else t for t in _flatten(cur)]
+        return (zbar, *final)
+
+    @staticmethod
+    def backward(ctx, dzbar, *dfinal):
+        q, k, tgt, lam, tau, lnw, lnb = ctx.saved_tensors
+        causal, commit_last, save_every, L = ctx.meta
+        R, N, b, _ = q.shape
+        M = _masked_lr(lam, tau, causal)
+        S0 = q @ k.transpose(-1, -2)
+        A0 = M * S0
+        if dzbar is None:
+            dzbar = torch.zeros_like(q)
+        dst = [
+            torch.zeros_like(t) if g is None else g
+            for g, t in zip(dfinal, _flatten(ctx.checkpoints[-1]))
+        ]
+        dstate = _unflatten(dst, L)
+        grads = _Grads(q, k, lam, lnw)
+        for g0 in reversed(range(0, N, save_every)):
+            cur, caches = ctx.checkpoints[g0 // save_every], []
+            for n in range(g0, min(g0 + save_every, N)):
+                _, cur, cache = _step(
+                    q[:, n],
+                    k[:, n],
+                    tgt[:, n],
+                    lam[:, n],
+                    tau,
+                    M[:, n],
+                    A0[:, n],
+                    lnw,
+                    lnb,
+                    cur,
+                    commit=(n < N - 1 or commit_last),
+                    first=(n == 0),
+                )
+                caches.append(cache)
+            for n in reversed(range(g0, min(g0 + save_every, N))):
+                dstate = _step_backward(
+                    caches[n - g0], dzbar[:, n], dstate, grads, n, tau, M[:, n], lnw, lnb
+                )
+        dM = grads.dM + grads.dA0 * (S0 + 1.0)
+        dS0 = grads.dA0 * M
+        grads.dq += dS0 @ k
+        grads.dk += dS0.transpose(-1, -2) @ q
+        if causal:
+            dM = dM.tril()
+        dlam = grads.dlam + (dM * tau[:, None]).sum(-2)
+        dtau = grads.dtau + (dM * lam[..., None, :]).sum((0, 1, 3))
+        return (
+            grads.dq,
+            grads.dk,
+            grads.dtgt,
+            dlam,
+            dtau if causal else None,
+            grads.dlnw,
+            grads.dlnb,
+            None,
+            None,
+            None,
+            None,
+            *_flatten(dstate),
+        )
+
+
+class _Grads:
+    """Buffers for the gradients of the non-state inputs, filled one mini-batch at a time."""
+
+    def __init__(self, q: Tensor, k: Tensor, lam: Tensor, lnw: Tensor):
+        R, N, b, _ = q.shape
+        self.dq, self.dk, self.dtgt = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(q)
+        self.dlam = torch.zeros_like(lam)
+        self.dM = q.new_zeros(R, N, b, b)
+        self.dA0 = q.new_zeros(R, N, b, b)
+        self.dtau = q.new_zeros(b)
+        self.dlnw, self.dlnb = torch.zeros_like(lnw), torch.zeros_like(lnw)
+
+
+def _flatten(st: tuple) -> list[Tensor]:
+    W, c, gW, gc = st
+    return [*W, *c, *gW, *gc]
+
+
+def _unflatten(flat, L: int) -> tuple:
+    flat = list(flat)
+    return (flat[:L], flat[L : 2 * L], flat[2 * L : 3 * L], flat[3 * L :])
+
+
+def _step(q, k, tgt, lam, tau, M, A0, lnw, lnb, cur, commit: bool, first: bool):
+    """Forward of one mini-batch. ``q, k, tgt: [R, b, d]``, ``lam: [R, b]``, ``M, A0: [R, b, b]``.
+
+    Returns ``(Zb_{L-1}: [R, b, d], next state, cache for the backward)``.
+    """
+    W, c, gW, gc = cur
+    L = len(W)
+    X, Z = [k], []
+    for l in range(L):
+        Z.append(torch.baddbmm(c[l].unsqueeze(1), X[l], W[l]))
+        if l < L - 1:
+            X.append(gelu_tanh(Z[l]))
+    xh, s = ln_stats(Z[-1])
+    gy = lnw * (lnw * xh + lnb - tgt)
+    G = [None] * L
+    G[-1] = ln_backward(gy, xh, s)
+    for l in reversed(range(L - 1)):
+        G[l] = (G[l + 1] @ W[l + 1].transpose(-1, -2)) * gelu_tanh_grad(Z[l])
+    Xb, Zb, A = [q], [], []
+    for l in range(L):
+        if l > 0:
+            Xb.append(gelu_tanh(Zb[l - 1]))
+        A.append(A0 if l == 0 else M * (Xb[l] @ X[l].transpose(-1, -2)))
+        zb = torch.baddbmm(c[l].unsqueeze(1), Xb[l], W[l]) - (A[l] + M) @ G[l]
+        if first:
+            zb = zb - tau[:, None] * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])
+        Zb.append(zb)
+    lamG = [lam[..., None] * g for g in G]
+    P = [gW[l] + X[l].transpose(-1, -2) @ lamG[l] for l in range(L)]
+    Pc = [gc[l] + lamG[l].sum(1) for l in range(L)]
+    if commit:
+        step = tau[-1]
+        nxt = (
+            [w - step * p for w, p in zip(W, P)],
+            [b_ - step * p for b_, p in zip(c, Pc)],
+            [torch.zeros_like(w) for w in gW],
+            [torch.zeros_like(g) for g in gc],
+        )
+    else:
+        nxt = (list(W), list(c), P, Pc)
+    cache = dict(
+        cur=cur,
+        X=X,
+        Z=Z,
+        xh=xh,
+        s=s,
+        gy=gy,
+        G=G,
+        Xb=Xb,
+        Zb=Zb,
+        A=A,
+        P=P,
+        Pc=Pc,
+        commit=commit,
+        first=first,
+        tgt=tgt,
+        lam=lam,
+    )
+    return Zb[-1], nxt, cache
+
+
+def _step_backward(cache, dzb, dnext, grads: _Grads, n: int, tau, M, lnw, lnb):
+    """Backward of one mini-batch: adjoint of its start state from that of the next state.
+
+    ``dzb: [R, b, d]`` is the adjoint of this mini-batch's output ``Zb_{L-1}``; the
+    gradients of the non-state inputs are written into ``grads`` at mini-batch ``n``.
+    """
+    W, c, gW, gc = cache["cur"]
+    X, Z, G, Xb, Zb, A = cache["X"], cache["Z"], cache["G"], cache["Xb"], cache["Zb"], cache["A"]
+    lam, L = cache["lam"], len(W)
+    dWn, dcn, dgWn, dgcn = dnext
+    if cache["commit"]:
+        step = tau[-1]
+        dP = [-step * g for g in dWn]
+        dPc = [-step * g for g in dcn]
+        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dWn, cache["P"]))
+        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dcn, cache["Pc"]))
+    else:
+        dP, dPc = list(dgWn), list(dgcn)
+    dW, dc = list(dWn), list(dcn)
+    dgW, dgc = list(dP), list(dPc)
+    # P_l = gW_l + X_l^T (lam o G_l),  Pc_l = gc_l + sum_i lam_i G_l[i]
+    dG, dX, dlam = [], [], torch.zeros_like(lam)
+    for l in range(L):
+        GdP = G[l] @ dP[l].transpose(-1, -2)  # [R, b, d_l]
+        dX.append(lam[..., None] * GdP)
+        dG.append(lam[..., None] * (X[l] @ dP[l] + dPc[l].unsqueeze(1)))
+        dlam += (X[l] * GdP).sum(-1) + (G[l] * dPc[l].unsqueeze(1)).sum(-1)
+    # dual chain: Zb_l = Xb_l W_l + c_l - (A_l + M) G_l - [first] tau o (Xb_l gW_l + gc_l)
+    dM = grads.dM[:, n]
+    for l in reversed(range(L)):
+        dW[l] = dW[l] + Xb[l].transpose(-1, -2) @ dzb
+        dc[l] = dc[l] + dzb.sum(1)
+        dA = -dzb @ G[l].transpose(-1, -2)  # [R, b, b]
+        dG[l] = dG[l] - (A[l] + M).transpose(-1, -2) @ dzb
+        dXb = dzb @ W[l].transpose(-1, -2)
+        if cache["first"]:
+            tdz = tau[:, None] * dzb
+            grads.dtau -= (dzb * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])).sum((0, 2))
+            dgW[l] = dgW[l] - Xb[l].transpose(-1, -2) @ tdz
+            dgc[l] = dgc[l] - tdz.sum(1)
+            dXb = dXb - tdz @ gW[l].transpose(-1, -2)
+        if l == 0:
+            grads.dA0[:, n] = dA  # turned into dM and dQ, dK for all mini-batches at once
+            grads.dq[:, n] = dXb
+        else:
+            S = Xb[l] @ X[l].transpose(-1, -2)
+            dM += dA * (S + 1.0)
+            dS = dA * M
+            dXb = dXb + dS @ X[l]
+            dX[l] = dX[l] + dS.transpose(-1, -2) @ Xb[l]
+            dzb = dXb * gelu_tanh_grad(Zb[l - 1])
+    dZ = [torch.zeros_like(z) for z in Z]
+    # G_l = (G_{l+1} W_{l+1}^T) o gelu'(Z_l), l < L-1
+    for l in range(L - 1):
+        h = G[l + 1] @ W[l + 1].transpose(-1, -2)
+        dh = dG[l] * gelu_tanh_grad(Z[l])
+        dZ[l] = dZ[l] + dG[l] * h * gelu_tanh_grad2(Z[l])
+        dG[l + 1] = dG[l + 1] + dh @ W[l + 1]
+        dW[l + 1] = dW[l + 1] + dh.transpose(-1, -2) @ G[l + 1]
+    # G_{L-1} = J(Z) gy, J the (symmetric) Jacobian of the normalisation
+    a, xh, s, gy = dG[-1], cache["xh"], cache["s"], cache["gy"]
+    dgy = ln_backward(a, xh, s)
+    grads.dtgt[:, n] = -lnw * dgy
+    grads.dlnw += (dgy * (2 * lnw * xh + lnb - cache["tgt"])).sum(1, keepdim=True)
+    grads.dlnb += (dgy * lnw).sum(1, keepdim=True)
+    dxh = (
+        dgy * lnw * lnw
+        - (a * (gy * xh).mean(-1, keepdim=True) + gy * (a * xh).mean(-1, keepdim=True)) / s
+    )
+    ds = -(a * G[-1]).sum(-1, keepdim=True) / s
+    dZ[-1] = dZ[-1] + ln_backward(dxh, xh, s) + ds * xh / xh.shape[-1]
+    # Z_l = X_l W_l + c_l, X_{l+1} = gelu(Z_l), X_0 = K
+    for l in reversed(range(L)):
+        dW[l] = dW[l] + X[l].transpose(-1, -2) @ dZ[l]
+        dc[l] = dc[l] + dZ[l].sum(1)
+        dXl = dX[l] + dZ[l] @ W[l].transpose(-1, -2)
+        if l > 0:
+            dZ[l - 1] = dZ[l - 1] + dXl * gelu_tanh_grad(Z[l - 1])
+        else:
+            grads.dk[:, n] = dXl
+    grads.dlam[:, n] = dlam
+    return (dW, dc, dgW, dgc)
