@@ -192,7 +192,7 @@ def _run(
     if impl not in IMPLS:
         raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
     if state is None:
-        for i, t in enumerate(weights + biases):
+        for _i, t in enumerate(weights + biases):
             if t is None:
                 raise ValueError("weights and biases are required when initial_state is None")
         _check(
