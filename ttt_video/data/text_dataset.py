@@ -1,0 +1,163 @@
+"""Fixed-length blocks over token shards, and the Lightning DataModule that serves them.
+
+Letters: L = ``block_len`` (tokens the model reads per sample), B = batch size.
+
+A split's shards are one token stream of N tokens. Block ``i`` is the window
+``tokens[i*L : i*L + L + 1]`` (it may cross a shard boundary); its first L
+tokens are the input and its last L the target, so consecutive blocks share
+one token and ``(N - 1) // L`` blocks cover the split.
+
+Order: :class:`TextDataModule` gives each loader an explicit
+``torch.utils.data.DistributedSampler`` with ``seed``. On one process it is a
+seeded shuffle of all blocks; under DDP/FSDP each rank takes every
+``world_size``-th block of the same permutation, so ranks see disjoint slices
+(``drop_last=True``: at most ``world_size - 1`` blocks are left out so all
+ranks get the same count). The permutation is a function of ``(seed, epoch)``
+only; Lightning calls ``set_epoch`` at each epoch start and leaves an explicit
+DistributedSampler in place, so a run resumed at an epoch boundary replays the
+same order. Validation is not shuffled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ttt_video.data.text import DTYPES, load_shard_tokenizer, read_meta
+from ttt_video.data.tokenizers import Tokenizer
+
+
+class TokenBlockDataset(Dataset):
+    """Blocks of ``block_len + 1`` tokens from one split of a shard folder.
+
+    Construction reads only ``meta.json``; shards are memory-mapped on first
+    access in each process, so the dataset pickles cheaply to loader workers.
+
+    ``dataset[i]`` returns ``(inputs, targets)``: int64 tensors ``[L]`` with
+    ``targets[t] == inputs[t + 1]`` for ``t < L - 1``.
+    """
+
+    def __init__(self, folder: str | Path, split: str, block_len: int):
+        if block_len < 1:
+            raise ValueError(f"block_len must be positive, got {block_len}")
+        self.folder, self.split, self.block_len = Path(folder), split, block_len
+        meta = read_meta(self.folder)
+        if split not in meta["splits"]:
+            raise KeyError(f"{folder}: no split {split!r} (has {sorted(meta['splits'])})")
+        shards = meta["splits"][split]["shards"]
+        self.files = [s["file"] for s in shards]
+        sizes = np.array([s["tokens"] for s in shards], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(sizes)])  # [n_shards + 1]
+        self.num_tokens = int(self.starts[-1])
+        self.dtype = DTYPES[meta["dtype"]]
+        self._maps: list[np.memmap] | None = None
+
+    def __len__(self) -> int:
+        return max(0, (self.num_tokens - 1) // self.block_len)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": None}
+
+    def _shard_maps(self) -> list[np.memmap]:
+        if self._maps is None:
+            self._maps = [
+                np.memmap(self.folder / f, dtype=self.dtype, mode="r") for f in self.files
+            ]
+        return self._maps
+
+    def tokens(self, start: int, stop: int) -> np.ndarray:
+        """Tokens ``[start, stop)`` of the split's stream as int64 ``[stop - start]``."""
+        if not 0 <= start <= stop <= self.num_tokens:
+            raise IndexError(f"token range [{start}, {stop}) outside [0, {self.num_tokens})")
+        maps = self._shard_maps()
+        out = np.empty(stop - start, dtype=np.int64)
+        shard = int(np.searchsorted(self.starts, start, side="right")) - 1
+        pos = start
+        while pos < stop:
+            lo, hi = int(self.starts[shard]), int(self.starts[shard + 1])
+            end = min(stop, hi)
+            out[pos - start : end - start] = maps[shard][pos - lo : end - lo]
+            pos, shard = end, shard + 1
+        return out
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"block {index} outside [0, {len(self)})")
+        start = index * self.block_len
+        block = torch.from_numpy(self.tokens(start, start + self.block_len + 1))
+        return block[:-1], block[1:]
+
+
+class TextDataModule(L.LightningDataModule):
+    """Train/val loaders of :class:`TokenBlockDataset` over a shard folder.
+
+    Batches are ``(inputs, targets)``, int64 ``[B, L]``. See the module
+    docstring for the order and the per-rank split.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        block_len: int,
+        batch_size: int,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.data_dir, self.block_len = Path(data_dir), block_len
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.meta = read_meta(self.data_dir)
+        self.datasets: dict[str, TokenBlockDataset] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        """Vocabulary size of the shards' tokenizer (the model's embedding rows)."""
+        return self.meta["vocab_size"]
+
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer the shards were made with."""
+        return load_shard_tokenizer(self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split, s in self.meta["splits"].items():
+            if s["tokens"] and split not in self.datasets:
+                self.datasets[split] = TokenBlockDataset(self.data_dir, split, self.block_len)
+
+    def _replicas(self) -> tuple[int, int]:
+        if self.trainer is not None:
+            return self.trainer.world_size, self.trainer.global_rank
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        dataset = self.datasets[split]
+        world, rank = self._replicas()
+        if len(dataset) < world:
+            raise ValueError(f"{self.data_dir}: {split} has {len(dataset)} blocks < {world} ranks")
+        sampler = DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed, drop_last=True
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            drop_last=shuffle,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (by ``seed`` and epoch) full batches of training blocks."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation blocks in order (an empty list when the folder has no validation split)."""
+        if "val" not in self.datasets and not self.meta["splits"].get("val", {}).get("tokens"):
+            return []
+        return self._loader("val", shuffle=False)
