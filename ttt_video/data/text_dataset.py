@@ -158,6 +158,6 @@ class TextDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation blocks in order (an empty list when the folder has no validation split)."""
-        if "val" not in self.datasets and not self.meta["splits"].get("val", {}).get("tokens"):
+        if not self.meta["splits"]["val"]["tokens"]:
             return []
         return self._loader("val", shuffle=False)
