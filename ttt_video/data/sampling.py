@@ -61,11 +61,17 @@ def _range(times: np.ndarray, spec: ClipSpec) -> tuple[int, int]:
     return max(lo, 0), min(hi, n)
 
 
+def last_frame_duration(times: np.ndarray, native_fps: float) -> float:
+    """How long the last frame stays on screen: as long as the one before it (1 / fps if alone)."""
+    return float(times[-1] - times[-2]) if len(times) > 1 else 1.0 / native_fps
+
+
 def sample_grid(times: np.ndarray, native_fps: float, spec: ClipSpec) -> np.ndarray:
     """Frame indices int64 ``[G]`` the spec samples from a file with frame ``times [N]`` (seconds).
 
-    With ``spec.fps`` set, target times ``t0 + k / fps`` run to the end of the range and each maps
-    to the last frame whose timestamp is <= the target (frames repeat when upsampling).
+    With ``spec.fps`` set, target times ``t0 + k / fps`` run to the end of the range (``end``, the
+    first frame past the range, or the file's last frame plus its duration) and each maps to the
+    last frame whose timestamp is <= the target (frames repeat when upsampling).
     """
     lo, hi = _range(times, spec)
     if lo >= hi:
@@ -78,7 +84,7 @@ def sample_grid(times: np.ndarray, native_fps: float, spec: ClipSpec) -> np.ndar
         elif hi < len(times):
             t_end = times[hi]
         else:
-            t_end = times[hi - 1] + 1.0 / native_fps
+            t_end = times[hi - 1] + last_frame_duration(times, native_fps)
         targets = times[lo] + np.arange(0, t_end - times[lo] - TIME_EPS, 1.0 / spec.fps)
         grid = np.searchsorted(times, targets + TIME_EPS, side="right").astype(np.int64) - 1
         grid = np.clip(grid, lo, hi - 1)

@@ -82,15 +82,24 @@ class FrameDecoder:
     """Decode a stream from the container's current position; stop quietly at a broken packet.
 
     After a demux or decode error the decoder is flushed, so the frames it had buffered still come
-    out, and ``failed`` becomes True so the caller can report a truncated file.
+    out, and ``failed`` becomes True so the caller can report a truncated file. ``count`` is the
+    number of frames decoded so far and ``finished`` tells that the end of the file was reached.
     """
 
     def __init__(self, container, stream):
         self.container = container
         self.stream = stream
         self.failed = False
+        self.finished = False
+        self.count = 0
 
     def __iter__(self) -> Iterator[av.VideoFrame]:
+        for frame in self._frames():
+            self.count += 1
+            yield frame
+        self.finished = True
+
+    def _frames(self) -> Iterator[av.VideoFrame]:
         codec = self.stream.codec_context
         try:
             for packet in self.container.demux(self.stream):

@@ -30,7 +30,10 @@ from ttt_video.data.video_errors import (
 
 
 def _timed_frames(container, stream, spec: ClipSpec, decoder: FrameDecoder):
-    """Yield ``(time, frame)`` inside the spec's range; time in seconds from the first frame."""
+    """Yield ``(time, frame)`` inside the spec's range; time in seconds from the first frame.
+
+    When the range ends at ``end_frame``, a last ``(time, None)`` gives that frame's time.
+    """
     base = stream.start_time or 0
     tb = float(stream.time_base)
     rate = float(stream.average_rate or stream.guessed_rate or 1.0)
@@ -43,6 +46,7 @@ def _timed_frames(container, stream, spec: ClipSpec, decoder: FrameDecoder):
         if spec.start is not None and t < spec.start - TIME_EPS:
             continue
         if spec.end_frame is not None and index >= spec.end_frame:
+            yield t, None
             return
         if spec.end is not None and t >= spec.end - TIME_EPS:
             return
@@ -52,23 +56,26 @@ def _timed_frames(container, stream, spec: ClipSpec, decoder: FrameDecoder):
 def _resampled(timed, fps: float, native: float, end: float | None):
     """Re-time ``(time, frame)`` pairs to ``fps``: each target time gets the frame on screen then.
 
-    Holds one frame of look-ahead, since a frame's screen time ends where the next one begins.
+    Holds one frame of look-ahead, since a frame's screen time ends where the next one begins; the
+    last frame lasts until ``end``, a closing ``(time, None)``, or as long as the one before it.
     """
-    held, t0, last_t, k = None, 0.0, 0.0, 0
+    held, t0, prev, last, k = None, 0.0, None, 0.0, 0
     for t, frame in timed:
-        if held is None:
-            t0 = t
-        else:
+        if held is not None:
             while t0 + k / fps + TIME_EPS < t:
                 yield held
                 k += 1
-        held = frame
-        last_t = t
+        if frame is None:
+            end = t
+            break
+        if held is None:
+            t0 = t
+        held, prev, last = frame, last if held is not None else None, t
     if held is None:
         return
-    stop = end if end is not None else last_t + 1.0 / native
-    count = math.ceil((stop - t0 - TIME_EPS) * fps)
-    for _ in range(k, count):
+    if end is None:
+        end = last + (last - prev if prev is not None else 1.0 / native)
+    for _ in range(k, math.ceil((end - t0 - TIME_EPS) * fps)):
         yield held
 
 
@@ -76,7 +83,7 @@ def _sampled_frames(container, stream, spec: ClipSpec, decoder) -> Iterator[av.V
     """The spec's frames in order: range, optional resampling, stride, length limit."""
     timed = _timed_frames(container, stream, spec, decoder)
     if spec.fps is None:
-        frames = (frame for _, frame in timed)
+        frames = (frame for _, frame in timed if frame is not None)
     else:
         native = float(stream.average_rate or stream.guessed_rate or spec.fps)
         frames = _resampled(timed, spec.fps, native, spec.end)
@@ -113,10 +120,13 @@ def stream_video(
         stream = video_stream(container, path)
         decoder = FrameDecoder(container, stream)
         yield from _chunks(_sampled_frames(container, stream, spec, decoder), chunk_size, fmt)
-        if decoder.failed:
-            reason = "truncated: decoding stopped part-way through the file"
+        short = decoder.finished and not spec.start and decoder.count < (stream.frames or 0)
+        if decoder.failed or short:
+            reason = f"truncated: decoding stopped after {decoder.count} frames"
+            if stream.frames:
+                reason += f", the header claims {stream.frames}"
             if not allow_truncated:
-                raise VideoTruncatedError(path, reason, decoded=-1)
+                raise VideoTruncatedError(path, reason, decoded=decoder.count)
             warnings.warn(f"{path}: {reason}", VideoTruncatedWarning, stacklevel=2)
     except av.error.FFmpegError as err:
         raise VideoReadError(path, f"decoding failed ({err.strerror})") from err
