@@ -1,0 +1,240 @@
+"""TTT-Linear and TTT-MLP sequence mixers (TTT_SPEC sections 3, 5, 7) and their state.
+
+Letters: ``B`` batch, ``T`` tokens in this call, ``D`` model width, ``H`` heads,
+``d = D/H`` head dim, ``b`` mini-batch size, ``w`` conv width, ``m = 4d`` TTT-MLP hidden width.
+
+One call maps ``x: [B, T, D]`` (the block's RMSNorm output) to ``y: [B, T, D]``::
+
+    q, k   = conv_q(x thetaQK), conv_k(x thetaQK)     (M)   or  x thetaQ, x thetaK   (T)
+    v      = x thetaV ; q, k = RoPE(q, k, position mod b)
+    lam    = base_lr * sigmoid(x . w_h + a_h) / d     [B, T, H]
+    tau_i  = max(0, 1/(i+1) + eps_i)                  [b]
+    o      = kernel(q, k, v, lam, tau)                = q + LN(zbar)
+    y      = o_proj(gelu_tanh(x thetaG) * post_norm(o))      (gate: M only)
+
+A call with ``T == 1`` on a causal layer is a decode step (``ttt_decode``, primal form).
+The state carries the kernel state, the Q/K conv tail and the absolute stream position so
+that RoPE phases and conv history continue across calls.
+
+Video options (all off by default): ``causal=False`` (non-causal mini-batches),
+``qk_l2_norm``, ``target_ln``, ``bidirectional``, ``residual_gate``.
+``target_ln`` is done in the layer: the kernel's target is ``v - k``, so passing
+``v' = k + LN(v - k)`` makes the target ``LN(v - k)`` (the inner LN's gamma/beta, eps 1e-6,
+as the video paper's code does with its own std). ``bidirectional`` runs the kernel a second
+time on the reversed ``q, k, v, lam`` (same projections and inner initial weights, fresh
+state) and adds the re-reversed output to the forward one before ``post_norm``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..kernels import TTTState, initial_state, ttt_decode, ttt_linear, ttt_mlp
+from ..kernels.common import layer_norm
+from .config import BlockConfig
+from .conv import CausalConv1d
+from .rope import apply_rope, rope_cos_sin
+
+
+@dataclass(frozen=True)
+class TTTLayerState:
+    """Recurrent state of one TTT layer for a batch of streams.
+
+    Attributes:
+        ttt: the kernel state (inner weights at the current mini-batch start, ``Gacc``,
+            position inside the mini-batch).
+        qk_tail: ``[B, w-1, D]`` last inputs of the Q/K convs (None without ``share_qk``).
+        position: tokens consumed so far in the stream (absolute).
+    """
+
+    ttt: TTTState
+    qk_tail: Tensor | None
+    position: int
+
+    def nbytes(self) -> int:
+        """Memory held by the state's tensors, in bytes (constant in ``position``)."""
+        tail = 0 if self.qk_tail is None else self.qk_tail.numel() * self.qk_tail.element_size()
+        return self.ttt.nbytes() + tail
+
+    def detach(self) -> TTTLayerState:
+        """A copy cut from the autograd graph."""
+        tail = None if self.qk_tail is None else self.qk_tail.detach()
+        return TTTLayerState(self.ttt.detach(), tail, self.position)
+
+
+class TTTBase(nn.Module):
+    """Projections, gates and inner-model parameters shared by TTT-Linear and TTT-MLP.
+
+    Subclasses define ``inner_widths`` (widths ``d -> ... -> d`` of the inner model) and
+    ``kernel`` (``ttt_linear`` or ``ttt_mlp``).
+    """
+
+    def __init__(self, cfg: BlockConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        D, H, d, b = cfg.width, cfg.num_heads, cfg.head_dim, cfg.mini_batch_size
+        self.num_heads, self.head_dim, self.mini_batch_size = H, d, b
+        self.base_lr = cfg.base_lr
+        if cfg.share_qk:
+            self.qk_proj = nn.Linear(D, D, bias=False)
+            self.conv_q = CausalConv1d(D, cfg.conv_kernel)
+            self.conv_k = CausalConv1d(D, cfg.conv_kernel)
+        else:
+            self.q_proj = nn.Linear(D, D, bias=False)
+            self.k_proj = nn.Linear(D, D, bias=False)
+        self.v_proj = nn.Linear(D, D, bias=False)
+        self.o_proj = nn.Linear(D, D, bias=False)
+        self.g_proj = nn.Linear(D, D, bias=False) if cfg.use_gate else None
+        self.lr_weight = nn.Parameter(torch.randn(H, D) * cfg.init_std)
+        self.lr_bias = nn.Parameter(torch.zeros(H))
+        if cfg.causal:
+            self.tau_offset = nn.Parameter(torch.zeros(b))
+            self.register_buffer("tau_base", 1.0 / torch.arange(1, b + 1), persistent=False)
+        self.ttt_norm_weight = nn.Parameter(torch.ones(H, d))
+        self.ttt_norm_bias = nn.Parameter(torch.zeros(H, d))
+        widths = (d, *self.inner_widths(d))
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            self.register_parameter(
+                f"W{i + 1}", nn.Parameter(torch.randn(H, n_in, n_out) * cfg.init_std)
+            )
+            self.register_parameter(f"b{i + 1}", nn.Parameter(torch.zeros(H, n_out)))
+        self.post_norm = nn.LayerNorm(D, eps=1e-6)
+        self.residual_alpha = nn.Parameter(torch.full((D,), 0.1)) if cfg.residual_gate else None
+
+    @staticmethod
+    def inner_widths(d: int) -> tuple[int, ...]:
+        """Output widths of the inner layers for head dim ``d`` (the last one is ``d``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def kernel(*args, **kwargs):
+        """The kernel entry point (``ttt_linear`` or ``ttt_mlp``)."""
+        raise NotImplementedError
+
+    def inner_params(self) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """The learned initial inner weights ``([H, d_l, d_{l+1}], ...)`` and biases."""
+        n = len(self.inner_widths(self.head_dim))
+        ws = tuple(getattr(self, f"W{i + 1}") for i in range(n))
+        return ws, tuple(getattr(self, f"b{i + 1}") for i in range(n))
+
+    def tau(self) -> Tensor | None:
+        """``tau: [b]``: ``max(0, 1/(i+1) + eps_i)`` (None for the non-causal variant)."""
+        if not self.cfg.causal:
+            return None
+        return torch.clamp(self.tau_base.to(self.tau_offset.dtype) + self.tau_offset, min=0.0)
+
+    def learning_rate(self, x: Tensor) -> Tensor:
+        """``lam: [B, T, H]`` from the layer input ``x: [B, T, D]``."""
+        logits = torch.einsum("btc,hc->bth", x, self.lr_weight) + self.lr_bias
+        return self.base_lr * torch.sigmoid(logits) / self.head_dim
+
+    def initial_state(self, batch_size: int) -> TTTLayerState:
+        """Fresh state at the start of ``batch_size`` streams."""
+        ws, bs = self.inner_params()
+        tail = None
+        if self.cfg.share_qk:
+            tail = ws[0].new_zeros(batch_size, self.cfg.conv_kernel - 1, self.cfg.width)
+        return TTTLayerState(initial_state(ws, bs, batch_size), tail, 0)
+
+    def views(
+        self, x: Tensor, state: TTTLayerState
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """``q, k, v: [B, T, H, d]`` (RoPE applied, video options applied) and the new Q/K tail."""
+        B, T, _ = x.shape
+        tail = None
+        if self.cfg.share_qk:
+            xqk = self.qk_proj(x)
+            q, tail = self.conv_q(xqk, state.qk_tail)
+            k, _ = self.conv_k(xqk, state.qk_tail)
+        else:
+            q, k = self.q_proj(x), self.k_proj(x)
+        q, k, v = (t.view(B, T, self.num_heads, self.head_dim) for t in (q, k, self.v_proj(x)))
+        if self.cfg.qk_l2_norm:
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        positions = torch.arange(state.position, state.position + T, device=x.device)
+        cos, sin = rope_cos_sin(
+            positions % self.mini_batch_size, self.head_dim, self.cfg.rope_theta, q.dtype
+        )
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.cfg.target_ln:
+            v = k + layer_norm(v - k, self.ttt_norm_weight, self.ttt_norm_bias)
+        return q, k, v, tail
+
+    def run_kernel(self, q, k, v, lam, state: TTTState) -> tuple[Tensor, TTTState]:
+        """Inner loop over ``q, k, v: [B, T, H, d]``, ``lam: [B, T, H]`` from ``state``."""
+        ln_w, ln_b, tau = self.ttt_norm_weight, self.ttt_norm_bias, self.tau()
+        if q.shape[1] == 1 and self.cfg.causal:
+            return ttt_decode(
+                q, k, v, lam, tau, ln_w, ln_b, state, mini_batch_size=self.mini_batch_size
+            )
+        nones = (None,) * (2 * state.num_layers)
+        return self.kernel(
+            q,
+            k,
+            v,
+            lam,
+            tau,
+            *nones,
+            ln_w,
+            ln_b,
+            mini_batch_size=self.mini_batch_size,
+            causal=self.cfg.causal,
+            initial_state=state,
+            output_final_state=True,
+            impl=self.cfg.impl,
+        )
+
+    def forward(
+        self, x: Tensor, state: TTTLayerState | None = None
+    ) -> tuple[Tensor, TTTLayerState]:
+        """Mix a chunk of the stream.
+
+        Args:
+            x: ``[B, T, D]`` the block's normalised input.
+            state: the state after the previous chunk (None: start of the streams).
+
+        Returns:
+            ``y: [B, T, D]`` and the state after this chunk.
+        """
+        B, T, D = x.shape
+        if self.cfg.bidirectional and state is not None:
+            raise ValueError("state: a bidirectional TTT layer sees the whole stream; pass None")
+        state = state if state is not None else self.initial_state(B)
+        q, k, v, tail = self.views(x, state)
+        lam = self.learning_rate(x)
+        o, final = self.run_kernel(q, k, v, lam, state.ttt)
+        if self.cfg.bidirectional:
+            rev = [t.flip(1) for t in (q, k, v, lam)]
+            o_rev, _ = self.run_kernel(*rev, self.initial_state(B).ttt)
+            o = o + o_rev.flip(1)
+        y = self.post_norm(o.reshape(B, T, D))
+        if self.g_proj is not None:
+            y = F.gelu(self.g_proj(x), approximate="tanh") * y
+        y = self.o_proj(y)
+        if self.residual_alpha is not None:
+            y = torch.tanh(self.residual_alpha) * y
+        return y, TTTLayerState(final, tail, state.position + T)
+
+
+class TTTLinear(TTTBase):
+    """TTT-Linear: inner model ``x W1 + b1`` per head (``W1: [H, d, d]``, ``b1: [H, d]``)."""
+
+    @staticmethod
+    def inner_widths(d: int) -> tuple[int, ...]:
+        return (d,)
+
+    kernel = staticmethod(ttt_linear)
+
+
+class TTTMLP(TTTBase):
+    """TTT-MLP: inner model ``gelu_tanh(x W1 + b1) W2 + b2`` (``W1: [H, d, 4d]``, ``W2: [H, 4d, d]``)."""
+
+    @staticmethod
+    def inner_widths(d: int) -> tuple[int, ...]:
+        return (4 * d, d)
+
+    kernel = staticmethod(ttt_mlp)

@@ -1,0 +1,37 @@
+"""Typed configurations of the backbone and the language model.
+
+Letters: ``D`` model width, ``H`` heads, ``V`` vocabulary size, ``L`` number of blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..layers.config import BlockConfig, check_positive_int
+
+
+@dataclass
+class BackboneConfig(BlockConfig):
+    """A stack of ``num_layers`` identical blocks plus a final RMSNorm (fields of
+    ``BlockConfig`` describe each block)."""
+
+    num_layers: int = 12
+    """``L``, the number of blocks."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int("num_layers", self.num_layers)
+
+
+@dataclass
+class LMConfig(BackboneConfig):
+    """Language model: token embedding -> backbone -> RMSNorm -> head (tied by default)."""
+
+    vocab_size: int = 32000
+    """``V``."""
+    tie_embeddings: bool = True
+    """The output head reuses the embedding matrix (the paper's setting)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int("vocab_size", self.vocab_size)

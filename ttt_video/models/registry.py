@@ -1,0 +1,75 @@
+"""Named model presets (``from_name("ttt_linear_125m")``), registered by decorator.
+
+Names: ``{mixer}_{size}`` for the paper's M (Mamba-backbone) TTT models, ``{mixer}_t_{size}``
+for the T (Transformer-backbone) variant, ``attention_{size}`` for the Transformer baseline;
+``size`` in ``125m, 350m, 760m, 1.3b`` (TTT_SPEC section 6, vocab 32000, b = 16) or
+``debug`` (2 blocks, width 64, 4 heads, vocab 257: the byte-level tokenizer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from .config import LMConfig
+from .lm import LanguageModel
+
+_PRESETS: dict[str, Callable[[], LMConfig]] = {}
+
+PAPER_SIZES: dict[str, dict[str, int]] = {
+    "125m": {"num_layers": 12, "width": 768, "num_heads": 12, "ffn_width": 2048},
+    "350m": {"num_layers": 24, "width": 1024, "num_heads": 16, "ffn_width": 2736},
+    "760m": {"num_layers": 24, "width": 1536, "num_heads": 16, "ffn_width": 4096},
+    "1.3b": {"num_layers": 24, "width": 2048, "num_heads": 32, "ffn_width": 5504},
+    "debug": {"num_layers": 2, "width": 64, "num_heads": 4, "ffn_width": 128, "vocab_size": 257},
+}
+BACKBONES: dict[str, dict[str, bool]] = {
+    "m": {"pre_conv": True, "share_qk": True, "use_gate": True},
+    "t": {"pre_conv": False, "share_qk": False, "use_gate": False},
+}
+
+
+def register_model(fn: Callable[[], LMConfig] | None = None, *, name: str | None = None):
+    """Register a preset: a function returning an ``LMConfig``, under its name (or ``name``).
+
+    Use as ``@register_model`` or ``register_model(factory, name="...")``.
+    """
+
+    def add(f: Callable[[], LMConfig]) -> Callable[[], LMConfig]:
+        key = name or f.__name__
+        if key in _PRESETS:
+            raise ValueError(f"name: preset {key!r} is already registered")
+        _PRESETS[key] = f
+        return f
+
+    return add(fn) if fn is not None else add
+
+
+def list_models() -> list[str]:
+    """Names of every registered preset, sorted."""
+    return sorted(_PRESETS)
+
+
+def config_from_name(name: str, **overrides: Any) -> LMConfig:
+    """The ``LMConfig`` of preset ``name`` with fields replaced by ``overrides``."""
+    if name not in _PRESETS:
+        raise ValueError(f"name: unknown preset {name!r}; valid: {', '.join(list_models())}")
+    return replace(_PRESETS[name](), **overrides)
+
+
+def from_name(name: str, **overrides: Any) -> LanguageModel:
+    """Build the model of preset ``name`` (``overrides`` replace config fields)."""
+    return LanguageModel(config_from_name(name, **overrides))
+
+
+def _paper_config(mixer: str, backbone: str, size: str) -> LMConfig:
+    return LMConfig(mixer=mixer, **BACKBONES[backbone], **PAPER_SIZES[size])
+
+
+for _size in PAPER_SIZES:
+    for _mixer in ("ttt_linear", "ttt_mlp"):
+        register_model(partial(_paper_config, _mixer, "m", _size), name=f"{_mixer}_{_size}")
+        register_model(partial(_paper_config, _mixer, "t", _size), name=f"{_mixer}_t_{_size}")
+    register_model(partial(_paper_config, "attention", "t", _size), name=f"attention_{_size}")
