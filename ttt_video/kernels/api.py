@@ -290,6 +290,18 @@ def _check(
     for name, t in (("ln_weight", ln_weight), ("ln_bias", ln_bias)):
         if t.shape != (H, d):
             raise _shape_error(name, t, f"[H, d] = {[H, d]} (head dim of q is {d})")
+    if state is not None:
+        if not isinstance(state, TTTState):
+            raise ValueError(f"initial_state: expected a TTTState, got {type(state).__name__}")
+        if state.batch_size != B:
+            raise ValueError(f"initial_state: batch size {state.batch_size} != B={B}")
+        if not 0 <= state.position < b:
+            raise ValueError(f"initial_state: position {state.position} outside [0, {b})")
+        if not causal and state.position != 0:
+            raise ValueError(
+                "initial_state: the non-causal form cannot resume mid-mini-batch "
+                f"(position {state.position}); cut streams at mini-batch borders"
+            )
     width = d
     for i, (w, c) in enumerate(zip(weights, biases)):
         last = i == len(weights) - 1
@@ -306,18 +318,6 @@ def _check(
         if c.shape[-2:] != (H, w.shape[-1]) or c.dim() not in (2, 3):
             raise _shape_error(f"b{i + 1}", c, f"[(B,) H, {w.shape[-1]}]")
         width = w.shape[-1]
-    if state is not None:
-        if not isinstance(state, TTTState):
-            raise ValueError(f"initial_state: expected a TTTState, got {type(state).__name__}")
-        if state.batch_size != B:
-            raise ValueError(f"initial_state: batch size {state.batch_size} != B={B}")
-        if not 0 <= state.position < b:
-            raise ValueError(f"initial_state: position {state.position} outside [0, {b})")
-        if not causal and state.position != 0:
-            raise ValueError(
-                "initial_state: the non-causal form cannot resume mid-mini-batch "
-                f"(position {state.position}); cut streams at mini-batch borders"
-            )
     if check_finite:
         named = [
             ("q", q),

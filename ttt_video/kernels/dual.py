@@ -26,6 +26,9 @@ The derivation is in ``kernels/README.md``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -106,34 +109,54 @@ def _masked_lr(lam: Tensor, tau: Tensor, causal: bool) -> Tensor:
     return m.tril() if causal else m
 
 
+@dataclass
+class _Chain:
+    """What the state chain reads, for all mini-batches: blocks ``[R, N, b, *]``.
+
+    ``AM0 = M o (Q K^T + 1)`` is the ``(A_0 + M)`` factor of the first inner layer, state
+    independent, so it is computed once for every mini-batch.
+    """
+
+    q: Tensor
+    k: Tensor
+    tgt: Tensor
+    lam: Tensor
+    tau: Tensor
+    lnw: Tensor
+    lnb: Tensor
+    M: Tensor
+    S0: Tensor
+    AM0: Tensor
+    commit_last: bool
+
+    @classmethod
+    def build(cls, q, k, tgt, lam, tau, lnw, lnb, causal: bool, commit_last: bool) -> _Chain:
+        M = _masked_lr(lam, tau, causal)
+        S0 = q @ k.transpose(-1, -2)
+        return cls(q, k, tgt, lam, tau, lnw, lnb, M, S0, M * (S0 + 1.0), commit_last)
+
+    @property
+    def num_minibatches(self) -> int:
+        return self.q.shape[1]
+
+    def step(self, n: int, cur: tuple) -> tuple[Tensor, tuple, _Cache]:
+        commit = n < self.num_minibatches - 1 or self.commit_last
+        return _step(self, n, cur, commit=commit, first=n == 0)
+
+
 class _DualScan(torch.autograd.Function):
     """The state chain of the dual form. Inputs are padded blocks ``[R, N, b, *]``."""
 
     @staticmethod
     def forward(ctx, q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, L, *state):
-        M = _masked_lr(lam, tau, causal)
-        A0 = M * (q @ k.transpose(-1, -2))
+        chain = _Chain.build(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last)
         cur = _unflatten(state, L)
-        N = q.shape[1]
         zbar = q.new_empty(q.shape)
         checkpoints = []
-        for n in range(N):
+        for n in range(chain.num_minibatches):
             if n % save_every == 0:
                 checkpoints.append(cur)
-            zbar[:, n], cur, _ = _step(
-                q[:, n],
-                k[:, n],
-                tgt[:, n],
-                lam[:, n],
-                tau,
-                M[:, n],
-                A0[:, n],
-                lnw,
-                lnb,
-                cur,
-                commit=(n < N - 1 or commit_last),
-                first=(n == 0),
-            )
+            zbar[:, n], cur, _ = chain.step(n, cur)
         ctx.save_for_backward(q, k, tgt, lam, tau, lnw, lnb)
         ctx.checkpoints = checkpoints
         ctx.meta = (causal, commit_last, save_every, L)
@@ -144,61 +167,41 @@ class _DualScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dzbar, *dfinal):
         q, k, tgt, lam, tau, lnw, lnb = ctx.saved_tensors
-        causal, commit_last, save_every, L = ctx.meta
-        R, N, b, _ = q.shape
-        M = _masked_lr(lam, tau, causal)
-        S0 = q @ k.transpose(-1, -2)
-        A0 = M * S0
+        causal, commit_last, every, L = ctx.meta
+        chain = _Chain.build(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last)
+        N = chain.num_minibatches
         if dzbar is None:
             dzbar = torch.zeros_like(q)
-        dst = [
-            torch.zeros_like(t) if g is None else g
-            for g, t in zip(dfinal, _flatten(ctx.checkpoints[-1]))
-        ]
-        dstate = _unflatten(dst, L)
-        grads = _Grads(q, k, lam, lnw)
-        for g0 in reversed(range(0, N, save_every)):
-            cur, caches = ctx.checkpoints[g0 // save_every], []
-            for n in range(g0, min(g0 + save_every, N)):
-                _, cur, cache = _step(
-                    q[:, n],
-                    k[:, n],
-                    tgt[:, n],
-                    lam[:, n],
-                    tau,
-                    M[:, n],
-                    A0[:, n],
-                    lnw,
-                    lnb,
-                    cur,
-                    commit=(n < N - 1 or commit_last),
-                    first=(n == 0),
-                )
+        last = _flatten(ctx.checkpoints[-1])
+        dstate = _unflatten(
+            [torch.zeros_like(t) if g is None else g for g, t in zip(dfinal, last)], L
+        )
+        grads = _Grads(q, lam, lnw)
+        for g0 in reversed(range(0, N, every)):
+            cur, caches = ctx.checkpoints[g0 // every], []
+            for n in range(g0, min(g0 + every, N)):
+                _, cur, cache = chain.step(n, cur)
                 caches.append(cache)
-            for n in reversed(range(g0, min(g0 + save_every, N))):
-                dstate = _step_backward(
-                    caches[n - g0], dzbar[:, n], dstate, grads, n, tau, M[:, n], lnw, lnb
-                )
-        dM = grads.dM + grads.dA0 * (S0 + 1.0)
-        dS0 = grads.dA0 * M
+            for n in reversed(range(g0, min(g0 + every, N))):
+                dstate = _step_backward(chain, n, caches[n - g0], dzbar[:, n], dstate, grads)
+        dM = grads.dM + grads.dA0 * (chain.S0 + 1.0)
+        dS0 = grads.dA0 * chain.M
         grads.dq += dS0 @ k
         grads.dk += dS0.transpose(-1, -2) @ q
         if causal:
             dM = dM.tril()
         dlam = grads.dlam + (dM * tau[:, None]).sum(-2)
-        dtau = grads.dtau + (dM * lam[..., None, :]).sum((0, 1, 3))
+        dtau = (grads.dtau + (dM * lam[..., None, :]).sum((0, 1, 3))) if causal else None
+        nones = (None,) * 4
         return (
             grads.dq,
             grads.dk,
             grads.dtgt,
             dlam,
-            dtau if causal else None,
+            dtau,
             grads.dlnw,
             grads.dlnb,
-            None,
-            None,
-            None,
-            None,
+            *nones,
             *_flatten(dstate),
         )
 
@@ -206,12 +209,12 @@ class _DualScan(torch.autograd.Function):
 class _Grads:
     """Buffers for the gradients of the non-state inputs, filled one mini-batch at a time."""
 
-    def __init__(self, q: Tensor, k: Tensor, lam: Tensor, lnw: Tensor):
+    def __init__(self, q: Tensor, lam: Tensor, lnw: Tensor):
         R, N, b, _ = q.shape
-        self.dq, self.dk, self.dtgt = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(q)
+        self.dq, self.dk, self.dtgt = (torch.zeros_like(q) for _ in range(3))
         self.dlam = torch.zeros_like(lam)
-        self.dM = q.new_zeros(R, N, b, b)
-        self.dA0 = q.new_zeros(R, N, b, b)
+        self.dM = q.new_zeros(R, N, b, b)  # from inner layers l > 0
+        self.dA0 = q.new_zeros(R, N, b, b)  # adjoint of A_0, finished after the walk
         self.dtau = q.new_zeros(b)
         self.dlnw, self.dlnb = torch.zeros_like(lnw), torch.zeros_like(lnw)
 
@@ -226,117 +229,118 @@ def _unflatten(flat, L: int) -> tuple:
     return (flat[:L], flat[L : 2 * L], flat[2 * L : 3 * L], flat[3 * L :])
 
 
-def _step(q, k, tgt, lam, tau, M, A0, lnw, lnb, cur, commit: bool, first: bool):
-    """Forward of one mini-batch. ``q, k, tgt: [R, b, d]``, ``lam: [R, b]``, ``M, A0: [R, b, b]``.
+class _Cache(NamedTuple):
+    """Intermediates of one mini-batch kept for its backward (lists are per inner layer)."""
 
-    Returns ``(Zb_{L-1}: [R, b, d], next state, cache for the backward)``.
-    """
+    cur: tuple  # the state the mini-batch started from
+    X: list  # inputs of the inner layers on K                 [R, b, d_l]
+    Z: list  # their pre-activations                            [R, b, d_{l+1}]
+    xh: Tensor  # normalised Z_{L-1}                            [R, b, d]
+    s: Tensor  # its sqrt(var + eps)                            [R, b, 1]
+    gy: Tensor  # dl/dxh                                         [R, b, d]
+    G: list  # dl/dZ_l                                          [R, b, d_{l+1}]
+    Xb: list  # inputs of the inner layers on Q (dual chain)    [R, b, d_l]
+    Zb: list  # their outputs                                   [R, b, d_{l+1}]
+    S: list  # Xb_l X_l^T for l > 0 (None for l = 0)            [R, b, b]
+    AM: list  # A_l + M                                          [R, b, b]
+    P: list  # accumulated weight gradient after the mini-batch
+    Pc: list  # accumulated bias gradient after the mini-batch
+    commit: bool
+    first: bool
+
+
+def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
+    """Forward of mini-batch ``n``: returns ``(Zb_{L-1}: [R, b, d], next state, cache)``."""
     W, c, gW, gc = cur
     L = len(W)
+    q, k, lam, M = ch.q[:, n], ch.k[:, n], ch.lam[:, n], ch.M[:, n]
     X, Z = [k], []
     for l in range(L):
         Z.append(torch.baddbmm(c[l].unsqueeze(1), X[l], W[l]))
         if l < L - 1:
             X.append(gelu_tanh(Z[l]))
     xh, s = ln_stats(Z[-1])
-    gy = lnw * (lnw * xh + lnb - tgt)
+    gy = ch.lnw * (ch.lnw * xh + ch.lnb - ch.tgt[:, n])
     G = [None] * L
     G[-1] = ln_backward(gy, xh, s)
     for l in reversed(range(L - 1)):
         G[l] = (G[l + 1] @ W[l + 1].transpose(-1, -2)) * gelu_tanh_grad(Z[l])
-    Xb, Zb, A = [q], [], []
+    Xb, Zb, S, AM = [q], [], [None], [ch.AM0[:, n]]
     for l in range(L):
         if l > 0:
             Xb.append(gelu_tanh(Zb[l - 1]))
-        A.append(A0 if l == 0 else M * (Xb[l] @ X[l].transpose(-1, -2)))
-        zb = torch.baddbmm(c[l].unsqueeze(1), Xb[l], W[l]) - (A[l] + M) @ G[l]
-        if first:
-            zb = zb - tau[:, None] * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])
+            S.append(Xb[l] @ X[l].transpose(-1, -2))
+            AM.append(M * (S[l] + 1.0))
+        zb = torch.baddbmm(torch.baddbmm(c[l].unsqueeze(1), Xb[l], W[l]), AM[l], G[l], alpha=-1.0)
+        if first:  # the gradient accumulated before this call (zero at a mini-batch border)
+            zb = zb - ch.tau[:, None] * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])
         Zb.append(zb)
     lamG = [lam[..., None] * g for g in G]
-    P = [gW[l] + X[l].transpose(-1, -2) @ lamG[l] for l in range(L)]
+    P = [torch.baddbmm(gW[l], X[l].transpose(-1, -2), lamG[l]) for l in range(L)]
     Pc = [gc[l] + lamG[l].sum(1) for l in range(L)]
     if commit:
-        step = tau[-1]
+        step = -float(ch.tau[-1])
         nxt = (
-            [w - step * p for w, p in zip(W, P)],
-            [b_ - step * p for b_, p in zip(c, Pc)],
-            [torch.zeros_like(w) for w in gW],
-            [torch.zeros_like(g) for g in gc],
+            [torch.add(w, p, alpha=step) for w, p in zip(W, P)],
+            [torch.add(b_, p, alpha=step) for b_, p in zip(c, Pc)],
+            [_zeros_like(w) for w in gW],
+            [_zeros_like(g) for g in gc],
         )
     else:
         nxt = (list(W), list(c), P, Pc)
-    cache = dict(
-        cur=cur,
-        X=X,
-        Z=Z,
-        xh=xh,
-        s=s,
-        gy=gy,
-        G=G,
-        Xb=Xb,
-        Zb=Zb,
-        A=A,
-        P=P,
-        Pc=Pc,
-        commit=commit,
-        first=first,
-        tgt=tgt,
-        lam=lam,
-    )
-    return Zb[-1], nxt, cache
+    return Zb[-1], nxt, _Cache(cur, X, Z, xh, s, gy, G, Xb, Zb, S, AM, P, Pc, commit, first)
 
 
-def _step_backward(cache, dzb, dnext, grads: _Grads, n: int, tau, M, lnw, lnb):
-    """Backward of one mini-batch: adjoint of its start state from that of the next state.
+def _zeros_like(t: Tensor) -> Tensor:
+    """Zeros shaped like ``t`` without writing them: an expanded scalar, read-only."""
+    return t.new_zeros(()).expand_as(t)
 
-    ``dzb: [R, b, d]`` is the adjoint of this mini-batch's output ``Zb_{L-1}``; the
-    gradients of the non-state inputs are written into ``grads`` at mini-batch ``n``.
+
+def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, grads: _Grads):
+    """Backward of mini-batch ``n``: the adjoint of its start state from that of the next.
+
+    ``dzb: [R, b, d]`` is the adjoint of the mini-batch's output ``Zb_{L-1}``; gradients of
+    the non-state inputs are written into ``grads`` at mini-batch ``n``.
     """
-    W, c, gW, gc = cache["cur"]
-    X, Z, G, Xb, Zb, A = cache["X"], cache["Z"], cache["G"], cache["Xb"], cache["Zb"], cache["A"]
-    lam, L = cache["lam"], len(W)
+    W, c, gW, gc = cc.cur
+    X, Z, G, Xb, Zb = cc.X, cc.Z, cc.G, cc.Xb, cc.Zb
+    lam, M, tau, L = ch.lam[:, n], ch.M[:, n], ch.tau, len(W)
     dWn, dcn, dgWn, dgcn = dnext
-    if cache["commit"]:
-        step = tau[-1]
-        dP = [-step * g for g in dWn]
-        dPc = [-step * g for g in dcn]
-        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dWn, cache["P"]))
-        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dcn, cache["Pc"]))
-    else:
+    if cc.commit:  # W' = W - tau_{b-1} P
+        step = -float(tau[-1])
+        dP, dPc = [g * step for g in dWn], [g * step for g in dcn]
+        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dWn + dcn, cc.P + cc.Pc))
+    else:  # W' = W, gW' = P
         dP, dPc = list(dgWn), list(dgcn)
-    dW, dc = list(dWn), list(dcn)
-    dgW, dgc = list(dP), list(dPc)
+    dW, dc, dgW, dgc = list(dWn), list(dcn), list(dP), list(dPc)
     # P_l = gW_l + X_l^T (lam o G_l),  Pc_l = gc_l + sum_i lam_i G_l[i]
     dG, dX, dlam = [], [], torch.zeros_like(lam)
     for l in range(L):
         GdP = G[l] @ dP[l].transpose(-1, -2)  # [R, b, d_l]
         dX.append(lam[..., None] * GdP)
-        dG.append(lam[..., None] * (X[l] @ dP[l] + dPc[l].unsqueeze(1)))
+        dG.append(lam[..., None] * torch.baddbmm(dPc[l].unsqueeze(1), X[l], dP[l]))
         dlam += (X[l] * GdP).sum(-1) + (G[l] * dPc[l].unsqueeze(1)).sum(-1)
     # dual chain: Zb_l = Xb_l W_l + c_l - (A_l + M) G_l - [first] tau o (Xb_l gW_l + gc_l)
-    dM = grads.dM[:, n]
     for l in reversed(range(L)):
-        dW[l] = dW[l] + Xb[l].transpose(-1, -2) @ dzb
+        dW[l] = torch.baddbmm(dW[l], Xb[l].transpose(-1, -2), dzb)
         dc[l] = dc[l] + dzb.sum(1)
         dA = -dzb @ G[l].transpose(-1, -2)  # [R, b, b]
-        dG[l] = dG[l] - (A[l] + M).transpose(-1, -2) @ dzb
+        dG[l] = torch.baddbmm(dG[l], cc.AM[l].transpose(-1, -2), dzb, alpha=-1.0)
         dXb = dzb @ W[l].transpose(-1, -2)
-        if cache["first"]:
+        if cc.first:
             tdz = tau[:, None] * dzb
             grads.dtau -= (dzb * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])).sum((0, 2))
-            dgW[l] = dgW[l] - Xb[l].transpose(-1, -2) @ tdz
+            dgW[l] = torch.baddbmm(dgW[l], Xb[l].transpose(-1, -2), tdz, alpha=-1.0)
             dgc[l] = dgc[l] - tdz.sum(1)
-            dXb = dXb - tdz @ gW[l].transpose(-1, -2)
+            dXb = torch.baddbmm(dXb, tdz, gW[l].transpose(-1, -2), alpha=-1.0)
         if l == 0:
-            grads.dA0[:, n] = dA  # turned into dM and dQ, dK for all mini-batches at once
+            grads.dA0[:, n] = dA  # turned into dM, dQ and dK for all mini-batches at once
             grads.dq[:, n] = dXb
         else:
-            S = Xb[l] @ X[l].transpose(-1, -2)
-            dM += dA * (S + 1.0)
+            grads.dM[:, n] += dA * (cc.S[l] + 1.0)
             dS = dA * M
-            dXb = dXb + dS @ X[l]
-            dX[l] = dX[l] + dS.transpose(-1, -2) @ Xb[l]
+            dXb = torch.baddbmm(dXb, dS, X[l])
+            dX[l] = torch.baddbmm(dX[l], dS.transpose(-1, -2), Xb[l])
             dzb = dXb * gelu_tanh_grad(Zb[l - 1])
     dZ = [torch.zeros_like(z) for z in Z]
     # G_l = (G_{l+1} W_{l+1}^T) o gelu'(Z_l), l < L-1
@@ -344,28 +348,35 @@ def _step_backward(cache, dzb, dnext, grads: _Grads, n: int, tau, M, lnw, lnb):
         h = G[l + 1] @ W[l + 1].transpose(-1, -2)
         dh = dG[l] * gelu_tanh_grad(Z[l])
         dZ[l] = dZ[l] + dG[l] * h * gelu_tanh_grad2(Z[l])
-        dG[l + 1] = dG[l + 1] + dh @ W[l + 1]
-        dW[l + 1] = dW[l + 1] + dh.transpose(-1, -2) @ G[l + 1]
-    # G_{L-1} = J(Z) gy, J the (symmetric) Jacobian of the normalisation
-    a, xh, s, gy = dG[-1], cache["xh"], cache["s"], cache["gy"]
-    dgy = ln_backward(a, xh, s)
-    grads.dtgt[:, n] = -lnw * dgy
-    grads.dlnw += (dgy * (2 * lnw * xh + lnb - cache["tgt"])).sum(1, keepdim=True)
-    grads.dlnb += (dgy * lnw).sum(1, keepdim=True)
-    dxh = (
-        dgy * lnw * lnw
-        - (a * (gy * xh).mean(-1, keepdim=True) + gy * (a * xh).mean(-1, keepdim=True)) / s
-    )
-    ds = -(a * G[-1]).sum(-1, keepdim=True) / s
-    dZ[-1] = dZ[-1] + ln_backward(dxh, xh, s) + ds * xh / xh.shape[-1]
+        dG[l + 1] = torch.baddbmm(dG[l + 1], dh, W[l + 1])
+        dW[l + 1] = torch.baddbmm(dW[l + 1], dh.transpose(-1, -2), G[l + 1])
+    dZ[-1] = dZ[-1] + _ln_grad_backward(ch, n, cc, dG[-1], grads)
     # Z_l = X_l W_l + c_l, X_{l+1} = gelu(Z_l), X_0 = K
     for l in reversed(range(L)):
-        dW[l] = dW[l] + X[l].transpose(-1, -2) @ dZ[l]
+        dW[l] = torch.baddbmm(dW[l], X[l].transpose(-1, -2), dZ[l])
         dc[l] = dc[l] + dZ[l].sum(1)
-        dXl = dX[l] + dZ[l] @ W[l].transpose(-1, -2)
+        dXl = torch.baddbmm(dX[l], dZ[l], W[l].transpose(-1, -2))
         if l > 0:
             dZ[l - 1] = dZ[l - 1] + dXl * gelu_tanh_grad(Z[l - 1])
         else:
             grads.dk[:, n] = dXl
     grads.dlam[:, n] = dlam
     return (dW, dc, dgW, dgc)
+
+
+def _ln_grad_backward(ch: _Chain, n: int, cc: _Cache, a: Tensor, grads: _Grads) -> Tensor:
+    """Adjoint through ``G = J(Z) gy`` (the closed-form inner gradient): returns ``dZ``.
+
+    ``a = dG: [R, b, d]``. ``J`` is the symmetric Jacobian of the normalisation, so
+    ``dgy = J a``; the dependence of ``J`` on ``Z`` (through ``xh`` and ``s``) gives the rest.
+    Gradients of the target and of the LN weight and bias go into ``grads``.
+    """
+    xh, s, gy, lnw = cc.xh, cc.s, cc.gy, ch.lnw
+    dgy = ln_backward(a, xh, s)
+    grads.dtgt[:, n] = -lnw * dgy
+    grads.dlnw += (dgy * (2 * lnw * xh + ch.lnb - ch.tgt[:, n])).sum(1, keepdim=True)
+    grads.dlnb += (dgy * lnw).sum(1, keepdim=True)
+    mean = partial(torch.mean, dim=-1, keepdim=True)
+    dxh = dgy * lnw * lnw - (a * mean(gy * xh) + gy * mean(a * xh)) / s
+    ds = -(a * cc.G[-1]).sum(-1, keepdim=True) / s
+    return ln_backward(dxh, xh, s) + ds * xh / xh.shape[-1]
