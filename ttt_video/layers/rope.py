@@ -2,8 +2,8 @@
 
 Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim (even), ``m`` pair index
 ``0..d/2-1``. The pair ``(x[2m], x[2m+1])`` at position ``p`` is rotated by the angle
-``p * theta^(-2m/d)``. Angles are formed in fp32 (like the paper's code) and the rotation is
-applied in the dtype of ``x``.
+``p * theta^(-2m/d)``. Angles are formed in fp32 (like the paper's code; fp64 for fp64
+inputs) and the rotation is applied in the dtype of ``x``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ def rope_cos_sin(
     """
     if head_dim % 2:
         raise ValueError(f"head_dim: RoPE needs an even head dim, got {head_dim}")
-    exponents = torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim
-    inv_freq = 1.0 / (theta**exponents)
-    angles = positions.float()[:, None] * inv_freq[None, :]
     dtype = dtype or torch.float32
+    work = torch.promote_types(dtype, torch.float32)
+    exponents = torch.arange(0, head_dim, 2, device=positions.device).to(work) / head_dim
+    inv_freq = 1.0 / (theta**exponents)
+    angles = positions.to(work)[:, None] * inv_freq[None, :]
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
