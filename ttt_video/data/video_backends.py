@@ -83,7 +83,8 @@ class FrameDecoder:
 
     After a demux or decode error the decoder is flushed, so the frames it had buffered still come
     out, and ``failed`` becomes True so the caller can report a truncated file. ``count`` is the
-    number of frames decoded so far and ``finished`` tells that the end of the file was reached.
+    number of frames decoded so far, ``last_pts`` the timestamp of the latest, and ``finished``
+    tells that the end of the file was reached.
     """
 
     def __init__(self, container, stream):
@@ -92,10 +93,12 @@ class FrameDecoder:
         self.failed = False
         self.finished = False
         self.count = 0
+        self.last_pts: int | None = None
 
     def __iter__(self) -> Iterator[av.VideoFrame]:
         for frame in self._frames():
             self.count += 1
+            self.last_pts = frame.pts
             yield frame
         self.finished = True
 
@@ -129,6 +132,22 @@ def _scan_packets(container, stream) -> tuple[np.ndarray, bool, bool]:
     if missing:
         return np.arange(len(pts) + missing, dtype=np.int64), False, failed
     return np.sort(np.frombuffer(pts, dtype=np.int64)), True, failed
+
+
+def looks_truncated(container, stream, found: int, seconds: float, fps: float) -> bool:
+    """Whether ``found`` frames covering ``seconds`` fall short of what the header claims.
+
+    A claimed duration wins over a claimed frame count: AVI headers count dropped frames, so
+    a file can hold fewer frames than its header says and still cover its whole duration.
+    """
+    claimed = None
+    if stream.duration:
+        claimed = float(stream.duration * stream.time_base)
+    elif container.duration and len(container.streams) == 1:
+        claimed = container.duration / 1e6
+    if claimed is not None:
+        return seconds < claimed - max(2.0 / fps, 0.01 * claimed)
+    return found < (stream.frames or 0)
 
 
 def _measured_fps(times: np.ndarray, header_rate: float | None) -> float:
@@ -169,13 +188,7 @@ class PyAVBackend:
         fps = _measured_fps(times, header_rate)
         duration = float(times[-1]) + 1.0 / fps if len(times) else 0.0
         header_frames = stream.frames or None
-        claimed = None
-        if stream.duration:
-            claimed = float(stream.duration * stream.time_base)
-        elif container.duration and len(container.streams) == 1:
-            claimed = container.duration / 1e6
-        short_count = header_frames is not None and len(pts) < header_frames
-        short_time = claimed is not None and duration < claimed - max(2.0 / fps, 0.01 * claimed)
+        short = looks_truncated(container, stream, len(pts), duration, fps)
         info = VideoInfo(
             path=self.path,
             num_frames=len(pts),
@@ -185,22 +198,29 @@ class PyAVBackend:
             height=stream.codec_context.height,
             codec=stream.codec_context.name,
             header_frames=header_frames,
-            truncated=bool(failed or short_count or short_time),
+            truncated=bool(failed or short),
         )
         return info, times
 
     def _indexed(self, container, stream, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
-        """Yield ``(index, frame)`` from frame ``first`` on (earlier frames may come too)."""
+        """Yield ``(index, frame)`` from frame ``first`` on (earlier frames may come too).
+
+        Seeks to the keyframe before ``first`` when the file allows; when the seek overshoots or
+        lands on a frame the decoder flags corrupt, decodes from the start instead.
+        """
         if self.seekable and first > 0:
             container.seek(int(self.pts[first]), stream=stream, backward=True)
             for frame in FrameDecoder(container, stream):
                 k = int(np.searchsorted(self.pts, frame.pts)) if frame.pts is not None else -1
                 if k < 0 or k >= len(self.pts) or self.pts[k] != frame.pts or k > first:
                     break
+                if frame.is_corrupt:  # a "keyframe" that needs earlier frames: seeking is unsafe
+                    self.seekable = False
+                    break
                 yield k, frame
                 yield from self._following(container, stream, k)
                 return
-            container.seek(0, stream=stream, backward=True)
+        container.seek(0, stream=stream, backward=True)
         yield from enumerate(FrameDecoder(container, stream))
 
     def _following(self, container, stream, last: int) -> Iterator[tuple[int, av.VideoFrame]]:

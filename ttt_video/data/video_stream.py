@@ -21,7 +21,12 @@ import torch
 
 from ttt_video.data.frame_ops import FrameFormat, format_frames
 from ttt_video.data.sampling import TIME_EPS, ClipSpec
-from ttt_video.data.video_backends import FrameDecoder, open_container, video_stream
+from ttt_video.data.video_backends import (
+    FrameDecoder,
+    looks_truncated,
+    open_container,
+    video_stream,
+)
 from ttt_video.data.video_errors import (
     VideoReadError,
     VideoTruncatedError,
@@ -120,8 +125,7 @@ def stream_video(
         stream = video_stream(container, path)
         decoder = FrameDecoder(container, stream)
         yield from _chunks(_sampled_frames(container, stream, spec, decoder), chunk_size, fmt)
-        short = decoder.finished and not spec.start and decoder.count < (stream.frames or 0)
-        if decoder.failed or short:
+        if decoder.failed or (decoder.finished and not spec.start and _short(stream, decoder)):
             reason = f"truncated: decoding stopped after {decoder.count} frames"
             if stream.frames:
                 reason += f", the header claims {stream.frames}"
@@ -132,6 +136,15 @@ def stream_video(
         raise VideoReadError(path, f"decoding failed ({err.strerror})") from err
     finally:
         container.close()
+
+
+def _short(stream, decoder: FrameDecoder) -> bool:
+    """Whether a stream decoded from its first frame to the end fell short of its header."""
+    rate = float(stream.average_rate or stream.guessed_rate or 1.0)
+    seconds = decoder.count / rate
+    if decoder.last_pts is not None:
+        seconds = (decoder.last_pts - (stream.start_time or 0)) * float(stream.time_base) + 1 / rate
+    return looks_truncated(stream.container, stream, decoder.count, seconds, rate)
 
 
 def _chunks(frames: Iterator[av.VideoFrame], chunk_size: int | None, fmt: FrameFormat):
