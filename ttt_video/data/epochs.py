@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class EpochSampler(Sampler[int]):
@@ -41,3 +42,36 @@ def item_rng(seed: int, index: int, n: int) -> np.random.Generator:
     """The generator of item ``index`` (``epoch * n + i`` from ``EpochSampler``, or plain ``i``)."""
     epoch, i = divmod(int(index), n)
     return np.random.default_rng([seed, epoch, i])
+
+
+class EpochDataModule(L.LightningDataModule):
+    """Loaders over ``self.train`` (through ``EpochSampler``), ``self.val`` and ``self.test``.
+
+    Subclasses set those three datasets in ``setup``.
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+    def __init__(self, batch_size: int, num_workers: int, seed: int):
+        super().__init__()
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, EpochSampler(len(self.train), self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test)

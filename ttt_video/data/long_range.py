@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ttt_video.data.epochs import EpochSampler, item_rng
+from ttt_video.data.epochs import EpochDataModule, item_rng
 from ttt_video.data.fetch import load_mnist_digits
 from ttt_video.data.moving_mnist import SPLIT_SEEDS, moving_digits, split_digits
 
@@ -101,7 +100,7 @@ class LongRangeDigits(Dataset):
         return torch.from_numpy(frames).unsqueeze(1), torch.tensor(label)
 
 
-class LongRangeDataModule(L.LightningDataModule):
+class LongRangeDataModule(EpochDataModule):
     """Train / val / test loaders of ``LongRangeDigits`` at one ``distance``."""
 
     def __init__(
@@ -113,34 +112,12 @@ class LongRangeDataModule(L.LightningDataModule):
         eval_length: int = 500,
         seed: int = 0,
     ):
-        super().__init__()
-        self.cfg, self.batch_size, self.num_workers = (
-            cfg or LongRangeConfig(),
-            batch_size,
-            num_workers,
-        )
-        self.train_length, self.eval_length, self.seed = train_length, eval_length, seed
+        super().__init__(batch_size, num_workers, seed)
+        self.cfg = cfg or LongRangeConfig()
+        self.train_length, self.eval_length = train_length, eval_length
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs."""
         self.train = LongRangeDigits(self.cfg, "train", self.train_length, self.seed)
         self.val = LongRangeDigits(self.cfg, "val", self.eval_length)
         self.test = LongRangeDigits(self.cfg, "test", self.eval_length)
-
-    def _loader(self, dataset, sampler=None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, EpochSampler(len(self.train), self.seed))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test)

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ttt_video.data.epochs import EpochSampler, item_rng
+from ttt_video.data.epochs import EpochDataModule, item_rng
 from ttt_video.data.fetch import load_mnist_digits
 from ttt_video.paths import cache_dir
 
@@ -182,7 +181,7 @@ class MovingMNIST(Dataset):
         return video[: self.variant.num_input], video[self.variant.num_input :]
 
 
-class MovingMNISTDataModule(L.LightningDataModule):
+class MovingMNISTDataModule(EpochDataModule):
     """Train (on the fly, reshuffled and regenerated each epoch), val and test (fixed files)."""
 
     def __init__(
@@ -194,9 +193,8 @@ class MovingMNISTDataModule(L.LightningDataModule):
         seed: int = 0,
         root: Path | None = None,
     ):
-        super().__init__()
-        self.variant, self.batch_size, self.num_workers = variant, batch_size, num_workers
-        self.train_length, self.seed, self.root = train_length, seed, root
+        super().__init__(batch_size, num_workers, seed)
+        self.variant, self.train_length, self.root = variant, train_length, root
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs."""
@@ -206,21 +204,3 @@ class MovingMNISTDataModule(L.LightningDataModule):
             self.val = MovingMNIST(self.variant, "val", root=self.root)
         if stage in (None, "test"):
             self.test = MovingMNIST(self.variant, "test", root=self.root)
-
-    def _loader(self, dataset, sampler=None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, EpochSampler(len(self.train), self.seed))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test)
