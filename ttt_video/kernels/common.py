@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 LN_EPS = 1e-6
@@ -18,17 +19,15 @@ _GELU_C = 0.044715
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = LN_EPS) -> Tensor:
-    """Per-head LayerNorm: ``x: [..., H, ?, d]``-broadcastable with ``weight, bias``."""
-    mu = x.mean(-1, keepdim=True)
-    var = (x - mu).pow(2).mean(-1, keepdim=True)
-    return (x - mu) / torch.sqrt(var + eps) * weight + bias
+    """Per-head LayerNorm over the last dim, fused: ``x: [..., d]``, ``weight, bias``
+    broadcastable to ``x`` (``[H, d]`` for ``[B, T, H, d]``)."""
+    return F.layer_norm(x, (x.shape[-1],), eps=eps) * weight + bias
 
 
-def ln_stats(z: Tensor, eps: float = LN_EPS) -> tuple[Tensor, Tensor]:
-    """Return ``(xh, s)``: normalised ``z`` and ``s = sqrt(var + eps)`` (``[..., 1]``)."""
-    mu = z.mean(-1, keepdim=True)
-    s = torch.sqrt((z - mu).pow(2).mean(-1, keepdim=True) + eps)
-    return (z - mu) / s, s
+def ln_stats(z: Tensor, eps: float = LN_EPS) -> tuple[Tensor, Tensor, Tensor]:
+    """Return ``(xh, mean, rstd)`` of ``z: [..., d]``: normalised ``z`` and the statistics
+    ``mean, rstd = 1 / sqrt(var + eps)`` (``[..., 1]``), in one fused op."""
+    return torch.native_layer_norm(z, [z.shape[-1]], None, None, eps)
 
 
 def ln_l2_grad(z: Tensor, target: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -36,18 +35,22 @@ def ln_l2_grad(z: Tensor, target: Tensor, weight: Tensor, bias: Tensor) -> Tenso
 
     ``z, target: [..., d]``; ``weight, bias`` broadcast to them. Returns ``[..., d]``.
     """
-    xh, s = ln_stats(z)
+    xh, mean, rstd = ln_stats(z)
     gy = weight * (weight * xh + bias - target)
-    return ln_backward(gy, xh, s)
+    return ln_backward(gy, z, mean, rstd)
 
 
-def ln_backward(gy: Tensor, xh: Tensor, s: Tensor) -> Tensor:
-    """Back-propagate ``gy = dl/dxh`` through ``xh = (z - mean) / s``: returns ``dl/dz``.
+def ln_backward(gy: Tensor, z: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """Back-propagate ``gy = dl/dxh`` through ``xh = (z - mean) * rstd``: returns ``dl/dz``,
+    ``(gy - mean(gy) - xh mean(gy o xh)) * rstd``, in one fused op.
 
-    The Jacobian of the normalisation is symmetric, so this also maps ``dz -> dxh``-space
-    adjoints in the custom backward of the dual form.
+    The Jacobian of the normalisation is symmetric, so this also maps an adjoint ``dG`` of
+    ``G = J gy`` to ``dgy = J dG`` in the custom backward of the dual form.
     """
-    return (gy - gy.mean(-1, keepdim=True) - xh * (gy * xh).mean(-1, keepdim=True)) / s
+    mask = [True, False, False]
+    return torch.ops.aten.native_layer_norm_backward(
+        gy, z, [z.shape[-1]], mean, rstd, None, None, mask
+    )[0]
 
 
 def gelu_tanh(x: Tensor) -> Tensor:

@@ -113,8 +113,9 @@ def _masked_lr(lam: Tensor, tau: Tensor, causal: bool) -> Tensor:
 class _Chain:
     """What the state chain reads, for all mini-batches: blocks ``[R, N, b, *]``.
 
-    ``AM0 = M o (Q K^T + 1)`` is the ``(A_0 + M)`` factor of the first inner layer, state
-    independent, so it is computed once for every mini-batch.
+    ``AM0 = M o (Q K^T + 1)`` is the ``(A_0 + M)`` factor of the first inner layer and
+    ``gy0 = lnw o (lnb - tgt)`` the state-independent part of ``dl/dxh``: both are
+    computed once for every mini-batch.
     """
 
     q: Tensor
@@ -127,13 +128,16 @@ class _Chain:
     M: Tensor
     S0: Tensor
     AM0: Tensor
+    gy0: Tensor
+    lnw2: Tensor
     commit_last: bool
 
     @classmethod
     def build(cls, q, k, tgt, lam, tau, lnw, lnb, causal: bool, commit_last: bool) -> _Chain:
         M = _masked_lr(lam, tau, causal)
         S0 = q @ k.transpose(-1, -2)
-        return cls(q, k, tgt, lam, tau, lnw, lnb, M, S0, M * (S0 + 1.0), commit_last)
+        AM0, gy0 = M * (S0 + 1.0), lnw.unsqueeze(1) * (lnb.unsqueeze(1) - tgt)
+        return cls(q, k, tgt, lam, tau, lnw, lnb, M, S0, AM0, gy0, lnw * lnw, commit_last)
 
     @property
     def num_minibatches(self) -> int:
@@ -236,7 +240,8 @@ class _Cache(NamedTuple):
     X: list  # inputs of the inner layers on K                 [R, b, d_l]
     Z: list  # their pre-activations                            [R, b, d_{l+1}]
     xh: Tensor  # normalised Z_{L-1}                            [R, b, d]
-    s: Tensor  # its sqrt(var + eps)                            [R, b, 1]
+    mu: Tensor  # its mean                                      [R, b, 1]
+    rstd: Tensor  # its 1 / sqrt(var + eps)                      [R, b, 1]
     gy: Tensor  # dl/dxh                                         [R, b, d]
     G: list  # dl/dZ_l                                          [R, b, d_{l+1}]
     Xb: list  # inputs of the inner layers on Q (dual chain)    [R, b, d_l]
@@ -259,10 +264,10 @@ def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
         Z.append(torch.baddbmm(c[l].unsqueeze(1), X[l], W[l]))
         if l < L - 1:
             X.append(gelu_tanh(Z[l]))
-    xh, s = ln_stats(Z[-1])
-    gy = ch.lnw * (ch.lnw * xh + ch.lnb - ch.tgt[:, n])
+    xh, mu, rstd = ln_stats(Z[-1])
+    gy = torch.addcmul(ch.gy0[:, n], ch.lnw2, xh)  # lnw o (lnw o xh + lnb - tgt)
     G = [None] * L
-    G[-1] = ln_backward(gy, xh, s)
+    G[-1] = ln_backward(gy, Z[-1], mu, rstd)
     for l in reversed(range(L - 1)):
         G[l] = (G[l + 1] @ W[l + 1].transpose(-1, -2)) * gelu_tanh_grad(Z[l])
     Xb, Zb, S, AM = [q], [], [None], [ch.AM0[:, n]]
@@ -276,8 +281,10 @@ def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
             zb = zb - ch.tau[:, None] * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])
         Zb.append(zb)
     lamG = [lam[..., None] * g for g in G]
-    P = [torch.baddbmm(gW[l], X[l].transpose(-1, -2), lamG[l]) for l in range(L)]
-    Pc = [gc[l] + lamG[l].sum(1) for l in range(L)]
+    P = [X[l].transpose(-1, -2) @ lamG[l] for l in range(L)]
+    Pc = [lamG[l].sum(1) for l in range(L)]
+    if first:
+        P, Pc = [gW[l] + P[l] for l in range(L)], [gc[l] + Pc[l] for l in range(L)]
     if commit:
         step = -float(ch.tau[-1])
         nxt = (
@@ -288,7 +295,7 @@ def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
         )
     else:
         nxt = (list(W), list(c), P, Pc)
-    return Zb[-1], nxt, _Cache(cur, X, Z, xh, s, gy, G, Xb, Zb, S, AM, P, Pc, commit, first)
+    return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, P, Pc, commit, first)
 
 
 def _zeros_like(t: Tensor) -> Tensor:
@@ -368,15 +375,16 @@ def _ln_grad_backward(ch: _Chain, n: int, cc: _Cache, a: Tensor, grads: _Grads) 
     """Adjoint through ``G = J(Z) gy`` (the closed-form inner gradient): returns ``dZ``.
 
     ``a = dG: [R, b, d]``. ``J`` is the symmetric Jacobian of the normalisation, so
-    ``dgy = J a``; the dependence of ``J`` on ``Z`` (through ``xh`` and ``s``) gives the rest.
+    ``dgy = J a``; the dependence of ``J`` on ``Z`` (through ``xh`` and ``s = 1/rstd``)
+    gives the rest.
     Gradients of the target and of the LN weight and bias go into ``grads``.
     """
-    xh, s, gy, lnw = cc.xh, cc.s, cc.gy, ch.lnw
-    dgy = ln_backward(a, xh, s)
+    xh, z, mu, rstd, gy, lnw = cc.xh, cc.Z[-1], cc.mu, cc.rstd, cc.gy, ch.lnw
+    dgy = ln_backward(a, z, mu, rstd)
     grads.dtgt[:, n] = -lnw * dgy
     grads.dlnw += (dgy * (2 * lnw * xh + ch.lnb - ch.tgt[:, n])).sum(1, keepdim=True)
     grads.dlnb += (dgy * lnw).sum(1, keepdim=True)
     mean = partial(torch.mean, dim=-1, keepdim=True)
-    dxh = dgy * lnw * lnw - (a * mean(gy * xh) + gy * mean(a * xh)) / s
-    ds = -(a * cc.G[-1]).sum(-1, keepdim=True) / s
-    return ln_backward(dxh, xh, s) + ds * xh / xh.shape[-1]
+    dxh = dgy * ch.lnw2 - (a * mean(gy * xh) + gy * mean(a * xh)) * rstd
+    ds = -(a * cc.G[-1]).sum(-1, keepdim=True) * rstd
+    return ln_backward(dxh, z, mu, rstd) + ds * xh / xh.shape[-1]

@@ -16,8 +16,16 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
-from .common import gelu_tanh, layer_norm
+from .common import LN_EPS, gelu_tanh
 from .state import TTTState
+
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """LayerNorm over the last dim written out, so ``torch.func.grad`` differentiates this
+    formula and not the fused kernel the closed-form gradient of the other forms uses."""
+    mu = x.mean(-1, keepdim=True)
+    var = (x - mu).pow(2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + LN_EPS) * weight + bias
 
 
 def inner_model(weights: list[Tensor], biases: list[Tensor], x: Tensor) -> Tensor:
