@@ -47,12 +47,13 @@ def item_rng(seed: int, index: int, n: int) -> np.random.Generator:
 class EpochDataModule(L.LightningDataModule):
     """Loaders over ``self.train`` (through ``EpochSampler``), ``self.val`` and ``self.test``.
 
-    Subclasses set those three datasets in ``setup``.
+    Subclasses set those three datasets in ``setup`` (and ``collate_fn`` when items need one).
     """
 
     train: Dataset
     val: Dataset
     test: Dataset
+    collate_fn = None
 
     def __init__(self, batch_size: int, num_workers: int, seed: int):
         super().__init__()
@@ -64,6 +65,7 @@ class EpochDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
             persistent_workers=self.num_workers > 0,
         )
 
