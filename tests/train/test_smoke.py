@@ -7,7 +7,7 @@ from ttt_video.train.cli import main
 
 def test_smoke_command_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["smoke", "--out", str(out), "--tokens", "1024"]) == 0
+    assert main(["smoke", "--out", str(out), "--tokens", "2048"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert (out / "smoke.png").stat().st_size > 10_000
     for kind in ("linear", "mlp"):
