@@ -1,0 +1,79 @@
+"""Fixtures: a tiny byte-level shard folder and a writer of tiny LM run configs.
+
+Torch runs single-threaded here: on a shared 2-core machine, small ops with two threads
+spend most of their time waiting for the busy other core.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ttt_video.data.text import TextPrepOptions, prepare_text
+
+WORDS = "the cat sat on a mat while a dog ran past the old house by the sea".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """Byte-level shards of 60 short documents (20% held out for validation)."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = torch.Generator().manual_seed(0)
+    with open(root / "docs.jsonl", "w") as f:
+        for _ in range(60):
+            idx = torch.randint(len(WORDS), (120,), generator=rng).tolist()
+            f.write(json.dumps({"text": " ".join(WORDS[i] for i in idx) + "."}) + "\n")
+    options = TextPrepOptions(val_fraction=0.2, progress=False, verbose=False)
+    return prepare_text([root / "docs.jsonl"], root / "byte", options).folder
+
+
+def tiny_run(shards: Path, out_dir: Path, **sections) -> dict:
+    """A 4-step run of a one-block width-32 TTT-Linear on ``shards`` (sections merged in)."""
+    run = {
+        "task": "lm",
+        "out_dir": str(out_dir),
+        "model": {
+            "preset": "ttt_linear_debug",
+            "num_layers": 1,
+            "width": 32,
+            "num_heads": 2,
+            "ffn_width": 64,
+        },
+        "data": {"path": str(shards), "block_len": 32, "batch_size": 4},
+        "optim": {"lr": 1e-2},
+        "trainer": {
+            "accelerator": "cpu",
+            "max_steps": 4,
+            "val_check_interval": 2,
+            "limit_val_batches": 2,
+            "log_every": 1,
+            "progress_bar": False,
+        },
+    }
+    for name, values in sections.items():
+        run[name] = {**run[name], **values} if isinstance(values, dict) else values
+    return run
+
+
+@pytest.fixture
+def write_config(tmp_path, tiny_shards):
+    """``write_config(name, **sections) -> path`` of a tiny run YAML under ``tmp_path``."""
+
+    def write(name: str = "tiny", **sections) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(tiny_run(tiny_shards, tmp_path / "runs", **sections)))
+        return path
+
+    return write

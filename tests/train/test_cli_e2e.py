@@ -1,0 +1,75 @@
+"""End to end through ``ttt_video.train.cli.main``: fit, validate, resume, generate, eval-lm."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from ttt_video.train.cli import main
+from ttt_video.train.config import load_run_config, resolved_dict
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    """``{step: train/loss}`` over every log version of a run folder."""
+    out = {}
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        for row in csv.DictReader(path.open()):
+            if row["train/loss"]:
+                out[int(row["step"])] = float(row["train/loss"])
+    return out
+
+
+@pytest.mark.slow
+def test_fit_validate_generate_eval(write_config, tmp_path, capsys):
+    cfg = write_config()
+    assert main(["fit", "--config", str(cfg), "--model.mini_batch_size", "8"]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "completed" and status["step"] == 4
+    saved = load_run_config(run_dir / "config.yaml")
+    assert saved.model.mini_batch_size == 8
+    assert resolved_dict(saved) == yaml.safe_load((run_dir / "config.yaml").read_text())
+    losses = train_losses(run_dir)
+    assert sorted(losses) == [0, 1, 2, 3] and losses[3] < losses[0]
+    metrics = next((run_dir / "logs").glob("version_0/metrics.csv")).read_text()
+    assert "perf/tokens_per_s" in metrics and "perf/mfu" in metrics
+    assert list((run_dir / "tb").glob("version_0/events.out.tfevents.*"))
+
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    capsys.readouterr()
+    assert main(["validate", "--ckpt", str(ckpt)]) == 0
+    val = float(capsys.readouterr().out.split("val/loss ")[1].split(",")[0])
+    assert val == pytest.approx(status["val/loss"], rel=1e-5)
+
+    assert (
+        main(["generate", "--ckpt", str(ckpt), "--prompt", "the cat", "--max-new-tokens", "20"])
+        == 0
+    )
+    assert capsys.readouterr().out.startswith("the cat")
+
+    out = tmp_path / "eval"
+    args = ["eval-lm", "--ckpt", str(ckpt), "--ckpt", str(ckpt), "--label", "a", "--label", "b"]
+    assert main([*args, "--out", str(out), "--max-batches", "2"]) == 0
+    rows = list(csv.DictReader((out / "per_position_loss.csv").open()))
+    assert len(rows) == 32 and rows[0]["a"] == rows[0]["b"]
+    assert (out / "per_position_loss.png").stat().st_size > 0
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert float(summary[0]["val_loss"]) == pytest.approx(val, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_losses(write_config, tmp_path):
+    cfg = write_config(trainer={"max_steps": 6, "val_check_interval": 3})
+    assert main(["fit", "--config", str(cfg), "--name", "whole"]) == 0
+    stop = ["--name", "split", "--optim.schedule_steps", "6"]
+    assert main(["fit", "--config", str(cfg), *stop, "--trainer.max_steps", "3"]) == 0
+    assert main(["fit", "--config", str(cfg), *stop, "--resume", "auto"]) == 0
+    whole = train_losses(tmp_path / "runs" / "whole")
+    split = train_losses(tmp_path / "runs" / "split")
+    assert sorted(whole) == sorted(split) == list(range(6))
+    for step in whole:
+        assert split[step] == pytest.approx(whole[step], rel=1e-6, abs=1e-6), step

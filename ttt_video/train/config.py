@@ -1,0 +1,371 @@
+"""Typed configuration of a training run, filled from YAML with command-line overrides.
+
+A run file (``configs/<family>/<name>.yaml``) has six top-level keys::
+
+    task: lm                 # a name in ttt_video.train.tasks (which builds module + data)
+    name: ttt_linear_debug   # run folder name (default: the YAML file's stem)
+    out_dir: runs            # parent of the run folder
+    model: {...}             # validated by the task's own model parser
+    data: {...}              # validated by the task's own data parser
+    optim: {...}             # OptimConfig (shared by every task)
+    trainer: {...}           # TrainerConfig (shared by every task)
+
+``model`` and ``data`` belong to the task: :func:`load_run_config` reads the YAML, applies
+the overrides (``--trainer.max_steps 50`` sets ``trainer.max_steps``; values are parsed as
+YAML, so ``4``, ``1e-3``, ``true``, ``[0.9, 0.95]`` and ``null`` work), then converts the
+``model``/``data`` mappings with the parsers the task registered. Every error is a
+:class:`ConfigError` naming the file and the dotted field (and the command-line flag that
+set it, when one did). :func:`resolved_dict` gives the fully resolved run as plain data;
+the runner saves it as ``config.yaml`` in the run folder, and that file loads back to the
+same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRECISIONS = ("32", "bf16-mixed")
+STRATEGIES = ("auto", "ddp", "fsdp")
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration; the message names the file and the field."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay (TTT_SPEC section 6, the paper's recipe)."""
+
+    lr: float = 3e-3
+    """Peak learning rate."""
+    min_lr: float = 1e-5
+    """Learning rate at the end of the cosine."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
+    warmup_fraction: float = 0.1
+    """Fraction of the schedule spent in the linear warm-up from 0 to ``lr``."""
+    grad_clip: float | None = 1.0
+    """Clip the global gradient norm to this value (None: no clipping)."""
+    schedule_steps: int | None = None
+    """Length of the schedule in optimiser steps (None: ``trainer.max_steps``). Set it to
+    stop a run early on the schedule of a longer one (resume then continues it)."""
+    ttt_base_lr_start: float | None = None
+    """Warm every TTT layer's inner ``base_lr`` linearly from this value to its configured
+    value over the outer warm-up (the paper uses 0.01 -> 0.1 for TTT-MLP; None: no warm-up)."""
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "eps"):
+            _check(name, getattr(self, name) > 0, "expected > 0")
+        _check("min_lr", 0 <= self.min_lr <= self.lr, "expected 0 <= min_lr <= lr")
+        _check(
+            "betas",
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "two values in [0, 1)",
+        )
+        _check("weight_decay", self.weight_decay >= 0, "expected >= 0")
+        _check("warmup_fraction", 0 <= self.warmup_fraction < 1, "expected in [0, 1)")
+        _check("grad_clip", self.grad_clip is None or self.grad_clip > 0, "expected > 0 or null")
+        _check(
+            "schedule_steps",
+            self.schedule_steps is None or self.schedule_steps > 0,
+            "expected > 0 or null",
+        )
+        _check(
+            "ttt_base_lr_start",
+            self.ttt_base_lr_start is None or self.ttt_base_lr_start > 0,
+            "expected > 0 or null",
+        )
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class TrainerConfig:
+    """Devices, precision, length, logging and checkpointing of a run (Lightning underneath).
+
+    Step counts (``max_steps``, ``val_check_interval``, ``checkpoint_every``, ``log_every``)
+    are optimiser steps; with accumulation one step is several micro-batches.
+    """
+
+    accelerator: str = "auto"
+    """``"auto"``, ``"cpu"`` or ``"gpu"``."""
+    devices: int | str = 1
+    """Devices per node: a count, or ``"auto"`` (every visible GPU, else one CPU process)."""
+    num_nodes: int = 1
+    """Number of machines."""
+    strategy: str = "auto"
+    """``"auto"``, ``"ddp"`` or ``"fsdp"`` (FSDP wraps each residual Block)."""
+    precision: str = "32"
+    """``"32"`` or ``"bf16-mixed"``."""
+    max_steps: int = 100
+    """Optimiser steps to train for."""
+    val_check_interval: int = 50
+    """Validate every this many optimiser steps (and at the end)."""
+    limit_val_batches: int | None = None
+    """Validation batches per device per check (None: the whole validation split)."""
+    accumulate_grad_batches: int = 1
+    """Micro-batches per optimiser step (ignored when ``tokens_per_step`` is set)."""
+    tokens_per_step: int | None = None
+    """Target tokens per optimiser step over all devices; sets the accumulation, which must
+    come out a whole number (``tokens_per_step / (micro-batch tokens * world size)``)."""
+    gradient_checkpointing: bool = False
+    """Recompute each block in the backward pass (less memory, ~1/3 more compute)."""
+    log_every: int = 10
+    """Log training metrics every this many optimiser steps."""
+    checkpoint_every: int | None = None
+    """Write ``last.ckpt`` every this many optimiser steps (None: at each validation)."""
+    seed: int = 0
+    """Seed of the model initialisation and the data order."""
+    peak_flops: float | None = None
+    """Peak FLOP/s of one device for the MFU metric (None: measured with a matmul at start)."""
+    progress_bar: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        _check("strategy", self.strategy in STRATEGIES, f"expected one of {', '.join(STRATEGIES)}")
+        _check(
+            "precision", self.precision in PRECISIONS, f"expected one of {', '.join(PRECISIONS)}"
+        )
+        _check(
+            "devices",
+            self.devices == "auto" or (isinstance(self.devices, int) and self.devices > 0),
+            "a positive count or 'auto'",
+        )
+        for name in (
+            "num_nodes",
+            "max_steps",
+            "val_check_interval",
+            "accumulate_grad_batches",
+            "log_every",
+        ):
+            _check(name, getattr(self, name) > 0, "expected > 0")
+        for name in ("limit_val_batches", "tokens_per_step", "checkpoint_every", "peak_flops"):
+            _check(
+                name, getattr(self, name) is None or getattr(self, name) > 0, "expected > 0 or null"
+            )
+
+
+@dataclass
+class RunConfig:
+    """A whole run: which task, where it writes, and the four sections (see module docstring)."""
+
+    task: str = "lm"
+    """Task name (``ttt_video.train.tasks.list_tasks()``)."""
+    name: str | None = None
+    """Run folder name; None: the YAML file's stem."""
+    out_dir: str = "runs"
+    """Parent folder of run folders."""
+    model: Any = field(default_factory=dict)
+    """The task's model configuration (a mapping in YAML, the task's dataclass once resolved)."""
+    data: Any = field(default_factory=dict)
+    """The task's data configuration (likewise)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and schedule."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """Devices, length, logging."""
+
+    @property
+    def run_dir(self) -> Path:
+        """``out_dir / name``."""
+        return Path(self.out_dir) / str(self.name)
+
+
+def _check(name: str, ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: {what}")
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """``value`` checked against the annotation ``tp`` (ints widen to floats; nested dataclasses)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(option, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null")
+        return None
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return origin(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads `precision: 32` as a number
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp!r}")
+
+
+def _type_name(tp: Any) -> str:
+    return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp)) or str(tp)
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking names and types.
+
+    Raises ``ConfigError`` naming ``where.<field>`` for an unknown field, a value of the
+    wrong type, or a value the dataclass's own validation rejects (its ``ValueError`` must
+    start with the field name, as ``"width: ..."``).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: unknown field; valid fields: {', '.join(names)}")
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise ConfigError(f"{where}.{err}") from err
+
+
+def plain(obj: Any) -> Any:
+    """Dataclasses, tuples and paths turned into YAML-safe dicts, lists and strings."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``["--trainer.max_steps", "50", "--model.mixer=attention"]`` -> ``{"trainer.max_steps": 50, ...}``.
+
+    Values are parsed as YAML scalars/lists. Raises ``ConfigError`` on a flag without a value
+    or an argument that is not a ``--dotted.name``.
+    """
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise ConfigError(f"command line: expected --section.field VALUE, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args):
+                raise ConfigError(f"command line: --{key} needs a value")
+            value = args[i + 1]
+            i += 1
+        out[key] = yaml.safe_load(value) if value != "" else ""
+        i += 1
+    return out
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--{key}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML file; ``ConfigError`` naming the file when missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def build_run_config(raw: dict, source: str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Resolve a raw mapping plus dotted ``overrides`` into a :class:`RunConfig`.
+
+    ``model`` and ``data`` are converted by the task's registered parsers. Errors name
+    ``source`` (the file) and the field, and the flag when an override set the field.
+    """
+    from .tasks import get_task
+
+    overrides = overrides or {}
+    tree = dict(raw)
+    for key, value in overrides.items():
+        _set_dotted(tree, key, value)
+    try:
+        sections = {k: tree.pop(k, {}) for k in ("model", "data")}
+        run = from_dict(RunConfig, tree, "run")
+        task = get_task(run.task)
+        run.model = task.parse_model(sections["model"], "run.model")
+        run.data = task.parse_data(sections["data"], "run.data")
+    except ConfigError as err:
+        raise ConfigError(_with_source(str(err), source, overrides)) from err
+    if run.name is None:
+        run.name = Path(source).stem
+    return run
+
+
+def _with_source(message: str, source: str, overrides: dict[str, Any]) -> str:
+    message = message.removeprefix("run.")
+    field_path = message.split(":", 1)[0]
+    flags = [k for k in overrides if field_path == k or field_path.startswith(k + ".")]
+    hint = f" (set by --{flags[0]} on the command line)" if flags else ""
+    return f"{source}: {message}{hint}"
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read ``path`` and resolve it with dotted ``overrides`` (see :func:`build_run_config`)."""
+    return build_run_config(read_yaml(path), str(path), overrides)
+
+
+def resolved_dict(run: RunConfig) -> dict:
+    """The resolved run as plain data (what ``config.yaml`` in the run folder holds)."""
+    return plain(run)
+
+
+def dump_yaml(data: dict) -> str:
+    """YAML text of a plain mapping, keys in their given order."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

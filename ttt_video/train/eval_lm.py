@@ -1,0 +1,169 @@
+"""Language-model evaluation from checkpoints: loss, perplexity, per-position loss, samples.
+
+Letters: ``B`` batch, ``T`` tokens per block, ``N`` new tokens.
+
+The per-position loss (the paper's Figure 2, right) is the mean next-token loss at each
+index ``t`` of the validation blocks: a model that uses its context well keeps lowering
+it as ``t`` grows. :func:`eval_lm` writes, for one or more checkpoints::
+
+    summary.csv              label, checkpoint, parameters, tokens, val_loss, val_ppl
+    per_position_loss.csv    position, then one column per model
+    per_position_loss.png    one curve per model
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .runner import load_module
+
+
+@dataclass
+class LMEval:
+    """Evaluation of one checkpoint."""
+
+    label: str
+    checkpoint: str
+    parameters: int
+    tokens: int
+    loss: float
+    per_position: list[float]
+
+    @property
+    def ppl(self) -> float:
+        """Perplexity ``exp(loss)``."""
+        return math.exp(self.loss)
+
+
+@torch.no_grad()
+def per_position_loss(
+    model: torch.nn.Module, batches, max_batches: int | None
+) -> tuple[Tensor, int]:
+    """Mean loss at each position over ``batches`` of ``(inputs, targets): [B, T]``.
+
+    Returns ``([T], number of blocks)``.
+    """
+    total, blocks = None, 0
+    for i, (inputs, targets) in enumerate(batches):
+        if max_batches is not None and i >= max_batches:
+            break
+        logits, _ = model(inputs)
+        loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, T]
+        total = loss.sum(0).double() if total is None else total + loss.sum(0).double()
+        blocks += inputs.shape[0]
+    if total is None:
+        raise ValueError("batches: the validation split gave no batch")
+    return (total / blocks).float(), blocks
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path, label: str | None, block_len: int | None, max_batches: int | None
+) -> LMEval:
+    """Validation loss and per-position loss of one LM checkpoint (optionally at ``block_len``)."""
+    run, module, datamodule = load_module(ckpt)
+    if run.task != "lm":
+        raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
+    if block_len is not None:
+        datamodule.block_len = block_len
+    curve, blocks = per_position_loss(module.model, datamodule.val_dataloader(), max_batches)
+    return LMEval(
+        label or str(run.name),
+        str(ckpt),
+        module.model.num_parameters(),
+        blocks * curve.numel(),
+        float(curve.mean()),
+        curve.tolist(),
+    )
+
+
+def write_results(results: list[LMEval], out_dir: Path) -> None:
+    """Write ``summary.csv``, ``per_position_loss.csv`` and ``per_position_loss.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "checkpoint", "parameters", "tokens", "val_loss", "val_ppl"])
+        for r in results:
+            w.writerow(
+                [r.label, r.checkpoint, r.parameters, r.tokens, f"{r.loss:.5f}", f"{r.ppl:.4f}"]
+            )
+    longest = max(len(r.per_position) for r in results)
+    with open(out_dir / "per_position_loss.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["position", *(r.label for r in results)])
+        for t in range(longest):
+            row = [f"{r.per_position[t]:.5f}" if t < len(r.per_position) else "" for r in results]
+            w.writerow([t, *row])
+    plot_per_position(results, out_dir / "per_position_loss.png")
+
+
+def plot_per_position(results: list[LMEval], path: Path) -> None:
+    """One per-position loss curve per model (log-scaled position axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        positions = range(1, len(r.per_position) + 1)
+        ax.plot(positions, r.per_position, label=f"{r.label} (val {r.loss:.3f})", lw=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("token index in the block")
+    ax.set_ylabel("mean validation loss (nats)")
+    ax.set_title("Loss by position in context")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def eval_lm(
+    ckpts: list[str],
+    out_dir: str | Path,
+    labels: list[str] | None = None,
+    block_len: int | None = None,
+    max_batches: int | None = None,
+) -> list[LMEval]:
+    """Evaluate each checkpoint, write the CSVs and the plot into ``out_dir``; return results."""
+    if labels is not None and len(labels) != len(ckpts):
+        raise ValueError(f"--label: got {len(labels)} labels for {len(ckpts)} checkpoints")
+    results = [
+        evaluate_checkpoint(c, labels[i] if labels else None, block_len, max_batches)
+        for i, c in enumerate(ckpts)
+    ]
+    write_results(results, Path(out_dir))
+    return results
+
+
+def generate_text(
+    ckpt: str | Path,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> str:
+    """Continue ``prompt`` with the model of an LM checkpoint; returns the new text only."""
+    run, module, datamodule = load_module(ckpt)
+    if run.task != "lm":
+        raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
+    tokenizer = datamodule.tokenizer()
+    ids = tokenizer.encode(prompt) or [tokenizer.eos_id]
+    generator = torch.Generator().manual_seed(seed)
+    out = module.model.generate(
+        torch.tensor([ids]),
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        eos_id=tokenizer.eos_id,
+        generator=generator,
+    )
+    return tokenizer.decode(out[0, len(ids) :].tolist())

@@ -1,0 +1,336 @@
+"""Build and run the Lightning Trainer for any registered task.
+
+Run folder ``<out_dir>/<name>/``::
+
+    config.yaml             the resolved run (loads back to the same run)
+    status.json             {"state": "running" | "completed" | "failed", ...}; only a
+                            "completed" run finished, whatever else the folder holds
+    checkpoints/last.ckpt   every ``checkpoint_every`` steps and at the end
+    checkpoints/best.ckpt   lowest ``val/loss`` so far
+    logs/version_<i>/metrics.csv, tb/version_<i>/   CSV and TensorBoard logs, one
+                            version per (re)start
+
+Checkpoints are written to a hidden temporary file, flushed to disk, then renamed over
+the final name, so a crash never leaves a truncated file under a valid name. Each
+checkpoint also stores the resolved run (``checkpoint["run_config"]``), from which
+``load_run_from_checkpoint`` rebuilds the module for ``validate``/``generate``/``eval-lm``.
+
+Throughput: ``perf/tokens_per_s`` (all devices) and ``perf/mfu`` = ``flops_per_token *
+tokens_per_s / (world_size * peak_flops)``, the model FLOP utilisation with the module's
+``flops_per_token`` (``6 N`` for the LM). ``peak_flops`` is ``trainer.peak_flops`` when set,
+else measured at start as the best rate of a square matmul in the run's compute dtype
+(an achievable peak, so MFU here reads higher than against a datasheet peak).
+
+Validation and resume errors happen before anything is written: a config, task or data
+error leaves no run folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .config import (
+    ConfigError,
+    RunConfig,
+    TrainerConfig,
+    build_run_config,
+    dump_yaml,
+    resolved_dict,
+)
+from .tasks import get_task
+
+CHECKPOINTS = "checkpoints"
+STATUS = "status.json"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a temporary file, fsync, rename (never a truncated ``*.ckpt``)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class RunConfigInCheckpoint(Callback):
+    """Store the resolved run in every checkpoint (``checkpoint["run_config"]``)."""
+
+    def __init__(self, run_config: dict) -> None:
+        self.run_config = run_config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["run_config"] = self.run_config
+
+
+class LastCheckpoint(Callback):
+    """Save ``last.ckpt`` every ``every`` optimiser steps and when training ends."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every, self.saved_at = path, every, -1
+
+    def _save(self, trainer) -> None:
+        if trainer.global_step != self.saved_at:
+            trainer.save_checkpoint(self.path)
+            self.saved_at = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if stepped and trainer.global_step % self.every == 0:
+            self._save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save(trainer)
+
+
+def measure_peak_flops(device: torch.device, dtype: torch.dtype, n: int = 1024) -> float:
+    """Best FLOP/s of ``[n, n] @ [n, n]`` over a few repeats on ``device`` in ``dtype``."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(5):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ a
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+class Throughput(Callback):
+    """Log ``perf/tokens_per_s`` and ``perf/mfu`` every ``log_every`` optimiser steps."""
+
+    def __init__(self, log_every: int, peak_flops: float | None, precision: str) -> None:
+        self.log_every, self.peak_flops, self.precision = log_every, peak_flops, precision
+        self.tokens, self.t0 = 0, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.peak_flops is None:
+            dtype = torch.bfloat16 if self.precision.startswith("bf16") else torch.float32
+            self.peak_flops = measure_peak_flops(pl_module.device, dtype)
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not hasattr(pl_module, "tokens_in"):
+            return
+        self.tokens += pl_module.tokens_in(batch) * trainer.world_size
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if not (stepped and trainer.global_step % self.log_every == 0):
+            return
+        rate = self.tokens / max(time.perf_counter() - self.t0, 1e-9)
+        metrics = {"perf/tokens_per_s": rate}
+        if hasattr(pl_module, "flops_per_token"):
+            flops = pl_module.flops_per_token() * rate
+            metrics["perf/mfu"] = flops / (trainer.world_size * self.peak_flops)
+        pl_module.log_dict(metrics, prog_bar=False)
+        self.tokens, self.t0 = 0, time.perf_counter()
+
+
+def world_size(cfg: TrainerConfig) -> int:
+    """Processes the run will use: ``num_nodes * devices`` (``"auto"``: visible GPUs or 1)."""
+    devices = cfg.devices
+    if devices == "auto":
+        use_gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        devices = torch.cuda.device_count() if use_gpu else 1
+    return cfg.num_nodes * int(devices)
+
+
+def accumulation(run: RunConfig) -> int:
+    """Micro-batches per optimiser step (from ``tokens_per_step`` when set)."""
+    t = run.trainer
+    if t.tokens_per_step is None:
+        return t.accumulate_grad_batches
+    per_batch = getattr(run.data, "tokens_per_batch", None)
+    if per_batch is None:
+        raise ConfigError(f"trainer.tokens_per_step: task {run.task!r} does not count tokens")
+    per_step = per_batch * world_size(t)
+    if t.tokens_per_step % per_step:
+        raise ConfigError(
+            f"trainer.tokens_per_step: {t.tokens_per_step} is not a multiple of the "
+            f"{per_step} tokens of one micro-batch on all {world_size(t)} devices"
+        )
+    return t.tokens_per_step // per_step
+
+
+def make_strategy(name: str):
+    """Lightning strategy for ``"auto" | "ddp" | "fsdp"`` (FSDP wraps each ``Block``)."""
+    if name != "fsdp":
+        return name
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from ttt_video.layers import Block
+
+    return FSDPStrategy(auto_wrap_policy={Block})
+
+
+def build_trainer(run: RunConfig, run_dir: Path | None, resolved: dict) -> L.Trainer:
+    """The Trainer of ``run``; ``run_dir=None`` for evaluation (no logs, no checkpoints)."""
+    t = run.trainer
+    acc = accumulation(run)
+    callbacks: list[Callback] = [RunConfigInCheckpoint(resolved)]
+    loggers: list = []
+    if run_dir is not None:
+        ckpt = run_dir / CHECKPOINTS
+        callbacks += [
+            LastCheckpoint(ckpt / "last.ckpt", t.checkpoint_every or t.val_check_interval),
+            ModelCheckpoint(
+                dirpath=ckpt,
+                filename="best",
+                monitor="val/loss",
+                mode="min",
+                save_top_k=1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            ),
+            Throughput(t.log_every, t.peak_flops, t.precision),
+        ]
+        loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tb")]
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, acc)))
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=make_strategy(t.strategy),
+        precision=t.precision,
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        val_check_interval=t.val_check_interval * acc,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches,
+        accumulate_grad_batches=acc,
+        gradient_clip_val=run.optim.grad_clip,
+        log_every_n_steps=t.log_every,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        enable_progress_bar=t.progress_bar,
+        enable_checkpointing=run_dir is not None,
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=run_dir,
+    )
+
+
+def is_launch_primary() -> bool:
+    """True in the process that owns the run folder (global rank 0 of the launch)."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"]) == 0
+    if "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"]) == 0
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def resume_path(run_dir: Path, resume: str | None) -> Path | None:
+    """Checkpoint to resume from: ``"auto"`` -> ``last.ckpt`` if present, else a path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = run_dir / CHECKPOINTS / "last.ckpt"
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: checkpoint {path} not found")
+    return path
+
+
+def write_status(run_dir: Path, **status: Any) -> None:
+    """Atomically replace ``status.json``."""
+    write_atomic(run_dir / STATUS, (json.dumps(status, indent=2) + "\n").encode())
+
+
+def _metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
+    """Train ``run``; returns the final status (``state``, ``step``, metrics, paths).
+
+    Raises ``ConfigError``/``FileNotFoundError``/``FileExistsError`` before the run folder is
+    created when the config, data or resume target is wrong.
+    """
+    run_dir = run.run_dir
+    ckpt = resume_path(run_dir, resume)
+    if resume is None and (run_dir / STATUS).exists() and is_launch_primary():
+        raise FileExistsError(
+            f"{run_dir}: run folder exists; pass --resume auto to continue it, or --name NEW"
+        )
+    L.seed_everything(run.trainer.seed, workers=True, verbose=False)
+    module, datamodule = get_task(run.task).build(run)
+    resolved = resolved_dict(run)
+    trainer = build_trainer(run, run_dir, resolved)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / "config.yaml", dump_yaml(resolved).encode())
+        write_status(run_dir, state="running", resumed_from=str(ckpt) if ckpt else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        if trainer.global_step % run.trainer.val_check_interval:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+    except BaseException as err:
+        if trainer.is_global_zero:
+            write_status(run_dir, state="failed", step=trainer.global_step, error=repr(err))
+        raise
+    status = {"state": "completed", "step": trainer.global_step, **_metrics(trainer)}
+    status["last_checkpoint"] = str(run_dir / CHECKPOINTS / "last.ckpt")
+    if trainer.is_global_zero:
+        write_status(run_dir, **status)
+    return status
+
+
+def load_run_from_checkpoint(ckpt: str | Path) -> tuple[RunConfig, dict]:
+    """The resolved run stored in a checkpoint, and the checkpoint itself."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt: checkpoint {path} not found")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if "run_config" not in checkpoint:
+        raise ConfigError(f"{path}: not a ttt-video checkpoint (no run_config)")
+    return build_run_config(checkpoint["run_config"], str(path)), checkpoint
+
+
+def load_module(ckpt: str | Path) -> tuple[RunConfig, L.LightningModule, L.LightningDataModule]:
+    """Rebuild the run's module (weights loaded, eval mode) and data module from a checkpoint."""
+    run, checkpoint = load_run_from_checkpoint(ckpt)
+    module, datamodule = get_task(run.task).build(run)
+    module.load_state_dict(checkpoint["state_dict"])
+    return run, module.eval(), datamodule
+
+
+def validate(run: RunConfig, ckpt: str | Path) -> dict[str, float]:
+    """Validation metrics of the checkpoint ``ckpt`` under ``run``'s data and devices."""
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"--ckpt: checkpoint {ckpt} not found")
+    module, datamodule = get_task(run.task).build(run)
+    run.trainer.progress_bar = False
+    trainer = build_trainer(run, None, resolved_dict(run))
+    trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
+    return _metrics(trainer)
