@@ -4,6 +4,7 @@ Names: ``{mixer}_{size}`` for the paper's M (Mamba-backbone) TTT models, ``{mixe
 for the T (Transformer-backbone) variant, ``attention_{size}`` for the Transformer baseline;
 ``size`` in ``125m, 350m, 760m, 1.3b`` (TTT_SPEC section 6, vocab 32000, b = 16) or
 ``debug`` (2 blocks, width 64, 4 heads, vocab 257: the byte-level tokenizer).
+Video presets: ``video_{mixer}_{size}`` with ``size`` in ``debug, small, base`` (``VideoConfig``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 from .config import LMConfig
 from .lm import LanguageModel
+from .video import VideoModel
+from .video_config import VideoConfig
 
 _PRESETS: dict[str, Callable[[], LMConfig]] = {}
 
@@ -59,9 +62,11 @@ def config_from_name(name: str, **overrides: Any) -> LMConfig:
     return replace(_PRESETS[name](), **overrides)
 
 
-def from_name(name: str, **overrides: Any) -> LanguageModel:
-    """Build the model of preset ``name`` (``overrides`` replace config fields)."""
-    return LanguageModel(config_from_name(name, **overrides))
+def from_name(name: str, **overrides: Any) -> LanguageModel | VideoModel:
+    """Build the model of preset ``name`` (``overrides`` replace config fields); video presets
+    (``video_*``) build a ``VideoModel``."""
+    cfg = config_from_name(name, **overrides)
+    return VideoModel(cfg) if isinstance(cfg, VideoConfig) else LanguageModel(cfg)
 
 
 def _paper_config(mixer: str, backbone: str, size: str) -> LMConfig:
@@ -73,3 +78,21 @@ for _size in PAPER_SIZES:
         register_model(partial(_paper_config, _mixer, "m", _size), name=f"{_mixer}_{_size}")
         register_model(partial(_paper_config, _mixer, "t", _size), name=f"{_mixer}_t_{_size}")
     register_model(partial(_paper_config, "attention", "t", _size), name=f"attention_{_size}")
+
+VIDEO_SIZES: dict[str, dict[str, int]] = {
+    "debug": {"num_layers": 2, "width": 32, "num_heads": 2, "ffn_width": 64},
+    "small": {"num_layers": 2, "width": 64, "num_heads": 4, "ffn_width": 128},
+    "base": {"num_layers": 6, "width": 256, "num_heads": 4, "ffn_width": 512},
+}
+
+
+def _video_config(mixer: str, size: str) -> VideoConfig:
+    """``video_{mixer}_{size}``: 64x64 grayscale, 16x16 patches, T backbone; TTT layers use the
+    video variant's non-causal mini-batches of one frame (attention stays causal)."""
+    ttt = {"causal": False, "frames_per_mini_batch": 1} if mixer != "attention" else {}
+    return VideoConfig(mixer=mixer, **BACKBONES["t"], **VIDEO_SIZES[size], **ttt)
+
+
+for _size in VIDEO_SIZES:
+    for _mixer in ("ttt_linear", "ttt_mlp", "attention"):
+        register_model(partial(_video_config, _mixer, _size), name=f"video_{_mixer}_{_size}")

@@ -1,0 +1,164 @@
+"""Video models: shapes, frame-level causality, streaming == whole clip, rollout, config errors."""
+
+import pytest
+import torch
+
+from ttt_video.models import config_from_name, from_name, list_models
+from ttt_video.models.video import VideoModel, rollout_stream
+from ttt_video.models.video_config import VideoConfig
+from ttt_video.testing import assert_close
+
+VIDEO_DEBUG = [n for n in list_models() if n.startswith("video_") and n.endswith("_debug")]
+SMALL = dict(width=32, num_heads=2, ffn_width=64, num_layers=2, image_size=32, patch_size=8)
+
+
+def perturbed(model: VideoModel, seed: int = 0) -> VideoModel:
+    """The model with every parameter jittered (zero-initialised heads would hide bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def build(seed: int = 0, **kw) -> VideoModel:
+    torch.manual_seed(seed)
+    return perturbed(VideoModel(VideoConfig(**{**SMALL, **kw})), seed)
+
+
+def clip(B=2, F=6, C=1, S=32, seed=1):
+    return torch.rand(B, F, C, S, S, generator=torch.Generator().manual_seed(seed))
+
+
+VARIANTS = [
+    dict(mixer="ttt_linear", causal=False),
+    dict(mixer="ttt_linear", motion_input=True, decoder="conv", num_classes=5),
+    dict(mixer="ttt_mlp", frames_per_mini_batch=2),
+    dict(mixer="attention", frame_mixer=False, residual=False),
+    dict(mixer="ttt_linear", causal=False, qk_l2_norm=True, target_ln=True, residual_gate=True),
+]
+
+
+@pytest.mark.parametrize("kw", VARIANTS)
+def test_shapes(kw):
+    model = build(**kw)
+    out = model(clip())
+    N = model.tokens_per_frame
+    assert out.features.shape == (2, 6, N, 32)
+    assert out.next_frames.shape == (2, 6, 1, 32, 32)
+    assert out.state.frames == 6
+    if kw.get("num_classes"):
+        assert out.logits.shape == (2, 6, 5)
+
+
+@pytest.mark.parametrize("kw", VARIANTS)
+def test_prediction_of_frame_t_plus_1_ignores_later_frames(kw):
+    model = build(**kw)
+    x = clip()
+    y = x.clone()
+    y[:, 3:] = torch.rand_like(y[:, 3:])
+    with torch.no_grad():
+        a, b = model(x).next_frames, model(y).next_frames
+    assert_close("next_frames[:, :3]", a[:, :3], b[:, :3], 1e-6)
+    assert (a[:, 3:] - b[:, 3:]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("kw", VARIANTS)
+def test_streaming_equals_whole_clip(kw):
+    model = build(**kw)
+    x = clip(F=8)
+    with torch.no_grad():
+        whole = model(x)
+        state, parts = None, []
+        for start in range(0, 8, 2):
+            out = model(x[:, start : start + 2], state)
+            state = out.state
+            parts.append(out.next_frames)
+    assert_close("next_frames", whole.next_frames, torch.cat(parts, 1), 1e-5)
+    assert state.frames == 8
+
+
+def test_frame_by_frame_streaming_keeps_state_size():
+    model = build(causal=False)
+    x = clip(F=12)
+    sizes = []
+    with torch.no_grad():
+        state, preds = None, []
+        for t in range(12):
+            out = model(x[:, t : t + 1], state)
+            state = out.state
+            preds.append(out.next_frames)
+            sizes.append(state.nbytes())
+        assert_close("next_frames", model(x).next_frames, torch.cat(preds, 1), 1e-5)
+    assert len(set(sizes[1:])) == 1
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 17])
+def test_rollout_any_horizon(horizon):
+    model = build(causal=False)
+    x = clip(F=4)
+    with torch.no_grad():
+        preds, state = model.rollout(x, horizon)
+        streamed, _ = rollout_stream(model, x, horizon, chunk=3)
+    assert preds.shape == (2, horizon, 1, 32, 32)
+    assert 0 <= preds.min() and preds.max() <= 1
+    assert state.frames == 4 + horizon - 1
+    assert_close("rollout", preds, streamed, 1e-5)
+
+
+def test_rollout_first_frame_is_the_one_step_prediction():
+    model = build()
+    x = clip(F=5)
+    with torch.no_grad():
+        preds, _ = model.rollout(x, 2)
+        step = model(x).next_frames[:, -1].clamp(0, 1)
+    assert_close("first rollout frame", step, preds[:, 0], 1e-6)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    model = build(motion_input=True, num_classes=3).train()
+    out = model(clip(F=4))
+    (out.next_frames.square().mean() + out.logits.logsumexp(-1).mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", VIDEO_DEBUG)
+def test_debug_presets_build_and_run(name):
+    model = from_name(name).eval()
+    cfg = config_from_name(name)
+    x = torch.rand(1, 3, cfg.channels, cfg.image_size, cfg.image_size)
+    out = model(x)
+    assert out.features.shape[:2] == (1, 3)
+
+
+def test_classifier_only_model():
+    model = build(decoder="none", num_classes=4, frame_mixer=False)
+    out = model(clip())
+    assert out.next_frames is None and out.logits.shape == (2, 6, 4)
+    with pytest.raises(ValueError, match="decoder"):
+        model.rollout(clip(), 2)
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(patch_size=5), "patch_size"),
+        (dict(encoder="vit"), "encoder"),
+        (dict(decoder="pixelshuffle"), "decoder"),
+        (dict(channels=2), "channels"),
+        (dict(decoder="none"), "num_classes"),
+        (dict(causal=False, bidirectional=True), "bidirectional"),
+    ],
+)
+def test_bad_config_names_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        VideoConfig(**{**SMALL, **kw})
+
+
+def test_bad_frames_and_chunks():
+    model = build(causal=False, frames_per_mini_batch=2)
+    with pytest.raises(ValueError, match="frames"):
+        model(torch.rand(1, 2, 3, 32, 32))
+    with pytest.raises(ValueError, match="non-causal"):
+        model(clip(F=3))
