@@ -91,10 +91,14 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: ResizeMode)
 
 
 def format_frames(rgb: np.ndarray, fmt: FrameFormat) -> torch.Tensor:
-    """Decoded RGB uint8 ``[F, H, W, 3]`` (numpy) -> uint8 ``[F, C, H', W']`` per ``fmt``."""
+    """Decoded RGB uint8 ``[F, H, W, 3]`` (numpy) -> uint8 ``[F, C, H', W']`` per ``fmt``.
+
+    Without resizing or grayscale the result is a zero-copy view in channels-last memory format
+    (``x.is_contiguous(memory_format=torch.channels_last)``); use ``reshape``, not ``view``.
+    """
     frames = torch.from_numpy(rgb).permute(0, 3, 1, 2)
     if fmt.channels == 1:
         frames = to_gray(frames)
     if fmt.hw is not None:
         frames = resize_frames(frames, fmt.hw, fmt.resize)
-    return frames.contiguous()
+    return frames

@@ -234,31 +234,27 @@ class PyAVBackend:
 
         ``K' < K`` only when the file stops decoding early (truncated).
         """
-        found: list[int] = []
-        frames: list[np.ndarray] = []
+        position = {int(k): i for i, k in enumerate(wanted)}
+        out = np.empty((len(wanted), self.info.height, self.info.width, 3), dtype=np.uint8)
+        got = np.zeros(len(wanted), dtype=bool)
         gaps = np.nonzero(np.diff(wanted) > SEEK_GAP)[0] + 1 if self.seekable else []
         runs = np.split(wanted, gaps) if len(wanted) else []
         container = open_container(self.path)
         try:
             stream = video_stream(container, self.path)
             for run in runs:
-                pending = set(run.tolist())
+                remaining = len(run)
                 for k, frame in self._indexed(container, stream, int(run[0])):
-                    if k in pending:
-                        found.append(k)
-                        frames.append(frame.to_ndarray(format="rgb24"))
-                        pending.discard(k)
-                    if not pending or k >= run[-1]:
+                    i = position.get(k)
+                    if i is not None and not got[i]:
+                        out[i] = frame.to_ndarray(format="rgb24")
+                        got[i] = True
+                        remaining -= 1
+                    if k >= run[-1] or not remaining:
                         break
         finally:
             container.close()
-        order = np.argsort(found, kind="stable")
-        stacked = np.stack([frames[i] for i in order]) if frames else self._empty()
-        return np.asarray(found, dtype=np.int64)[order], stacked
-
-    def _empty(self) -> np.ndarray:
-        """An empty RGB batch ``[0, H, W, 3]``."""
-        return np.zeros((0, self.info.height, self.info.width, 3), dtype=np.uint8)
+        return (wanted, out) if got.all() else (wanted[got], out[got])
 
 
 class DecordBackend:

@@ -191,7 +191,8 @@ class VideoReader:
             keep = np.isin(indices, found)
             indices = indices[keep]
             inverse = np.searchsorted(found, indices)
-        frames = format_frames(rgb[inverse], fmt or FrameFormat())
+        in_order = len(found) == len(indices) and np.array_equal(found, indices)
+        frames = format_frames(rgb if in_order else rgb[inverse], fmt or FrameFormat())
         times = torch.from_numpy(self.times[indices].copy())
         return Clip(frames, torch.from_numpy(indices.copy()), times, self.info)
 
