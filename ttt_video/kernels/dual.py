@@ -177,9 +177,12 @@ class _DualScan(torch.autograd.Function):
         if dzbar is None:
             dzbar = torch.zeros_like(q)
         last = _flatten(ctx.checkpoints[-1])
-        dstate = _unflatten(
-            [torch.zeros_like(t) if g is None else g for g, t in zip(dfinal, last)], L
-        )
+        # owned, dense copies: the walk accumulates the weight adjoints in place
+        owned = [
+            torch.zeros(t.shape, dtype=t.dtype) if g is None else g.clone()
+            for g, t in zip(dfinal, last)
+        ]
+        dstate = _unflatten(owned, L)
         grads = _Grads(q, lam, lnw)
         for g0 in reversed(range(0, N, every)):
             cur, caches = ctx.checkpoints[g0 // every], []
@@ -248,8 +251,7 @@ class _Cache(NamedTuple):
     Zb: list  # their outputs                                   [R, b, d_{l+1}]
     S: list  # Xb_l X_l^T for l > 0 (None for l = 0)            [R, b, b]
     AM: list  # A_l + M                                          [R, b, b]
-    P: list  # accumulated weight gradient after the mini-batch
-    Pc: list  # accumulated bias gradient after the mini-batch
+    Pc: list  # accumulated bias gradient after the mini-batch  [R, d_{l+1}]
     commit: bool
     first: bool
 
@@ -281,21 +283,20 @@ def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
             zb = zb - ch.tau[:, None] * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])
         Zb.append(zb)
     lamG = [lam[..., None] * g for g in G]
-    P = [X[l].transpose(-1, -2) @ lamG[l] for l in range(L)]
-    Pc = [lamG[l].sum(1) for l in range(L)]
-    if first:
-        P, Pc = [gW[l] + P[l] for l in range(L)], [gc[l] + Pc[l] for l in range(L)]
-    if commit:
+    Pc = [lamG[l].sum(1) + gc[l] if first else lamG[l].sum(1) for l in range(L)]
+    if commit:  # W <- W - tau_{b-1} (gW + X^T (lam o G)), without materialising P
         step = -float(ch.tau[-1])
+        base = [torch.add(W[l], gW[l], alpha=step) if first else W[l] for l in range(L)]
         nxt = (
-            [torch.add(w, p, alpha=step) for w, p in zip(W, P)],
+            [torch.baddbmm(base[l], X[l].transpose(-1, -2), lamG[l], alpha=step) for l in range(L)],
             [torch.add(b_, p, alpha=step) for b_, p in zip(c, Pc)],
             [_zeros_like(w) for w in gW],
             [_zeros_like(g) for g in gc],
         )
-    else:
-        nxt = (list(W), list(c), P, Pc)
-    return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, P, Pc, commit, first)
+    else:  # the stream ends mid-mini-batch: keep W, carry the accumulated gradient P
+        P = [X[l].transpose(-1, -2) @ lamG[l] for l in range(L)]
+        nxt = (list(W), list(c), [gW[l] + P[l] if first else P[l] for l in range(L)], Pc)
+    return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, Pc, commit, first)
 
 
 def _zeros_like(t: Tensor) -> Tensor:
@@ -313,23 +314,31 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
     X, Z, G, Xb, Zb = cc.X, cc.Z, cc.G, cc.Xb, cc.Zb
     lam, M, tau, L = ch.lam[:, n], ch.M[:, n], ch.tau, len(W)
     dWn, dcn, dgWn, dgcn = dnext
-    if cc.commit:  # W' = W - tau_{b-1} P
-        step = -float(tau[-1])
-        dP, dPc = [g * step for g in dWn], [g * step for g in dcn]
-        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dWn + dcn, cc.P + cc.Pc))
-    else:  # W' = W, gW' = P
-        dP, dPc = list(dgWn), list(dgcn)
-    dW, dc, dgW, dgc = list(dWn), list(dcn), list(dP), list(dPc)
-    # P_l = gW_l + X_l^T (lam o G_l),  Pc_l = gc_l + sum_i lam_i G_l[i]
+    # dP, the adjoint of P = gW + X^T (lam o G), is -t dW' after a commit W' = W - t P and
+    # dgW' without one; it is only ever used through small products, never materialised.
+    t = float(tau[-1])
+    scale, dPW, dPc = (-t, dWn, [-t * g for g in dcn]) if cc.commit else (1.0, dgWn, dgcn)
+    dgW, dgc = None, None
+    if cc.first:  # only the first mini-batch reads the accumulated gradient it started with
+        dgW = [scale * g for g in dPW]
+        dgc = list(dPc)
+        if cc.commit:
+            grads.dtau[-1] -= sum((g * a).sum() for g, a in zip(dWn, gW))
+    if cc.commit:
+        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dcn, cc.Pc))
+    dW, dc = dWn, list(dcn)  # dW accumulates in place: the caller hands over ownership
     dG, dX, dlam = [], [], torch.zeros_like(lam)
     for l in range(L):
-        GdP = G[l] @ dP[l].transpose(-1, -2)  # [R, b, d_l]
-        dX.append(lam[..., None] * GdP)
-        dG.append(lam[..., None] * torch.baddbmm(dPc[l].unsqueeze(1), X[l], dP[l]))
-        dlam += (X[l] * GdP).sum(-1) + (G[l] * dPc[l].unsqueeze(1)).sum(-1)
+        GdW = G[l] @ dPW[l].transpose(-1, -2)  # [R, b, d_l]
+        if cc.commit:
+            grads.dtau[-1] -= (lam[..., None] * X[l] * GdW).sum()
+        dX.append((scale * lam)[..., None] * GdW)
+        XdW = X[l] @ dPW[l]  # [R, b, d_{l+1}]
+        dG.append(lam[..., None] * torch.add(dPc[l].unsqueeze(1), XdW, alpha=scale))
+        dlam += scale * (X[l] * GdW).sum(-1) + (G[l] * dPc[l].unsqueeze(1)).sum(-1)
     # dual chain: Zb_l = Xb_l W_l + c_l - (A_l + M) G_l - [first] tau o (Xb_l gW_l + gc_l)
     for l in reversed(range(L)):
-        dW[l] = torch.baddbmm(dW[l], Xb[l].transpose(-1, -2), dzb)
+        dW[l].baddbmm_(Xb[l].transpose(-1, -2), dzb)
         dc[l] = dc[l] + dzb.sum(1)
         dA = -dzb @ G[l].transpose(-1, -2)  # [R, b, b]
         dG[l] = torch.baddbmm(dG[l], cc.AM[l].transpose(-1, -2), dzb, alpha=-1.0)
@@ -356,11 +365,11 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
         dh = dG[l] * gelu_tanh_grad(Z[l])
         dZ[l] = dZ[l] + dG[l] * h * gelu_tanh_grad2(Z[l])
         dG[l + 1] = torch.baddbmm(dG[l + 1], dh, W[l + 1])
-        dW[l + 1] = torch.baddbmm(dW[l + 1], dh.transpose(-1, -2), G[l + 1])
+        dW[l + 1].baddbmm_(dh.transpose(-1, -2), G[l + 1])
     dZ[-1] = dZ[-1] + _ln_grad_backward(ch, n, cc, dG[-1], grads)
     # Z_l = X_l W_l + c_l, X_{l+1} = gelu(Z_l), X_0 = K
     for l in reversed(range(L)):
-        dW[l] = torch.baddbmm(dW[l], X[l].transpose(-1, -2), dZ[l])
+        dW[l].baddbmm_(X[l].transpose(-1, -2), dZ[l])
         dc[l] = dc[l] + dZ[l].sum(1)
         dXl = torch.baddbmm(dX[l], dZ[l], W[l].transpose(-1, -2))
         if l > 0:
