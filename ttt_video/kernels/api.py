@@ -17,7 +17,7 @@ from .dual import ttt_dual
 from .naive import ttt_naive
 from .state import TTTState, initial_state
 
-IMPLS = ("auto", "naive", "dual")
+IMPLS = ("auto", "naive", "dual", "triton")
 
 
 def ttt_linear(
@@ -38,6 +38,7 @@ def ttt_linear(
     impl: str = "auto",
     save_every: int = 16,
     check_finite: bool = False,
+    cu_seqlens: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, TTTState]:
     """TTT-Linear over a stream: ``o_t = q_t + LN(q_t W_t + c_t)`` (TTT_SPEC sections 2-4).
 
@@ -53,9 +54,15 @@ def ttt_linear(
             mini-batch, ``E[i, j] = lam_j / b``).
         initial_state: continue a stream from this state instead of ``(W1, b1)``.
         output_final_state: also return the final ``TTTState``.
-        impl: ``"auto"`` (dual form), ``"naive"`` (primal, the reference) or ``"dual"``.
-        save_every: dual form only: states kept for the backward every this many mini-batches.
+        impl: ``"auto"`` (Triton for CUDA tensors, else the dual form), ``"naive"`` (primal,
+            the reference), ``"dual"`` or ``"triton"`` (CPU tensors only under
+            ``TRITON_INTERPRET=1``).
+        save_every: dual and Triton forms: states kept for the backward every this many
+            mini-batches.
         check_finite: raise ``ValueError`` naming the first input holding NaN or inf.
+        cu_seqlens: ``[S + 1]`` offsets of ``S`` sequences packed along ``T`` (``B = 1``);
+            each starts from the initial weights (or its row of a batch-``S``
+            ``initial_state``) and the final state has batch ``S``.
 
     Returns:
         ``o: [B, T, H, d]``, and the final state when ``output_final_state``.
@@ -77,6 +84,7 @@ def ttt_linear(
         impl,
         save_every,
         check_finite,
+        cu_seqlens,
     )
 
 
@@ -100,11 +108,12 @@ def ttt_mlp(
     impl: str = "auto",
     save_every: int = 16,
     check_finite: bool = False,
+    cu_seqlens: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, TTTState]:
     """TTT-MLP over a stream: the inner model is ``gelu_tanh(x W1 + b1) W2 + b2``.
 
     Shapes as ``ttt_linear`` with ``W1: [H, d, m]``, ``b1: [H, m]``, ``W2: [H, m, d]``,
-    ``b2: [H, d]`` (each optionally with a leading batch dimension).
+    ``b2: [H, d]`` (each optionally with a leading batch dimension); ``cu_seqlens`` as there.
     """
     return _run(
         q,
@@ -123,6 +132,7 @@ def ttt_mlp(
         impl,
         save_every,
         check_finite,
+        cu_seqlens,
     )
 
 
@@ -188,9 +198,11 @@ def _run(
     impl,
     save_every,
     check_finite,
+    cu_seqlens=None,
 ):
     if impl not in IMPLS:
         raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
+    batch = q.shape[0] if cu_seqlens is None else _check_cu_seqlens(cu_seqlens, q)
     if state is None:
         for _i, t in enumerate(weights + biases):
             if t is None:
@@ -209,8 +221,9 @@ def _run(
             causal,
             None,
             check_finite,
+            batch,
         )
-        state = initial_state(weights, biases, q.shape[0])
+        state = initial_state(weights, biases, batch)
     else:
         _check(
             q,
@@ -226,18 +239,74 @@ def _run(
             causal,
             state,
             check_finite,
+            batch,
         )
     if tau is None:
         tau = q.new_full((mini_batch_size,), 1.0 / mini_batch_size)
-    if impl == "naive":
-        o, final = ttt_naive(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size, causal)
+    if impl == "auto":
+        impl = "triton" if q.is_cuda else "dual"
+    if impl != "naive" and (not isinstance(save_every, int) or save_every <= 0):
+        raise ValueError(f"save_every: expected a positive int, got {save_every!r}")
+    args = (q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size, causal)
+    if impl == "triton":
+        from .triton import ttt_triton
+
+        o, final = ttt_triton(*args, save_every, cu_seqlens)
+    elif cu_seqlens is not None:
+        o, final = _run_packed(impl, args, save_every, cu_seqlens)
+    elif impl == "naive":
+        o, final = ttt_naive(*args)
     else:
-        if not isinstance(save_every, int) or save_every <= 0:
-            raise ValueError(f"save_every: expected a positive int, got {save_every!r}")
-        o, final = ttt_dual(
-            q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size, causal, save_every
-        )
+        o, final = ttt_dual(*args, save_every)
+    if output_final_state and cu_seqlens is not None:
+        ends = {(state.position + n) % mini_batch_size for n in cu_seqlens.diff().tolist()}
+        if len(ends) > 1:
+            raise ValueError(
+                "cu_seqlens: sequences end at different positions in their mini-batch "
+                f"{sorted(ends)}; one TTTState cannot hold their final states"
+            )
     return (o, final) if output_final_state else o
+
+
+def _run_packed(impl, args, save_every, cu_seqlens):
+    """PyTorch forms on a packed batch: each sequence on its own, from its own state row."""
+    q, k, v, lam, tau, lnw, lnb, state, b, causal = args
+    cu = cu_seqlens.tolist()
+    outs, finals = [], []
+    for s, (t0, t1) in enumerate(zip(cu[:-1], cu[1:])):
+        row = TTTState(*(tuple(t[s : s + 1] for t in ts) for ts in _fields(state)), state.position)
+        part = (x[:, t0:t1] for x in (q, k, v, lam))
+        if impl == "naive":
+            o, fin = ttt_naive(*part, tau, lnw, lnb, row, b, causal)
+        else:
+            o, fin = ttt_dual(*part, tau, lnw, lnb, row, b, causal, save_every)
+        outs.append(o)
+        finals.append(fin)
+    stacked = (
+        tuple(torch.cat(ts, 0) for ts in zip(*(getattr(f, name) for f in finals)))
+        for name in ("weights", "biases", "grad_weights", "grad_biases")
+    )
+    return torch.cat(outs, 1), TTTState(*stacked, finals[-1].position)
+
+
+def _fields(state: TTTState) -> tuple:
+    return state.weights, state.biases, state.grad_weights, state.grad_biases
+
+
+def _check_cu_seqlens(cu: Tensor, q: Tensor) -> int:
+    """Validate packed-sequence offsets; return the number of sequences ``S``."""
+    if not isinstance(cu, Tensor) or cu.dim() != 1 or cu.dtype.is_floating_point or len(cu) < 2:
+        raise ValueError("cu_seqlens: expected a 1-D integer tensor [S + 1]")
+    if q.dim() != 4 or q.shape[0] != 1:
+        raise ValueError(
+            f"cu_seqlens: packed sequences need B = 1, got q of shape {tuple(q.shape)}"
+        )
+    if cu[0] != 0 or cu[-1] != q.shape[1] or not bool((cu.diff() > 0).all()):
+        raise ValueError(
+            f"cu_seqlens: expected strictly increasing offsets from 0 to T={q.shape[1]}, "
+            f"got {cu.tolist()}"
+        )
+    return len(cu) - 1
 
 
 def _shape_error(name: str, got: Tensor, expected: str) -> ValueError:
@@ -258,8 +327,12 @@ def _check(
     causal,
     state,
     check_finite,
+    batch=None,
 ) -> None:
-    """Raise ``ValueError`` naming the first argument that breaks the contract."""
+    """Raise ``ValueError`` naming the first argument that breaks the contract.
+
+    ``batch``: streams the state has (``B``, or the number of packed sequences).
+    """
     if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
         raise ValueError(f"mini_batch_size: expected a positive int, got {b!r}")
     for name, t in (
@@ -275,6 +348,7 @@ def _check(
     if q.dim() != 4:
         raise _shape_error("q", q, "[B, T, H, d]")
     B, T, H, d = q.shape
+    batch = B if batch is None else batch
     if T == 0:
         raise ValueError("q: the stream is empty (T = 0)")
     for name, t in (("k", k), ("v", v)):
@@ -293,8 +367,8 @@ def _check(
     if state is not None:
         if not isinstance(state, TTTState):
             raise ValueError(f"initial_state: expected a TTTState, got {type(state).__name__}")
-        if state.batch_size != B:
-            raise ValueError(f"initial_state: batch size {state.batch_size} != B={B}")
+        if state.batch_size != batch:
+            raise ValueError(f"initial_state: batch size {state.batch_size} != B={batch}")
         if not 0 <= state.position < b:
             raise ValueError(f"initial_state: position {state.position} outside [0, {b})")
         if not causal and state.position != 0:
@@ -313,8 +387,8 @@ def _check(
         ):
             out = "d" if last else "m"
             raise _shape_error(f"W{i + 1}", w, f"[(B,) H={H}, {width}, {out}] (head dim d={d})")
-        if w.dim() == 4 and w.shape[0] not in (1, B):
-            raise _shape_error(f"W{i + 1}", w, f"batch dimension 1 or B={B}")
+        if w.dim() == 4 and w.shape[0] not in (1, batch):
+            raise _shape_error(f"W{i + 1}", w, f"batch dimension 1 or B={batch}")
         if c.shape[-2:] != (H, w.shape[-1]) or c.dim() not in (2, 3):
             raise _shape_error(f"b{i + 1}", c, f"[(B,) H, {w.shape[-1]}]")
         width = w.shape[-1]

@@ -1,0 +1,12 @@
+"""Triton kernels of the TTT layers (GPU; on CPU only under ``TRITON_INTERPRET=1``).
+
+- ``ttt_triton``: TTT-Linear / TTT-MLP over a stream or a packed batch (``cu_seqlens``),
+  forward and backward, the contract of ``dual.ttt_dual``.
+
+Reached through ``ttt_linear`` / ``ttt_mlp`` with ``impl="triton"`` (or ``"auto"`` on CUDA).
+Layout and GPU constraints: ``kernels/README.md``, section "Triton".
+"""
+
+from .scan import ttt_triton
+
+__all__ = ["ttt_triton"]

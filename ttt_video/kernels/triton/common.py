@@ -1,0 +1,80 @@
+"""Device functions shared by the Triton kernels: matrix products in the input dtype, the
+inner LayerNorm's closed-form gradient and its adjoint, gelu_tanh and its derivatives.
+
+Letters: ``BS`` block rows (the mini-batch size ``b``), ``BD`` block columns (the head dim
+``d`` rounded up to a power of two; columns ``>= D`` are padding and masked by ``cm``),
+``D`` the true head dim. Every block here is fp32 unless said otherwise.
+"""
+
+import triton
+import triton.language as tl
+
+SQRT_2_OVER_PI = tl.constexpr(0.7978845608028654)
+GELU_C = tl.constexpr(0.044715)
+
+
+@triton.jit
+def dot(a, b, DT: tl.constexpr):
+    """``a @ b`` with both operands cast to the input dtype ``DT`` and an fp32 accumulator."""
+    # ieee: fp32 inputs must not be silently rounded to tf32 on Ampere+.
+    return tl.dot(a.to(DT), b.to(DT), input_precision="ieee")
+
+
+@triton.jit
+def ln_jvp(a, xh, rstd, cm, D):
+    """``J a`` for the symmetric Jacobian ``J`` of the normalisation: ``[BS, BD]``.
+
+    ``(a - mean(a) - xh mean(a o xh)) * rstd``, means over the ``D`` real columns.
+    """
+    ma = tl.sum(a, 1) / D  # [BS]
+    mx = tl.sum(a * xh, 1) / D  # [BS]
+    out = (a - ma[:, None] - xh * mx[:, None]) * rstd[:, None]
+    return tl.where(cm[None, :], out, 0.0)  # padded columns stay exactly zero
+
+
+@triton.jit
+def inner_grad(z, tgt, lnw, lnb, cm, D, eps):
+    """LayerNorm statistics of ``z: [BS, BD]`` and ``G = dl/dz`` of ``1/2 ||LN(z) - tgt||^2``.
+
+    ``z`` is zero on padded columns, ``lnw, lnb: [BD]`` are zero there. Returns
+    ``(xh, rstd, gy, G)`` with ``gy = lnw o (lnw o xh + lnb - tgt) = dl/dxh``.
+    """
+    mu = tl.sum(z, 1) / D  # [BS]
+    zc = tl.where(cm[None, :], z - mu[:, None], 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(zc * zc, 1) / D + eps)  # [BS]
+    xh = zc * rstd[:, None]
+    gy = lnw[None, :] * (lnw[None, :] * xh + lnb[None, :] - tgt)
+    return xh, rstd, gy, ln_jvp(gy, xh, rstd, cm, D)
+
+
+@triton.jit
+def inner_grad_backward(a, xh, rstd, gy, G, tgt, lnw, lnb, cm, D):
+    """Adjoint through ``G = J(z) gy`` given ``a = dG: [BS, BD]``.
+
+    Returns ``(dz, dtgt, dlnw_part, dlnb_part)``; the last two are summed over rows
+    (``[BD]``). ``J`` is symmetric, so ``dgy = J a``; ``J`` depends on ``z`` through ``xh``
+    and ``s = 1 / rstd`` (derivation: kernels/README.md section 4).
+    """
+    dgy = ln_jvp(a, xh, rstd, cm, D)
+    dtgt = -lnw[None, :] * dgy
+    dlnw = tl.sum(dgy * (2.0 * lnw[None, :] * xh + lnb[None, :] - tgt), 0)
+    dlnb = tl.sum(dgy * lnw[None, :], 0)
+    mgx = tl.sum(gy * xh, 1) / D  # [BS]
+    max_ = tl.sum(a * xh, 1) / D  # [BS]
+    dxh = dgy * (lnw * lnw)[None, :] - (a * mgx[:, None] + gy * max_[:, None]) * rstd[:, None]
+    ds = -tl.sum(a * G, 1) * rstd  # [BS] adjoint of s = 1 / rstd
+    dz = ln_jvp(dxh, xh, rstd, cm, D) + ds[:, None] * xh / D
+    return dz, dtgt, dlnw, dlnb
+
+
+@triton.jit
+def gelu(x):
+    """gelu_tanh, its first and its second derivative (fp32)."""
+    u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x)
+    t = 2.0 / (1.0 + tl.exp(-2.0 * u)) - 1.0  # tanh(u); tl has no tanh on every backend
+    du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
+    ddu = SQRT_2_OVER_PI * 6.0 * GELU_C * x
+    g = 0.5 * x * (1.0 + t)
+    g1 = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+    g2 = (1.0 - t * t) * (du + 0.5 * x * (ddu - 2.0 * t * du * du))
+    return g, g1, g2

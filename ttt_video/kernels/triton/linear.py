@@ -1,0 +1,289 @@
+"""Triton kernels of TTT-Linear's dual form: forward and backward of the state chain.
+
+Letters: ``S`` sequences, ``H`` heads, ``D`` head dim, ``BD`` its power-of-two block
+(columns ``>= D`` masked), ``BS = b`` the mini-batch size, ``NT`` padded tokens of all
+sequences together (a multiple of ``BS``), ``n`` a mini-batch index into them, ``GROUP``
+mini-batches between saved states. One program per (sequence, head) walks the
+mini-batches ``cu_blk[s] .. cu_blk[s+1]`` of its sequence; the state ``W: [BD, BD]``,
+``c: [BD]`` and the accumulated gradient ``gW, gc`` stay in registers in fp32.
+
+Per mini-batch (kernels/README.md section 3; ``f`` = 1 except on a sequence's last
+mini-batch when it ends mid-mini-batch)::
+
+    Z  = K W + c            G = dl/dZ            M = mask o tau lam^T
+    Zb = Q W + c - (M o (Q K^T + 1)) G - tau o (Q gW + gc)
+    P  = gW + K^T (lam o G)      W <- W - f tau_{b-1} P      gW <- (1 - f) P
+
+The output LayerNorm and residual are applied outside (vectorised PyTorch).
+"""
+
+import triton
+import triton.language as tl
+
+from .common import dot, inner_grad, inner_grad_backward
+
+
+@triton.jit
+def linear_fwd_kernel(
+    q_ptr,  # [H, NT, D] input dtype
+    k_ptr,
+    v_ptr,
+    lam_ptr,  # [H, NT] fp32, 0 on padded tokens
+    tau_ptr,  # [BS] fp32
+    lnw_ptr,  # [H, D] fp32
+    lnb_ptr,
+    w_ptr,  # [S, H, D, D] fp32: initial state in, final state out
+    c_ptr,  # [S, H, D]
+    gw_ptr,  # [S, H, D, D]
+    gc_ptr,  # [S, H, D]
+    zb_ptr,  # [H, NT, D] fp32 out: pre-LN outputs
+    ckw_ptr,  # [C, H, D, D] fp32 out: the state at every GROUP-th mini-batch
+    ckc_ptr,  # [C, H, D]
+    cu_blk_ptr,  # [S + 1] int32: first mini-batch of each sequence
+    cu_ck_ptr,  # [S + 1] int32: first checkpoint of each sequence
+    commit_ptr,  # [S] fp32: 1 when the sequence ends at a mini-batch border
+    NT,
+    H,
+    D,
+    eps,
+    BS: tl.constexpr,
+    BD: tl.constexpr,
+    GROUP: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_ACC: tl.constexpr,
+):
+    s = tl.program_id(0)
+    h = tl.program_id(1)
+    sh = s * H + h
+    DT = q_ptr.dtype.element_ty
+    n0 = tl.load(cu_blk_ptr + s)
+    n1 = tl.load(cu_blk_ptr + s + 1)
+    ck0 = tl.load(cu_ck_ptr + s)
+    commit_last = tl.load(commit_ptr + s)
+    ri = tl.arange(0, BS)
+    rd = tl.arange(0, BD)
+    cm = rd < D  # [BD] real columns
+    wm = cm[:, None] & cm[None, :]  # [BD, BD]
+    xm = (ri[:, None] >= 0) & cm[None, :]  # [BS, BD]
+    woff = rd[:, None] * D + rd[None, :]
+    W = tl.load(w_ptr + sh * D * D + woff, mask=wm, other=0.0)  # [BD, BD]
+    c = tl.load(c_ptr + sh * D + rd, mask=cm, other=0.0)  # [BD]
+    gW = tl.load(gw_ptr + sh * D * D + woff, mask=wm, other=0.0)
+    gc = tl.load(gc_ptr + sh * D + rd, mask=cm, other=0.0)
+    tau = tl.load(tau_ptr + ri)  # [BS]
+    t_last = tl.load(tau_ptr + BS - 1)
+    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)  # [BD]
+    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
+    tri = ri[:, None] >= ri[None, :]  # [BS, BS] query i sees token j <= i
+    for n in range(n0, n1):
+        # checkpoint by masked store, not by branch
+        is_ck = (n - n0) % GROUP == 0
+        ck = (ck0 + (n - n0) // GROUP) * H + h
+        tl.store(ckw_ptr + ck * D * D + woff, W, mask=wm & is_ck)
+        tl.store(ckc_ptr + ck * D + rd, c, mask=cm & is_ck)
+        toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
+        qb = tl.load(q_ptr + toff, mask=xm, other=0.0)  # [BS, BD] DT
+        kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
+        vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
+        lam = tl.load(lam_ptr + h * NT + n * BS + ri)  # [BS]
+        tgt = vb.to(tl.float32) - kb.to(tl.float32)
+        Z = dot(kb, W, DT) + c[None, :]  # [BS, BD]
+        xh, rstd, gy, G = inner_grad(Z, tgt, lnw, lnb, cm, D, eps)
+        M = tau[:, None] * lam[None, :]  # [BS, BS]
+        if CAUSAL:
+            M = tl.where(tri, M, 0.0)
+        AM = M * (dot(qb, tl.trans(kb), DT) + 1.0)  # [BS, BS]
+        Zb = dot(qb, W, DT) + c[None, :] - dot(AM, G, DT)
+        if HAS_ACC:  # gradient accumulated before this call; zero after the first commit
+            Zb -= tau[:, None] * (dot(qb, gW, DT) + gc[None, :])
+        tl.store(zb_ptr + toff, Zb, mask=xm)
+        lG = lam[:, None] * G
+        P = gW + dot(tl.trans(kb), lG, DT)  # [BD, BD]
+        Pc = gc + tl.sum(lG, 0)
+        f = tl.where(n == n1 - 1, commit_last, 1.0)
+        W -= f * t_last * P
+        c -= f * t_last * Pc
+        gW = (1.0 - f) * P
+        gc = (1.0 - f) * Pc
+    tl.store(w_ptr + sh * D * D + woff, W, mask=wm)
+    tl.store(c_ptr + sh * D + rd, c, mask=cm)
+    tl.store(gw_ptr + sh * D * D + woff, gW, mask=wm)
+    tl.store(gc_ptr + sh * D + rd, gc, mask=cm)
+
+
+@triton.jit
+def linear_bwd_kernel(
+    q_ptr,  # [H, NT, D] input dtype
+    k_ptr,
+    v_ptr,
+    lam_ptr,  # [H, NT] fp32
+    tau_ptr,  # [BS] fp32
+    lnw_ptr,  # [H, D] fp32
+    lnb_ptr,
+    gw0_ptr,  # [S, H, D, D] fp32: accumulated gradient of the initial state
+    gc0_ptr,  # [S, H, D]
+    ckw_ptr,  # [C, H, D, D] fp32: states saved by the forward
+    ckc_ptr,  # [C, H, D]
+    sw_ptr,  # [S, H, GROUP, D, D] fp32 scratch: start states of one group
+    sc_ptr,  # [S, H, GROUP, D]
+    dzb_ptr,  # [H, NT, D] fp32: adjoint of the pre-LN outputs
+    dw_ptr,  # [S, H, D, D] fp32: adjoint of the final state in, of the initial state out
+    dc_ptr,
+    dgw_ptr,
+    dgc_ptr,
+    dq_ptr,  # [H, NT, D] fp32 out
+    dk_ptr,
+    dv_ptr,
+    dlam_ptr,  # [H, NT] fp32 out
+    dtau_ptr,  # [S, H, BS] fp32 out: per-program partial sums
+    dlnw_ptr,  # [S, H, D] fp32 out: per-program partial sums
+    dlnb_ptr,
+    cu_blk_ptr,
+    cu_ck_ptr,
+    commit_ptr,
+    NT,
+    H,
+    D,
+    eps,
+    BS: tl.constexpr,
+    BD: tl.constexpr,
+    GROUP: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_ACC: tl.constexpr,
+):
+    s = tl.program_id(0)
+    h = tl.program_id(1)
+    sh = s * H + h
+    DT = q_ptr.dtype.element_ty
+    n0 = tl.load(cu_blk_ptr + s)
+    n1 = tl.load(cu_blk_ptr + s + 1)
+    ck0 = tl.load(cu_ck_ptr + s)
+    commit_last = tl.load(commit_ptr + s)
+    ri = tl.arange(0, BS)
+    rd = tl.arange(0, BD)
+    cm = rd < D
+    wm = cm[:, None] & cm[None, :]
+    xm = (ri[:, None] >= 0) & cm[None, :]
+    woff = rd[:, None] * D + rd[None, :]
+    tau = tl.load(tau_ptr + ri)
+    t_last = tl.load(tau_ptr + BS - 1)
+    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)
+    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
+    tri = ri[:, None] >= ri[None, :]
+    dW = tl.load(dw_ptr + sh * D * D + woff, mask=wm, other=0.0)  # [BD, BD] adjoint of W
+    dc = tl.load(dc_ptr + sh * D + rd, mask=cm, other=0.0)
+    dgW = tl.load(dgw_ptr + sh * D * D + woff, mask=wm, other=0.0)
+    dgc = tl.load(dgc_ptr + sh * D + rd, mask=cm, other=0.0)
+    dtau = tl.zeros([BS], dtype=tl.float32)
+    dlnw = tl.zeros([BD], dtype=tl.float32)
+    dlnb = tl.zeros([BD], dtype=tl.float32)
+    sw = sw_ptr + sh * GROUP * D * D
+    sc = sc_ptr + sh * GROUP * D
+    ng = (n1 - n0 + GROUP - 1) // GROUP
+    for gi in range(0, ng):
+        g = ng - 1 - gi  # groups in reverse
+        ns = n0 + g * GROUP
+        ne = tl.minimum(ns + GROUP, n1)
+        ck = (ck0 + g) * H + h
+        W = tl.load(ckw_ptr + ck * D * D + woff, mask=wm, other=0.0)
+        c = tl.load(ckc_ptr + ck * D + rd, mask=cm, other=0.0)
+        # re-run the group forward, keeping each mini-batch's start state in scratch
+        for n in range(ns, ne):
+            tl.store(sw + (n - ns) * D * D + woff, W, mask=wm)
+            tl.store(sc + (n - ns) * D + rd, c, mask=cm)
+            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
+            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
+            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
+            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
+            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
+            lG = lam[:, None] * G
+            P = dot(tl.trans(kb), lG, DT)
+            Pc = tl.sum(lG, 0)
+            if HAS_ACC:  # gW is non-zero only before the sequence's first commit
+                first = n == n0
+                P += tl.load(gw0_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
+                Pc += tl.load(gc0_ptr + sh * D + rd, mask=cm & first, other=0.0)
+            # only committing mini-batches continue the group
+            W -= t_last * P
+            c -= t_last * Pc
+        tl.debug_barrier()  # scratch written by other threads of this program
+        for j in range(0, ne - ns):
+            n = ne - 1 - j
+            W = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0)
+            c = tl.load(sc + (n - ns) * D + rd, mask=cm, other=0.0)
+            first = n == n0
+            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
+            qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
+            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
+            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
+            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
+            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
+            M = tau[:, None] * lam[None, :]
+            if CAUSAL:
+                M = tl.where(tri, M, 0.0)
+            S_ = dot(qb, tl.trans(kb), DT)  # [BS, BS]
+            AM = M * (S_ + 1.0)
+            lG = lam[:, None] * G
+            P = dot(tl.trans(kb), lG, DT)
+            Pc = tl.sum(lG, 0)
+            if HAS_ACC:
+                gW = tl.load(gw0_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
+                gc = tl.load(gc0_ptr + sh * D + rd, mask=cm & first, other=0.0)
+                P += gW
+                Pc += gc
+            # commit W' = W - f t P, gW' = (1 - f) P
+            f = tl.where(n == n1 - 1, commit_last, 1.0)
+            dP = -f * t_last * dW + (1.0 - f) * dgW  # [BD, BD]
+            dPc = -f * t_last * dc + (1.0 - f) * dgc
+            dt_last = -f * (tl.sum(tl.sum(dW * P, 1), 0) + tl.sum(dc * Pc, 0))
+            dtau += tl.where(ri == BS - 1, dt_last, 0.0)
+            # P = gW + K^T (lam o G)
+            GdP = dot(G, tl.trans(dP), DT)  # [BS, BD]
+            dG = lam[:, None] * (dot(kb, dP, DT) + dPc[None, :])
+            dK = lam[:, None] * GdP
+            dlam = tl.sum(kb.to(tl.float32) * GdP, 1) + tl.sum(G * dPc[None, :], 1)
+            dgW = dP
+            dgc = dPc
+            # Zb = Q W + c - AM G - tau o (Q gW + gc)
+            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD]
+            dW += dot(tl.trans(qb), dzb, DT)
+            dc += tl.sum(dzb, 0)
+            dA = -dot(dzb, tl.trans(G), DT)  # [BS, BS]
+            dG -= dot(tl.trans(AM), dzb, DT)
+            dQ = dot(dzb, tl.trans(W), DT)
+            if HAS_ACC:
+                tdz = tau[:, None] * dzb
+                dtau -= tl.sum(dzb * (dot(qb, gW, DT) + gc[None, :]), 1)
+                dgW -= dot(tl.trans(qb), tdz, DT)
+                dgc -= tl.sum(tdz, 0)
+                dQ -= dot(tdz, tl.trans(gW), DT)
+            dM = dA * (S_ + 1.0)
+            if CAUSAL:
+                dM = tl.where(tri, dM, 0.0)
+            dS = dA * M
+            dQ += dot(dS, kb, DT)
+            dK += dot(tl.trans(dS), qb, DT)
+            dlam += tl.sum(dM * tau[:, None], 0)  # M[i, j] = tau_i lam_j
+            dtau += tl.sum(dM * lam[None, :], 1)
+            # G = J(Z) gy
+            dZ, dtgt, dlw, dlb = inner_grad_backward(dG, xh, rstd, gy, G, tgt, lnw, lnb, cm, D)
+            dlnw += dlw
+            dlnb += dlb
+            # Z = K W + c; tgt = V - K
+            dW += dot(tl.trans(kb), dZ, DT)
+            dc += tl.sum(dZ, 0)
+            dK += dot(dZ, tl.trans(W), DT) - dtgt
+            tl.store(dq_ptr + toff, dQ, mask=xm)
+            tl.store(dk_ptr + toff, dK, mask=xm)
+            tl.store(dv_ptr + toff, dtgt, mask=xm)
+            tl.store(dlam_ptr + h * NT + n * BS + ri, dlam)
+        tl.debug_barrier()  # the next group overwrites the scratch
+    tl.store(dw_ptr + sh * D * D + woff, dW, mask=wm)
+    tl.store(dc_ptr + sh * D + rd, dc, mask=cm)
+    tl.store(dgw_ptr + sh * D * D + woff, dgW, mask=wm)
+    tl.store(dgc_ptr + sh * D + rd, dgc, mask=cm)
+    tl.store(dtau_ptr + sh * BS + ri, dtau)
+    tl.store(dlnw_ptr + sh * D + rd, dlnw, mask=cm)
+    tl.store(dlnb_ptr + sh * D + rd, dlnb, mask=cm)
