@@ -155,12 +155,14 @@ def ttt_decode(
     Args:
         q, k, v: ``[B, 1, H, d]``; lam: ``[B, 1, H]``; tau: ``[b]``; ln_*: ``[H, d]``.
         state: the state after the tokens so far (``initial_state(...)`` at the start).
+        impl: ``"auto"`` (Triton for CUDA tensors), ``"torch"`` or ``"triton"`` (no
+            backward; ``kernels.triton.decode_step_`` updates a state in place).
 
     Returns:
         ``o: [B, 1, H, d]`` and the new state. The given state is not modified.
     """
-    if impl not in ("auto", "torch"):
-        raise ValueError(f"impl: expected 'auto' or 'torch' for decoding, got {impl!r}")
+    if impl not in ("auto", "torch", "triton"):
+        raise ValueError(f"impl: expected 'auto', 'torch' or 'triton' for decoding, got {impl!r}")
     _check(
         q,
         k,
@@ -178,6 +180,10 @@ def ttt_decode(
     )
     if q.shape[1] != 1:
         raise ValueError(f"q: decoding takes one token, got T={q.shape[1]}")
+    if impl == "triton" or (impl == "auto" and q.is_cuda):
+        from .triton import ttt_decode_triton
+
+        return ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
     return ttt_decode_torch(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
 
 

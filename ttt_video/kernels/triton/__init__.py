@@ -2,11 +2,13 @@
 
 - ``ttt_triton``: TTT-Linear / TTT-MLP over a stream or a packed batch (``cu_seqlens``),
   forward and backward, the contract of ``dual.ttt_dual``.
+- ``ttt_decode_triton`` / ``decode_step_``: one token, the state copied / updated in place.
 
 Reached through ``ttt_linear`` / ``ttt_mlp`` with ``impl="triton"`` (or ``"auto"`` on CUDA).
 Layout and GPU constraints: ``kernels/README.md``, section "Triton".
 """
 
+from .decode import decode_step_, ttt_decode_triton
 from .scan import ttt_triton
 
-__all__ = ["ttt_triton"]
+__all__ = ["decode_step_", "ttt_decode_triton", "ttt_triton"]
