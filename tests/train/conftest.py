@@ -6,6 +6,7 @@ spend most of their time waiting for the busy other core.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -77,3 +78,19 @@ def write_config(tmp_path, tiny_shards):
         return path
 
     return write
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """``{step: train/loss}`` over every log version (one per start) of a run folder."""
+    out = {}
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        for row in csv.DictReader(path.open()):
+            if row["train/loss"]:
+                out[int(row["step"])] = float(row["train/loss"])
+    return out
+
+
+@pytest.fixture
+def losses():
+    """The :func:`train_losses` reader."""
+    return train_losses

@@ -12,18 +12,8 @@ from ttt_video.train.cli import main
 from ttt_video.train.config import load_run_config, resolved_dict
 
 
-def train_losses(run_dir) -> dict[int, float]:
-    """``{step: train/loss}`` over every log version of a run folder."""
-    out = {}
-    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
-        for row in csv.DictReader(path.open()):
-            if row["train/loss"]:
-                out[int(row["step"])] = float(row["train/loss"])
-    return out
-
-
 @pytest.mark.slow
-def test_fit_validate_generate_eval(write_config, tmp_path, capsys):
+def test_fit_validate_generate_eval(write_config, tmp_path, capsys, losses):
     cfg = write_config()
     assert main(["fit", "--config", str(cfg), "--model.mini_batch_size", "8"]) == 0
     run_dir = tmp_path / "runs" / "tiny"
@@ -32,8 +22,8 @@ def test_fit_validate_generate_eval(write_config, tmp_path, capsys):
     saved = load_run_config(run_dir / "config.yaml")
     assert saved.model.mini_batch_size == 8
     assert resolved_dict(saved) == yaml.safe_load((run_dir / "config.yaml").read_text())
-    losses = train_losses(run_dir)
-    assert sorted(losses) == [0, 1, 2, 3] and losses[3] < losses[0]
+    curve = losses(run_dir)
+    assert sorted(curve) == [0, 1, 2, 3] and curve[3] < curve[0]
     metrics = next((run_dir / "logs").glob("version_0/metrics.csv")).read_text()
     assert "perf/tokens_per_s" in metrics and "perf/mfu" in metrics
     assert list((run_dir / "tb").glob("version_0/events.out.tfevents.*"))
@@ -62,14 +52,14 @@ def test_fit_validate_generate_eval(write_config, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_resume_gives_the_same_losses(write_config, tmp_path):
+def test_resume_gives_the_same_losses(write_config, tmp_path, losses):
     cfg = write_config(trainer={"max_steps": 6, "val_check_interval": 3})
     assert main(["fit", "--config", str(cfg), "--name", "whole"]) == 0
     stop = ["--name", "split", "--optim.schedule_steps", "6"]
     assert main(["fit", "--config", str(cfg), *stop, "--trainer.max_steps", "3"]) == 0
     assert main(["fit", "--config", str(cfg), *stop, "--resume", "auto"]) == 0
-    whole = train_losses(tmp_path / "runs" / "whole")
-    split = train_losses(tmp_path / "runs" / "split")
+    whole = losses(tmp_path / "runs" / "whole")
+    split = losses(tmp_path / "runs" / "split")
     assert sorted(whole) == sorted(split) == list(range(6))
     for step in whole:
         assert split[step] == pytest.approx(whole[step], rel=1e-6, abs=1e-6), step

@@ -222,6 +222,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            value = _float_text(value, where)  # YAML 1.1 reads `3e-3` (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -232,6 +234,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     raise ConfigError(f"{where}: unsupported field type {tp!r}")
+
+
+def _float_text(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError as err:
+        raise ConfigError(f"{where}: expected a number, got {text!r}") from err
 
 
 def _type_name(tp: Any) -> str:
@@ -351,7 +360,15 @@ def build_run_config(raw: dict, source: str, overrides: dict[str, Any] | None = 
 def _with_source(message: str, source: str, overrides: dict[str, Any]) -> str:
     message = message.removeprefix("run.")
     field_path = message.split(":", 1)[0]
-    flags = [k for k in overrides if field_path == k or field_path.startswith(k + ".")]
+    section = field_path.rpartition(".")[0]
+
+    def involved(key: str) -> bool:
+        if field_path == key or field_path.startswith(key + "."):
+            return True
+        key_section, _, leaf = key.rpartition(".")
+        return key_section == section and leaf in message
+
+    flags = [k for k in overrides if involved(k)]
     hint = f" (set by --{flags[0]} on the command line)" if flags else ""
     return f"{source}: {message}{hint}"
 
