@@ -77,14 +77,18 @@ def dual_flops(kind: str, B: int, T: int, H: int, d: int, b: int) -> float:
     return per_mb * B * H * (T // b)
 
 
+CLOCK = {"wall": time.perf_counter, "process": time.process_time}
+clock = time.perf_counter
+
+
 def timed(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up)."""
+    """Best time of ``repeats`` calls (after one warm-up), by the chosen clock."""
     fn()
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
@@ -143,10 +147,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--kinds", default="linear,mlp")
+    p.add_argument("--clock", choices=CLOCK, default="wall",
+                   help="'process' counts CPU time of this process: steadier on a busy machine "
+                   "(use with --threads 1)")
     args = p.parse_args()
+    global clock
+    clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     print(f"B={args.B} T={args.T} H={args.H} d={args.d} b={args.b} float32, "
-          f"torch {torch.__version__}, {args.threads} threads\n")
+          f"torch {torch.__version__}, {args.threads} threads, {args.clock} clock\n")
     print("| kernel | form | tokens | fwd tok/s | fwd+bwd tok/s |")
     print("|---|---|---|---|---|")
     for kind in args.kinds.split(","):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .common import gelu_tanh, gelu_tanh_grad, layer_norm, ln_l2_grad
+from .common import gelu_tanh, gelu_tanh_vjp, layer_norm, ln_l2_grad
 from .state import TTTState
 
 
@@ -55,7 +55,7 @@ def ttt_decode_torch(
     G = [None] * len(ws)
     G[-1] = ln_l2_grad(Z[-1], vt - kt, lnw, lnb)
     for l in reversed(range(len(ws) - 1)):
-        G[l] = (G[l + 1] @ ws[l + 1].transpose(-1, -2)) * gelu_tanh_grad(Z[l])
+        G[l] = gelu_tanh_vjp(G[l + 1] @ ws[l + 1].transpose(-1, -2), Z[l])
     acc_w = [a.to(dt) + lr * (x.transpose(-1, -2) @ g) for a, x, g in zip(state.grad_weights, X, G)]
     acc_b = [a.to(dt) + lr[..., 0] * g[..., 0, :] for a, g in zip(state.grad_biases, G)]
     step = tau.to(dt)[state.position]

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .common import gelu_tanh, gelu_tanh_grad, gelu_tanh_grad2, layer_norm, ln_backward, ln_stats
+from .common import gelu_tanh, gelu_tanh_grad2, gelu_tanh_vjp, layer_norm, ln_backward, ln_stats
 from .state import TTTState
 
 
@@ -271,7 +271,7 @@ def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
     G = [None] * L
     G[-1] = ln_backward(gy, Z[-1], mu, rstd)
     for l in reversed(range(L - 1)):
-        G[l] = (G[l + 1] @ W[l + 1].transpose(-1, -2)) * gelu_tanh_grad(Z[l])
+        G[l] = gelu_tanh_vjp(G[l + 1] @ W[l + 1].transpose(-1, -2), Z[l])
     Xb, Zb, S, AM = [q], [], [None], [ch.AM0[:, n]]
     for l in range(L):
         if l > 0:
@@ -357,12 +357,12 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
             dS = dA * M
             dXb = torch.baddbmm(dXb, dS, X[l])
             dX[l] = torch.baddbmm(dX[l], dS.transpose(-1, -2), Xb[l])
-            dzb = dXb * gelu_tanh_grad(Zb[l - 1])
+            dzb = gelu_tanh_vjp(dXb, Zb[l - 1])
     dZ = [torch.zeros_like(z) for z in Z]
     # G_l = (G_{l+1} W_{l+1}^T) o gelu'(Z_l), l < L-1
     for l in range(L - 1):
         h = G[l + 1] @ W[l + 1].transpose(-1, -2)
-        dh = dG[l] * gelu_tanh_grad(Z[l])
+        dh = gelu_tanh_vjp(dG[l], Z[l])
         dZ[l] = dZ[l] + dG[l] * h * gelu_tanh_grad2(Z[l])
         dG[l + 1] = torch.baddbmm(dG[l + 1], dh, W[l + 1])
         dW[l + 1].baddbmm_(dh.transpose(-1, -2), G[l + 1])
@@ -373,7 +373,7 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
         dc[l] = dc[l] + dZ[l].sum(1)
         dXl = torch.baddbmm(dX[l], dZ[l], W[l].transpose(-1, -2))
         if l > 0:
-            dZ[l - 1] = dZ[l - 1] + dXl * gelu_tanh_grad(Z[l - 1])
+            dZ[l - 1] = dZ[l - 1] + gelu_tanh_vjp(dXl, Z[l - 1])
         else:
             grads.dk[:, n] = dXl
     grads.dlam[:, n] = dlam

@@ -12,11 +12,13 @@ Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batc
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.func import grad
 
-from .common import LN_EPS, gelu_tanh
+from .common import LN_EPS
 from .state import TTTState
 
 
@@ -26,6 +28,11 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     mu = x.mean(-1, keepdim=True)
     var = (x - mu).pow(2).mean(-1, keepdim=True)
     return (x - mu) / torch.sqrt(var + LN_EPS) * weight + bias
+
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    """tanh-approximated GELU written out, for the same reason as ``layer_norm`` above."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
 def inner_model(weights: list[Tensor], biases: list[Tensor], x: Tensor) -> Tensor:

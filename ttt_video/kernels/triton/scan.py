@@ -26,6 +26,7 @@ from triton.runtime.interpreter import InterpretedFunction
 from ..common import LN_EPS, layer_norm
 from ..state import TTTState
 from .linear import linear_bwd_kernel, linear_fwd_kernel
+from .mlp import mlp_fwd_kernel
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -166,6 +167,16 @@ def _grid_args(d: int, b: int, group: int, causal: bool, has_acc: bool) -> dict:
     )
 
 
+def _hidden_tile(m: int, d: int) -> int:
+    """Hidden columns per TTT-MLP tile: a power of two in [16, 64] dividing ``m``."""
+    bm = 64 if d <= 64 else 32  # [128, 64] fp32 tiles would spill at d = 128
+    while bm >= 16 and m % bm:
+        bm //= 2
+    if bm < 16:
+        raise ValueError(f"W1: impl='triton' needs a hidden width divisible by 16, got {m}")
+    return bm
+
+
 class _TritonScan(torch.autograd.Function):
     """The state chain on packed blocks ``[H, NT, d]``; state tensors ``[S, H, ...]`` fp32."""
 
@@ -178,10 +189,12 @@ class _TritonScan(torch.autograd.Function):
         C = int(lay.cu_ck[-1])
         cks = [q.new_empty((C, H, *t.shape[2:]), dtype=torch.float32) for t in state[: 2 * L]]
         kw = _grid_args(d, b, group, causal, has_acc)
-        linear_fwd_kernel[(lay.S, H)](
-            q, k, v, lam, tau, lnw, lnb, *cur, zb, *cks, lay.cu_blk, lay.cu_ck, lay.commit,
-            NT, H, d, LN_EPS, **kw,
-        )  # fmt: skip
+        args = (q, k, v, lam, tau, lnw, lnb, *cur, zb, *cks, lay.cu_blk, lay.cu_ck, lay.commit)
+        if L == 1:
+            linear_fwd_kernel[(lay.S, H)](*args, NT, H, d, LN_EPS, **kw)
+        else:
+            m = state[0].shape[-1]
+            mlp_fwd_kernel[(lay.S, H)](*args, NT, H, d, m, LN_EPS, BM=_hidden_tile(m, d), **kw)
         ctx.save_for_backward(q, k, v, lam, tau, lnw, lnb, *state[2 * L :], *cks)
         ctx.meta = meta
         ctx.has_acc = has_acc or any(ctx.needs_input_grad[8 + 2 * L :])
