@@ -209,6 +209,34 @@ class VideoModel(nn.Module):
             predictions ``[B, R, C, S, S]`` (clamped to [0, 1]) and the state after the last
             fed-back frame (the final prediction itself is not fed).
         """
+        self._check_rollout(horizon)
+        out = self(context, state)
+        return self.feed_back(out.next_frames[:, -1], horizon, out.state)
+
+    def feed_back(
+        self, first: Tensor, horizon: int, state: VideoState, detach: bool = False
+    ) -> tuple[Tensor, VideoState]:
+        """Roll out from a first prediction: feed each prediction back as the next frame.
+
+        Args:
+            first: ``[B, C, S, S]`` the prediction of the frame after ``state``'s last frame.
+            horizon: ``R >= 1`` frames in all (``first`` included).
+            state: the state after the frames ``first`` was predicted from.
+            detach: cut the gradient through the fed-back frames (cheaper training).
+
+        Returns:
+            predictions ``[B, R, C, S, S]`` clamped to [0, 1], and the final state.
+        """
+        self._check_rollout(horizon)
+        preds = [first.clamp(0, 1)]
+        for _ in range(horizon - 1):
+            fed = preds[-1].detach() if detach else preds[-1]
+            out = self(fed[:, None], state)
+            state = out.state
+            preds.append(out.next_frames[:, -1].clamp(0, 1))
+        return torch.stack(preds, dim=1), state
+
+    def _check_rollout(self, horizon: int) -> None:
         if self.decoder is None:
             raise ValueError("decoder: this model has no prediction head (decoder='none')")
         if horizon < 1:
@@ -217,14 +245,6 @@ class VideoModel(nn.Module):
             raise ValueError(
                 "frames_per_mini_batch: a frame-by-frame rollout needs 1 when causal=False"
             )
-        out = self(context, state)
-        preds = [out.next_frames[:, -1].clamp(0, 1)]
-        state = out.state
-        for _ in range(horizon - 1):
-            out = self(preds[-1][:, None], state)
-            state = out.state
-            preds.append(out.next_frames[:, -1].clamp(0, 1))
-        return torch.stack(preds, dim=1), state
 
     def num_parameters(self) -> int:
         """Trainable parameters."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from ttt_video.data.tokenizers import TokenizerError
 
 from .config import ConfigError
+from .video_cli import add_video_commands
 
 USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, TokenizerError)
 
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_smoke(sub)
     _add_training(sub)
     _add_lm(sub)
+    add_video_commands(sub)
     return parser
 
 

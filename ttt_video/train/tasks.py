@@ -36,7 +36,7 @@ from typing import Any
 
 from .config import ConfigError, from_dict
 
-TASK_MODULES: tuple[str, ...] = ("ttt_video.train.lm_task",)
+TASK_MODULES: tuple[str, ...] = ("ttt_video.train.lm_task", "ttt_video.train.video_tasks")
 
 Parser = Callable[[Any, str], Any]
 

@@ -1,0 +1,280 @@
+"""The video tasks ``video_predict`` and ``video_classify`` for ``ttt-video fit``.
+
+Run-file sections (see ``configs/video/``)::
+
+    model:  {preset: video_ttt_linear_small, <any VideoConfig field>: value, ...}
+    data:   VideoPredictData or VideoClassifyData fields (source, protocol, loss options)
+
+Sources: ``video_predict`` reads Moving-MNIST-style sequences (``source: moving_mnist``,
+``python data_prep/moving_mnist.py``) or clips from a folder/manifest of videos (``source:
+folder``); ``video_classify`` reads the long-range recall task (``source: long_range``) or a
+labelled folder-per-class / CSV / JSON manifest (``source: manifest``, UCF101/Breakfast/COIN
+style, ``python data_prep/index_videos.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ttt_video.data.frame_ops import FrameFormat
+from ttt_video.data.long_range import LongRangeConfig, LongRangeDataModule
+from ttt_video.data.manifest import load_items
+from ttt_video.data.moving_mnist import VARIANTS, MovingMNISTDataModule, fixed_set_path
+from ttt_video.data.sampling import ClipSpec
+from ttt_video.data.video import VideoDataModule
+from ttt_video.models import config_from_name
+from ttt_video.models.video import VideoModel
+from ttt_video.models.video_config import VideoConfig
+
+from .config import ConfigError, RunConfig, from_dict, plain
+from .tasks import register_task
+from .video_module import VideoClassifyModule, VideoPredictModule
+
+
+def parse_video_model(data: object, where: str) -> VideoConfig:
+    """``VideoConfig`` from a ``model`` mapping: an optional video ``preset`` plus overrides."""
+    if not isinstance(data, dict | type(None)):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    fields = dict(data or {})
+    preset = fields.pop("preset", None)
+    base = {}
+    if preset is not None:
+        try:
+            cfg = config_from_name(str(preset))
+        except ValueError as err:
+            raise ConfigError(f"{where}.preset: {err}".replace("name: ", "")) from err
+        if not isinstance(cfg, VideoConfig):
+            raise ConfigError(f"{where}.preset: {preset!r} is not a video preset (video_*)")
+        base = plain(cfg)
+    return from_dict(VideoConfig, {**base, **fields}, where)
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ValueError(f"{name}: expected > 0, got {getattr(obj, name)!r}")
+
+
+@dataclass
+class VideoPredictData:
+    """Clips for next-frame prediction and the evaluation protocol (``num_input`` -> ``num_output``)."""
+
+    source: str = "moving_mnist"
+    """``"moving_mnist"`` (generated from real digits) or ``"folder"`` (videos on disk)."""
+    variant: str = "standard"
+    """Moving-MNIST protocol: ``standard`` (10 -> 10), ``long200`` (100 -> 100), ``long1000``."""
+    path: str | None = None
+    """``folder``: a folder of videos or a CSV/JSON manifest for training."""
+    val_path: str | None = None
+    """``folder``: the same for validation (None: no validation)."""
+    num_input: int = 10
+    """Context frames before the rollout (must match the Moving-MNIST variant)."""
+    num_output: int = 10
+    """Frames rolled out at evaluation (and trained on with ``rollout_training``)."""
+    size: int = 64
+    """``folder``: frames are resized (centre crop) to ``size x size``."""
+    channels: int = 1
+    """``folder``: 1 (grayscale) or 3 (RGB)."""
+    fps: float | None = None
+    """``folder``: resample to this rate (None: every frame at the native rate)."""
+    batch_size: int = 16
+    """Clips per batch."""
+    train_length: int = 10_000
+    """``moving_mnist``: sequences per training epoch (generated on the fly)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    loss: str = "mse"
+    """Per-pixel loss: ``"mse"`` or ``"l1"``."""
+    rollout_training: bool = False
+    """Train the last ``num_output`` frames on the model's own fed-back predictions."""
+    time_budget_s: float | None = None
+    """Stop training after this many seconds (the LR schedule follows elapsed time)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "num_input", "num_output", "size", "batch_size", "train_length")
+        if self.source not in ("moving_mnist", "folder"):
+            raise ValueError(f"source: expected 'moving_mnist' or 'folder', got {self.source!r}")
+        if self.source == "moving_mnist":
+            if self.variant not in VARIANTS:
+                raise ValueError(f"variant: unknown {self.variant!r}; valid: {', '.join(VARIANTS)}")
+            v = VARIANTS[self.variant]
+            if (self.num_input, self.num_output) != (v.num_input, v.num_output):
+                raise ValueError(
+                    f"num_input: {self.num_input} -> {self.num_output} does not match the "
+                    f"{self.variant} protocol ({v.num_input} -> {v.num_output})"
+                )
+        elif self.path is None:
+            raise ValueError("path: source 'folder' needs a folder or manifest of videos")
+        if self.loss not in ("mse", "l1"):
+            raise ValueError(f"loss: expected 'mse' or 'l1', got {self.loss!r}")
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(side, channels) of the frames this data yields."""
+        return (64, 1) if self.source == "moving_mnist" else (self.size, self.channels)
+
+
+@dataclass
+class VideoClassifyData:
+    """Labelled clips: the long-range recall task or a labelled manifest."""
+
+    source: str = "long_range"
+    """``"long_range"`` (cue digit then ``distance`` distractor frames) or ``"manifest"``."""
+    distance: int = 50
+    """``long_range``: distractor frames between the cue and the end of the clip."""
+    cue_frames: int = 4
+    """``long_range``: frames showing the label digit."""
+    size: int = 32
+    """Frame side (``long_range``: at least 28)."""
+    channels: int = 1
+    """``manifest``: 1 (grayscale) or 3 (RGB); ``long_range`` is grayscale."""
+    train: str | None = None
+    """``manifest``: class folders or a CSV/JSON manifest for training."""
+    val: str | None = None
+    """``manifest``: the same for validation (None: no validation)."""
+    num_frames: int = 16
+    """``manifest``: frames per clip."""
+    fps: float | None = None
+    """``manifest``: resample to this rate (None: native rate)."""
+    batch_size: int = 8
+    """Clips per batch."""
+    train_length: int = 2000
+    """``long_range``: training sequences per epoch."""
+    eval_length: int = 200
+    """``long_range``: validation sequences."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    readout: str = "last"
+    """Loss on the last frame's logits (``"last"``) or on every frame's (``"mean"``)."""
+    window_frames: int | None = None
+    """Show the model only the last this many frames (a local-window baseline)."""
+    time_budget_s: float | None = None
+    """Stop training after this many seconds (the LR schedule follows elapsed time)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "size", "num_frames", "batch_size", "train_length", "eval_length")
+        if self.source not in ("long_range", "manifest"):
+            raise ValueError(f"source: expected 'long_range' or 'manifest', got {self.source!r}")
+        if self.source == "manifest" and self.train is None:
+            raise ValueError("train: source 'manifest' needs class folders or a manifest file")
+        if self.source == "long_range" and (self.size < 28 or self.channels != 1):
+            raise ValueError(f"size: long_range needs size >= 28 and channels 1, got {self.size}")
+        if self.readout not in ("last", "mean"):
+            raise ValueError(f"readout: expected 'last' or 'mean', got {self.readout!r}")
+        if self.window_frames is not None and self.window_frames <= 0:
+            raise ValueError(f"window_frames: expected > 0 or null, got {self.window_frames}")
+
+
+def _check_frames(model: VideoConfig, size: int, channels: int) -> None:
+    if (model.image_size, model.channels) != (size, channels):
+        raise ConfigError(
+            f"model.image_size: the model takes {model.channels}x{model.image_size}^2 frames, "
+            f"the data gives {channels}x{size}^2 (set model.image_size/model.channels)"
+        )
+
+
+def _total_steps(run: RunConfig) -> int:
+    return run.optim.schedule_steps or run.trainer.max_steps
+
+
+def _existing(path: str, field: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{field}: {p} not found")
+    return p
+
+
+def predict_datamodule(data: VideoPredictData, seed: int):
+    """The DataModule of a ``VideoPredictData`` (``FileNotFoundError`` naming what to run)."""
+    if data.source == "moving_mnist":
+        for split in ("val", "test"):
+            if not fixed_set_path(data.variant, split).exists():
+                raise FileNotFoundError(
+                    f"data.variant: {fixed_set_path(data.variant, split)} is missing; "
+                    f"run: python data_prep/moving_mnist.py --variants {data.variant}"
+                )
+        return MovingMNISTDataModule(
+            data.variant, data.batch_size, data.num_workers, data.train_length, seed
+        )
+    spec = ClipSpec(fps=data.fps, num_frames=data.num_input + data.num_output)
+    val = None if data.val_path is None else _existing(data.val_path, "data.val_path")
+    return VideoDataModule(
+        _existing(data.path, "data.path"),
+        val,
+        spec=spec,
+        fmt=FrameFormat(size=data.size, channels=data.channels),
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        seed=seed,
+    )
+
+
+@register_task(
+    "video_predict",
+    model=parse_video_model,
+    data=VideoPredictData,
+    build_model=lambda run: VideoModel(run.model),
+)
+def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
+    """The prediction module and its data for a resolved run."""
+    model, data = run.model, run.data
+    _check_frames(model, *data.frame_size)
+    if model.decoder == "none":
+        raise ConfigError("model.decoder: video_predict needs a pixel decoder, got 'none'")
+    datamodule = predict_datamodule(data, run.trainer.seed)
+    module = VideoPredictModule(
+        model,
+        run.optim,
+        _total_steps(run),
+        data.num_input,
+        data.num_output,
+        data.loss,
+        data.rollout_training,
+        data.time_budget_s,
+    )
+    return module, datamodule
+
+
+def classify_datamodule(data: VideoClassifyData, seed: int) -> tuple[object, int]:
+    """(DataModule, number of classes) of a ``VideoClassifyData``."""
+    if data.source == "long_range":
+        cfg = LongRangeConfig(data.distance, data.cue_frames, data.size)
+        dm = LongRangeDataModule(
+            cfg, data.batch_size, data.num_workers, data.train_length, data.eval_length, seed
+        )
+        return dm, 10
+    train = _existing(data.train, "data.train")
+    val = None if data.val is None else _existing(data.val, "data.val")
+    classes = load_items(train)[1]
+    dm = VideoDataModule(
+        train,
+        val,
+        spec=ClipSpec(fps=data.fps, num_frames=data.num_frames),
+        fmt=FrameFormat(size=data.size, channels=data.channels),
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        seed=seed,
+    )
+    return dm, len(classes)
+
+
+@register_task(
+    "video_classify",
+    model=parse_video_model,
+    data=VideoClassifyData,
+    build_model=lambda run: VideoModel(run.model),
+)
+def build_video_classify(run: RunConfig) -> tuple[VideoClassifyModule, object]:
+    """The classification module and its data for a resolved run."""
+    model, data = run.model, run.data
+    _check_frames(model, data.size, data.channels)
+    datamodule, classes = classify_datamodule(data, run.trainer.seed)
+    if model.num_classes < max(classes, 1):
+        raise ConfigError(
+            f"model.num_classes: {model.num_classes} is fewer than the data's {classes} classes"
+        )
+    module = VideoClassifyModule(
+        model, run.optim, _total_steps(run), data.readout, data.window_frames, data.time_budget_s
+    )
+    return module, datamodule
