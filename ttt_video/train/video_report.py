@@ -26,7 +26,8 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
     return path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,7 +76,7 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 def plot_training(series: dict[str, list[tuple[int, float]]], path: Path) -> Path:
     """Training loss and validation MSE against the step, as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, key, title in (
         (axes[0], "train/loss", "training loss (per pixel)"),
@@ -97,7 +98,7 @@ def plot_lines(
     curves: dict[str, list[float]], path: Path, title: str, xlabel: str, ylabel: str, x0: int = 1
 ) -> Path:
     """One line per named curve (x = ``x0, x0+1, ...``), as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for name, ys in curves.items():
         ax.plot(range(x0, x0 + len(ys)), ys, label=name, marker="." if len(ys) <= 30 else None)
