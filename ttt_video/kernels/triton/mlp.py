@@ -170,3 +170,365 @@ def mlp_fwd_kernel(
         tl.debug_barrier()  # the next mini-batch reads tiles other threads wrote
     tl.store(c2_ptr + sh * D + rd, c2, mask=cm)
     tl.store(gc2_ptr + sh * D + rd, gc2, mask=cm)
+
+
+@triton.jit
+def mlp_bwd_kernel(
+    q_ptr,  # [H, NT, D] input dtype
+    k_ptr,
+    v_ptr,
+    lam_ptr,  # [H, NT] fp32
+    tau_ptr,  # [BS] fp32
+    lnw_ptr,  # [H, D] fp32
+    lnb_ptr,
+    gw10_ptr,  # [S, H, D, M] fp32: accumulated gradient of the initial state
+    gw20_ptr,  # [S, H, M, D]
+    gc10_ptr,  # [S, H, M]
+    gc20_ptr,  # [S, H, D]
+    ckw1_ptr,  # [C, H, D, M] fp32: states saved by the forward
+    ckw2_ptr,
+    ckc1_ptr,
+    ckc2_ptr,
+    sw1_ptr,  # [S, H, GROUP, D, M] fp32 scratch: start states of one group
+    sw2_ptr,  # [S, H, GROUP, M, D]
+    sc1_ptr,  # [S, H, GROUP, M]
+    sc2_ptr,  # [S, H, GROUP, D]
+    sdz1_ptr,  # [S, H, BS, M] fp32 scratch: partial dZ1 of one mini-batch
+    sdx2_ptr,  # [S, H, BS, M] fp32 scratch: partial dX2
+    dzb_ptr,  # [H, NT, D] fp32: adjoint of the pre-LN outputs
+    dw1_ptr,  # [S, H, D, M] fp32: adjoint of the final state in, of the initial state out
+    dw2_ptr,
+    dc1_ptr,
+    dc2_ptr,
+    dgw1_ptr,
+    dgw2_ptr,
+    dgc1_ptr,
+    dgc2_ptr,
+    dq_ptr,  # [H, NT, D] fp32 out
+    dk_ptr,
+    dv_ptr,
+    dlam_ptr,  # [H, NT] fp32 out
+    dtau_ptr,  # [S, H, BS] fp32 out: per-program partial sums
+    dlnw_ptr,  # [S, H, D] fp32 out: per-program partial sums
+    dlnb_ptr,
+    cu_blk_ptr,
+    cu_ck_ptr,
+    commit_ptr,
+    NT,
+    H,
+    D,
+    M,
+    eps,
+    BS: tl.constexpr,
+    BD: tl.constexpr,
+    BM: tl.constexpr,
+    GROUP: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_ACC: tl.constexpr,
+):
+    s = tl.program_id(0)
+    h = tl.program_id(1)
+    sh = s * H + h
+    DT = q_ptr.dtype.element_ty
+    n0 = tl.load(cu_blk_ptr + s)
+    n1 = tl.load(cu_blk_ptr + s + 1)
+    ck0 = tl.load(cu_ck_ptr + s)
+    commit_last = tl.load(commit_ptr + s)
+    ri = tl.arange(0, BS)
+    rd = tl.arange(0, BD)
+    rm = tl.arange(0, BM)
+    cm = rd < D
+    xm = (ri[:, None] >= 0) & cm[None, :]
+    m1 = cm[:, None] & (rm[None, :] >= 0)
+    m2 = (rm[:, None] >= 0) & cm[None, :]
+    tau = tl.load(tau_ptr + ri)
+    t_last = tl.load(tau_ptr + BS - 1)
+    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)
+    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
+    tri = ri[:, None] >= ri[None, :]
+    offh = ri[:, None] * M + rm[None, :]  # [BS, BM] into a hidden-width scratch row block
+    sdz1 = sdz1_ptr + sh * BS * M
+    sdx2 = sdx2_ptr + sh * BS * M
+    dw1 = dw1_ptr + sh * D * M
+    dw2 = dw2_ptr + sh * M * D
+    dc1p = dc1_ptr + sh * M
+    dgw1 = dgw1_ptr + sh * D * M
+    dgw2 = dgw2_ptr + sh * M * D
+    dgc1p = dgc1_ptr + sh * M
+    dc2 = tl.load(dc2_ptr + sh * D + rd, mask=cm, other=0.0)  # [BD] adjoint of c2
+    dgc2 = tl.load(dgc2_ptr + sh * D + rd, mask=cm, other=0.0)
+    dtau = tl.zeros([BS], dtype=tl.float32)
+    dlnw = tl.zeros([BD], dtype=tl.float32)
+    dlnb = tl.zeros([BD], dtype=tl.float32)
+    ng = (n1 - n0 + GROUP - 1) // GROUP
+    for gi in range(0, ng):
+        g = ng - 1 - gi  # groups in reverse
+        ns = n0 + g * GROUP
+        ne = tl.minimum(ns + GROUP, n1)
+        ck = (ck0 + g) * H + h
+        # slot 0 of the scratch <- the saved state
+        tl.store(sc2_ptr + (sh * GROUP) * D + rd, tl.load(ckc2_ptr + ck * D + rd, mask=cm), mask=cm)
+        for m0 in range(0, M, BM):
+            off1 = rd[:, None] * M + (m0 + rm)[None, :]
+            off2 = (m0 + rm)[:, None] * D + rd[None, :]
+            sl = sh * GROUP
+            tl.store(
+                sw1_ptr + sl * D * M + off1, tl.load(ckw1_ptr + ck * D * M + off1, mask=m1), mask=m1
+            )
+            tl.store(
+                sw2_ptr + sl * M * D + off2, tl.load(ckw2_ptr + ck * M * D + off2, mask=m2), mask=m2
+            )
+            tl.store(sc1_ptr + sl * M + m0 + rm, tl.load(ckc1_ptr + ck * M + m0 + rm))
+        tl.debug_barrier()
+        # re-run the group forward: slot j holds the start state of mini-batch ns + j
+        for n in range(ns, ne - 1):
+            sl = sh * GROUP + (n - ns)
+            first = n == n0
+            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
+            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
+            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
+            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
+            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
+            Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
+            for m0 in range(0, M, BM):
+                off1 = rd[:, None] * M + (m0 + rm)[None, :]
+                off2 = (m0 + rm)[:, None] * D + rd[None, :]
+                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
+                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
+                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                X2, _, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                Z2 += dot(X2, W2, DT)
+            _, _, _, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
+            lG2 = lam[:, None] * G2
+            for m0 in range(0, M, BM):
+                off1 = rd[:, None] * M + (m0 + rm)[None, :]
+                off2 = (m0 + rm)[:, None] * D + rd[None, :]
+                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
+                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
+                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                lG1 = lam[:, None] * dot(G2, tl.trans(W2), DT) * g1
+                P1 = dot(tl.trans(kb), lG1, DT)
+                P2 = dot(tl.trans(X2), lG2, DT)
+                Pc1 = tl.sum(lG1, 0)
+                if HAS_ACC:
+                    P1 += tl.load(gw10_ptr + sh * D * M + off1, mask=m1 & first, other=0.0)
+                    P2 += tl.load(gw20_ptr + sh * M * D + off2, mask=m2 & first, other=0.0)
+                    Pc1 += tl.load(gc10_ptr + sh * M + m0 + rm, mask=(rm >= 0) & first, other=0.0)
+                # only committing mini-batches continue the group
+                tl.store(sw1_ptr + (sl + 1) * D * M + off1, W1 - t_last * P1, mask=m1)
+                tl.store(sw2_ptr + (sl + 1) * M * D + off2, W2 - t_last * P2, mask=m2)
+                tl.store(sc1_ptr + (sl + 1) * M + m0 + rm, c1 - t_last * Pc1)
+            Pc2 = tl.sum(lG2, 0)
+            if HAS_ACC:
+                Pc2 += tl.load(gc20_ptr + sh * D + rd, mask=cm & first, other=0.0)
+            tl.store(sc2_ptr + (sl + 1) * D + rd, c2 - t_last * Pc2, mask=cm)
+            tl.debug_barrier()
+        for j in range(0, ne - ns):
+            n = ne - 1 - j
+            sl = sh * GROUP + (n - ns)
+            first = n == n0
+            f = tl.where(n == n1 - 1, commit_last, 1.0)
+            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
+            qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
+            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
+            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
+            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
+            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD] adjoint of Zb2
+            Mlr = tau[:, None] * lam[None, :]
+            if CAUSAL:
+                Mlr = tl.where(tri, Mlr, 0.0)
+            S0 = dot(qb, tl.trans(kb), DT)
+            AM0 = Mlr * (S0 + 1.0)
+            c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
+            if HAS_ACC:
+                gc2 = tl.load(gc20_ptr + sh * D + rd, mask=cm & first, other=0.0)
+            else:
+                gc2 = tl.zeros([BD], dtype=tl.float32)
+            # recompute pass 1: Z2 and G2
+            Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
+            for m0 in range(0, M, BM):
+                off1 = rd[:, None] * M + (m0 + rm)[None, :]
+                off2 = (m0 + rm)[:, None] * D + rd[None, :]
+                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
+                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
+                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                X2, _, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                Z2 += dot(X2, W2, DT)
+            xh, rstd, gy, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
+            lG2 = lam[:, None] * G2
+            # recompute pass 2: S2 = Xb2 X2^T (and Xb2 gW2 for the first mini-batch)
+            S2 = tl.zeros([BS, BS], dtype=tl.float32)
+            XbgW2 = tl.zeros([BS, BD], dtype=tl.float32)
+            for m0 in range(0, M, BM):
+                off1 = rd[:, None] * M + (m0 + rm)[None, :]
+                off2 = (m0 + rm)[:, None] * D + rd[None, :]
+                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
+                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
+                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                G1 = dot(G2, tl.trans(W2), DT) * g1
+                Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
+                if HAS_ACC:
+                    gW1 = tl.load(gw10_ptr + sh * D * M + off1, mask=m1 & first, other=0.0)
+                    gc1 = tl.load(gc10_ptr + sh * M + m0 + rm, mask=(rm >= 0) & first, other=0.0)
+                    Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
+                Xb2, _, _ = gelu(Zb1)
+                S2 += dot(Xb2, tl.trans(X2), DT)
+                if HAS_ACC:
+                    gW2 = tl.load(gw20_ptr + sh * M * D + off2, mask=m2 & first, other=0.0)
+                    XbgW2 += dot(Xb2, gW2, DT)
+            AM2 = Mlr * (S2 + 1.0)
+            # commit of c2 and the second layer's dual chain (the parts that need no tile)
+            Pc2 = gc2 + tl.sum(lG2, 0)
+            dPc2 = -f * t_last * dc2 + (1.0 - f) * dgc2
+            dt_last = -f * tl.sum(dc2 * Pc2, 0)
+            dG2 = lam[:, None] * dPc2[None, :] - dot(tl.trans(AM2), dzb, DT)  # [BS, BD]
+            dlam = tl.sum(G2 * dPc2[None, :], 1)
+            dA2 = -dot(dzb, tl.trans(G2), DT)  # [BS, BS]
+            dM = dA2 * (S2 + 1.0)
+            dS2 = dA2 * Mlr
+            dc2 += tl.sum(dzb, 0)
+            dgc2 = dPc2
+            tdz = tau[:, None] * dzb
+            if HAS_ACC:
+                dtau -= tl.sum(dzb * (XbgW2 + gc2[None, :]), 1)
+                dgc2 -= tl.sum(tdz, 0)
+            dA0 = tl.zeros([BS, BS], dtype=tl.float32)
+            dQ = tl.zeros([BS, BD], dtype=tl.float32)
+            dK = tl.zeros([BS, BD], dtype=tl.float32)
+            # pass 3, per tile: commit, P, both dual chains and G1 = (G2 W2^T) o gelu'(Z1)
+            for m0 in range(0, M, BM):
+                off1 = rd[:, None] * M + (m0 + rm)[None, :]
+                off2 = (m0 + rm)[:, None] * D + rd[None, :]
+                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
+                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
+                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                if HAS_ACC:
+                    gW1 = tl.load(gw10_ptr + sh * D * M + off1, mask=m1 & first, other=0.0)
+                    gW2 = tl.load(gw20_ptr + sh * M * D + off2, mask=m2 & first, other=0.0)
+                    gc1 = tl.load(gc10_ptr + sh * M + m0 + rm, mask=(rm >= 0) & first, other=0.0)
+                else:
+                    gW1 = tl.zeros([BD, BM], dtype=tl.float32)
+                    gW2 = tl.zeros([BM, BD], dtype=tl.float32)
+                    gc1 = tl.zeros([BM], dtype=tl.float32)
+                Z1 = dot(kb, W1, DT) + c1[None, :]  # [BS, BM]
+                X2, g1, gg1 = gelu(Z1)
+                hG = dot(G2, tl.trans(W2), DT)  # [BS, BM] G2 W2^T
+                G1 = hG * g1
+                Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
+                if HAS_ACC:
+                    Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
+                Xb2, gb1, _ = gelu(Zb1)
+                lG1 = lam[:, None] * G1
+                P1 = gW1 + dot(tl.trans(kb), lG1, DT)  # [BD, BM]
+                P2 = gW2 + dot(tl.trans(X2), lG2, DT)  # [BM, BD]
+                Pc1 = gc1 + tl.sum(lG1, 0)
+                # commit: W' = W - f t P, gW' = (1 - f) P
+                dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
+                dW2 = tl.load(dw2 + off2, mask=m2, other=0.0)
+                dc1 = tl.load(dc1p + m0 + rm)
+                dP1 = -f * t_last * dW1 + (1.0 - f) * tl.load(dgw1 + off1, mask=m1, other=0.0)
+                dP2 = -f * t_last * dW2 + (1.0 - f) * tl.load(dgw2 + off2, mask=m2, other=0.0)
+                dPc1 = -f * t_last * dc1 + (1.0 - f) * tl.load(dgc1p + m0 + rm)
+                dt_last -= f * (
+                    tl.sum(tl.sum(dW1 * P1, 1), 0)
+                    + tl.sum(tl.sum(dW2 * P2, 1), 0)
+                    + tl.sum(dc1 * Pc1, 0)
+                )
+                # P1 = gW1 + K^T (lam o G1), P2 = gW2 + X2^T (lam o G2)
+                G1dP1 = dot(G1, tl.trans(dP1), DT)  # [BS, BD]
+                dK += lam[:, None] * G1dP1
+                dG1 = lam[:, None] * (dot(kb, dP1, DT) + dPc1[None, :])  # [BS, BM]
+                G2dP2 = dot(G2, tl.trans(dP2), DT)  # [BS, BM]
+                dX2 = lam[:, None] * G2dP2
+                dG2 += lam[:, None] * dot(X2, dP2, DT)
+                dlam += (
+                    tl.sum(kb.to(tl.float32) * G1dP1, 1)
+                    + tl.sum(G1 * dPc1[None, :], 1)
+                    + tl.sum(X2 * G2dP2, 1)
+                )
+                dgW1 = dP1
+                dgW2 = dP2
+                dgc1 = dPc1
+                # Zb2 = Xb2 W2 + c2 - AM2 G2 - tau o (Xb2 gW2 + gc2)
+                dW2 += dot(tl.trans(Xb2), dzb, DT)
+                dXb2 = dot(dzb, tl.trans(W2), DT) + dot(dS2, X2, DT)  # [BS, BM]
+                dX2 += dot(tl.trans(dS2), Xb2, DT)
+                if HAS_ACC:
+                    dgW2 -= dot(tl.trans(Xb2), tdz, DT)
+                    dXb2 -= dot(tdz, tl.trans(gW2), DT)
+                dzb1 = dXb2 * gb1  # through Xb2 = gelu(Zb1)
+                # Zb1 = Q W1 + c1 - AM0 G1 - tau o (Q gW1 + gc1)
+                dW1 += dot(tl.trans(qb), dzb1, DT)
+                dc1 += tl.sum(dzb1, 0)
+                dA0 -= dot(dzb1, tl.trans(G1), DT)
+                dG1 -= dot(tl.trans(AM0), dzb1, DT)
+                dQ += dot(dzb1, tl.trans(W1), DT)
+                if HAS_ACC:
+                    tdz1 = tau[:, None] * dzb1
+                    dtau -= tl.sum(dzb1 * (dot(qb, gW1, DT) + gc1[None, :]), 1)
+                    dgW1 -= dot(tl.trans(qb), tdz1, DT)
+                    dgc1 -= tl.sum(tdz1, 0)
+                    dQ -= dot(tdz1, tl.trans(gW1), DT)
+                # G1 = (G2 W2^T) o gelu'(Z1)
+                dh = dG1 * g1
+                dG2 += dot(dh, W2, DT)
+                dW2 += dot(tl.trans(dh), G2, DT)
+                tl.store(sdz1 + m0 + offh, dG1 * hG * gg1)  # dZ1 so far
+                tl.store(sdx2 + m0 + offh, dX2)
+                tl.store(dw1 + off1, dW1, mask=m1)
+                tl.store(dw2 + off2, dW2, mask=m2)
+                tl.store(dc1p + m0 + rm, dc1)
+                tl.store(dgw1 + off1, dgW1, mask=m1)
+                tl.store(dgw2 + off2, dgW2, mask=m2)
+                tl.store(dgc1p + m0 + rm, dgc1)
+            dtau += tl.where(ri == BS - 1, dt_last, 0.0)
+            dM += dA0 * (S0 + 1.0)
+            if CAUSAL:
+                dM = tl.where(tri, dM, 0.0)
+            dS0 = dA0 * Mlr
+            dQ += dot(dS0, kb, DT)
+            dK += dot(tl.trans(dS0), qb, DT)
+            dlam += tl.sum(dM * tau[:, None], 0)
+            dtau += tl.sum(dM * lam[None, :], 1)
+            # G2 = J(Z2) gy
+            dZ2, dtgt, dlw, dlb = inner_grad_backward(dG2, xh, rstd, gy, G2, tgt, lnw, lnb, cm, D)
+            dlnw += dlw
+            dlnb += dlb
+            dc2 += tl.sum(dZ2, 0)
+            tl.debug_barrier()  # pass 4 reads what pass 3 stored
+            # pass 4, per tile: Z2 = X2 W2 + c2, X2 = gelu(Z1), Z1 = K W1 + c1
+            for m0 in range(0, M, BM):
+                off1 = rd[:, None] * M + (m0 + rm)[None, :]
+                off2 = (m0 + rm)[:, None] * D + rd[None, :]
+                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
+                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
+                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                tl.store(
+                    dw2 + off2,
+                    tl.load(dw2 + off2, mask=m2, other=0.0) + dot(tl.trans(X2), dZ2, DT),
+                    mask=m2,
+                )
+                dX2 = tl.load(sdx2 + m0 + offh) + dot(dZ2, tl.trans(W2), DT)
+                dZ1 = tl.load(sdz1 + m0 + offh) + dX2 * g1
+                tl.store(
+                    dw1 + off1,
+                    tl.load(dw1 + off1, mask=m1, other=0.0) + dot(tl.trans(kb), dZ1, DT),
+                    mask=m1,
+                )
+                tl.store(dc1p + m0 + rm, tl.load(dc1p + m0 + rm) + tl.sum(dZ1, 0))
+                dK += dot(dZ1, tl.trans(W1), DT)
+            tl.store(dq_ptr + toff, dQ, mask=xm)
+            tl.store(dk_ptr + toff, dK - dtgt, mask=xm)
+            tl.store(dv_ptr + toff, dtgt, mask=xm)
+            tl.store(dlam_ptr + h * NT + n * BS + ri, dlam)
+            tl.debug_barrier()  # the next mini-batch reads the adjoint tiles
+    tl.store(dc2_ptr + sh * D + rd, dc2, mask=cm)
+    tl.store(dgc2_ptr + sh * D + rd, dgc2, mask=cm)
+    tl.store(dtau_ptr + sh * BS + ri, dtau)
+    tl.store(dlnw_ptr + sh * D + rd, dlnw, mask=cm)
+    tl.store(dlnb_ptr + sh * D + rd, dlnb, mask=cm)

@@ -26,7 +26,7 @@ from triton.runtime.interpreter import InterpretedFunction
 from ..common import LN_EPS, layer_norm
 from ..state import TTTState
 from .linear import linear_bwd_kernel, linear_fwd_kernel
-from .mlp import mlp_fwd_kernel
+from .mlp import mlp_bwd_kernel, mlp_fwd_kernel
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -220,10 +220,16 @@ class _TritonScan(torch.autograd.Function):
         dtau = q.new_empty((S, H, b), dtype=torch.float32)
         dlnw, dlnb = (q.new_empty((S, H, d), dtype=torch.float32) for _ in range(2))
         kw = _grid_args(d, b, group, causal, ctx.has_acc)
-        linear_bwd_kernel[(S, H)](
-            q, k, v, lam, tau, lnw, lnb, *gacc, *cks, *scratch, dzb, *dstate, dq, dk, dv, dlam,
-            dtau, dlnw, dlnb, lay.cu_blk, lay.cu_ck, lay.commit, NT, H, d, LN_EPS, **kw,
-        )  # fmt: skip
+        head = (q, k, v, lam, tau, lnw, lnb, *gacc, *cks, *scratch)
+        tail = (dq, dk, dv, dlam, dtau, dlnw, dlnb, lay.cu_blk, lay.cu_ck, lay.commit, NT, H, d)
+        if L == 1:
+            linear_bwd_kernel[(S, H)](*head, dzb, *dstate, *tail, LN_EPS, **kw)
+        else:
+            m = cks[0].shape[-1]
+            stash = [q.new_empty((S, H, b, m), dtype=torch.float32) for _ in range(2)]
+            mlp_bwd_kernel[(S, H)](
+                *head, *stash, dzb, *dstate, *tail, m, LN_EPS, BM=_hidden_tile(m, d), **kw
+            )
         return (
             dq.to(q.dtype),
             dk.to(q.dtype),
