@@ -74,6 +74,7 @@ def bounce_paths(rng: np.random.Generator, num_frames: int, span: int, count: in
         pos = pos + vel
         low, high = pos < 0, pos > span
         pos = np.where(low, -pos, np.where(high, 2 * span - pos, pos))
+        pos = np.clip(pos, 0, span)  # a step longer than the span would reflect out of range
         vel = np.where(low | high, -vel, vel)
     return out
 
