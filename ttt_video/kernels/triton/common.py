@@ -85,3 +85,52 @@ def gelu(x):
     g1 = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
     g2 = (1.0 - t * t) * (du + 0.5 * x * (ddu - 2.0 * t * du * du))
     return g, g1, g2
+
+
+@triton.jit
+def sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s):
+    """Mini-batches ``[n0, n1)`` of sequence ``s``, its first saved state and commit flag."""
+    n0 = tl.load(cu_blk_ptr + s)
+    n1 = tl.load(cu_blk_ptr + s + 1)
+    return n0, n1, tl.load(cu_ck_ptr + s), tl.load(commit_ptr + s)
+
+
+@triton.jit
+def head_constants(tau_ptr, lnw_ptr, lnb_ptr, h, D, BS: tl.constexpr, BD: tl.constexpr):
+    """Index vectors, masks and the per-head constants every chain kernel starts with.
+
+    Returns ``ri: [BS]``, ``rd: [BD]``, ``cm: [BD]`` real columns, ``xm: [BS, BD]`` token
+    block mask, ``tau: [BS]``, ``t_last = tau[BS-1]``, ``lnw, lnb: [BD]`` (zero on padding)
+    and ``tri: [BS, BS]`` (query ``i`` sees token ``j <= i``).
+    """
+    ri = tl.arange(0, BS)
+    rd = tl.arange(0, BD)
+    cm = rd < D
+    xm = (ri[:, None] >= 0) & cm[None, :]
+    tau = tl.load(tau_ptr + ri)
+    t_last = tl.load(tau_ptr + BS - 1)
+    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)
+    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
+    tri = ri[:, None] >= ri[None, :]
+    return ri, rd, cm, xm, tau, t_last, lnw, lnb, tri
+
+
+@triton.jit
+def load_block(q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS: tl.constexpr):
+    """Mini-batch ``n`` of head ``h``: offsets ``toff``, ``Q, K: [BS, BD]`` (input dtype),
+    ``lam: [BS]`` and the target ``V - K`` (fp32)."""
+    toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
+    qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
+    kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
+    vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
+    lam = tl.load(lam_ptr + h * NT + n * BS + ri)
+    return toff, qb, kb, lam, vb.to(tl.float32) - kb.to(tl.float32)
+
+
+@triton.jit
+def masked_lr(tau, lam, tri, CAUSAL: tl.constexpr):
+    """``M[i, j] = tau_i lam_j``, lower-triangular when causal: ``[BS, BS]``."""
+    Mlr = tau[:, None] * lam[None, :]
+    if CAUSAL:
+        Mlr = tl.where(tri, Mlr, 0.0)
+    return Mlr

@@ -20,7 +20,15 @@ The output LayerNorm and residual are applied outside (vectorised PyTorch).
 import triton
 import triton.language as tl
 
-from .common import dot, inner_grad, inner_grad_backward
+from .common import (
+    dot,
+    head_constants,
+    inner_grad,
+    inner_grad_backward,
+    load_block,
+    masked_lr,
+    sequence_span,
+)
 
 
 @triton.jit
@@ -56,42 +64,28 @@ def linear_fwd_kernel(
     h = tl.program_id(1)
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
-    n0 = tl.load(cu_blk_ptr + s)
-    n1 = tl.load(cu_blk_ptr + s + 1)
-    ck0 = tl.load(cu_ck_ptr + s)
-    commit_last = tl.load(commit_ptr + s)
-    ri = tl.arange(0, BS)
-    rd = tl.arange(0, BD)
-    cm = rd < D  # [BD] real columns
+    n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    )
     wm = cm[:, None] & cm[None, :]  # [BD, BD]
-    xm = (ri[:, None] >= 0) & cm[None, :]  # [BS, BD]
     woff = rd[:, None] * D + rd[None, :]
     W = tl.load(w_ptr + sh * D * D + woff, mask=wm, other=0.0)  # [BD, BD]
     c = tl.load(c_ptr + sh * D + rd, mask=cm, other=0.0)  # [BD]
     gW = tl.load(gw_ptr + sh * D * D + woff, mask=wm, other=0.0)
     gc = tl.load(gc_ptr + sh * D + rd, mask=cm, other=0.0)
-    tau = tl.load(tau_ptr + ri)  # [BS]
-    t_last = tl.load(tau_ptr + BS - 1)
-    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)  # [BD]
-    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
-    tri = ri[:, None] >= ri[None, :]  # [BS, BS] query i sees token j <= i
     for n in range(n0, n1):
         # checkpoint by masked store, not by branch
         is_ck = (n - n0) % GROUP == 0
         ck = (ck0 + (n - n0) // GROUP) * H + h
         tl.store(ckw_ptr + ck * D * D + woff, W, mask=wm & is_ck)
         tl.store(ckc_ptr + ck * D + rd, c, mask=cm & is_ck)
-        toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
-        qb = tl.load(q_ptr + toff, mask=xm, other=0.0)  # [BS, BD] DT
-        kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
-        vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
-        lam = tl.load(lam_ptr + h * NT + n * BS + ri)  # [BS]
-        tgt = vb.to(tl.float32) - kb.to(tl.float32)
+        toff, qb, kb, lam, tgt = load_block(
+            q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
+        )
         Z = dot(kb, W, DT) + c[None, :]  # [BS, BD]
         xh, rstd, gy, G = inner_grad(Z, tgt, lnw, lnb, cm, D, eps)
-        M = tau[:, None] * lam[None, :]  # [BS, BS]
-        if CAUSAL:
-            M = tl.where(tri, M, 0.0)
+        M = masked_lr(tau, lam, tri, CAUSAL)  # [BS, BS]
         AM = M * (dot(qb, tl.trans(kb), DT) + 1.0)  # [BS, BS]
         Zb = dot(qb, W, DT) + c[None, :] - dot(AM, G, DT)
         if HAS_ACC:  # gradient accumulated before this call; zero after the first commit
@@ -155,21 +149,12 @@ def linear_bwd_kernel(
     h = tl.program_id(1)
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
-    n0 = tl.load(cu_blk_ptr + s)
-    n1 = tl.load(cu_blk_ptr + s + 1)
-    ck0 = tl.load(cu_ck_ptr + s)
-    commit_last = tl.load(commit_ptr + s)
-    ri = tl.arange(0, BS)
-    rd = tl.arange(0, BD)
-    cm = rd < D
-    wm = cm[:, None] & cm[None, :]
-    xm = (ri[:, None] >= 0) & cm[None, :]
+    n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    )
+    wm = cm[:, None] & cm[None, :]  # [BD, BD]
     woff = rd[:, None] * D + rd[None, :]
-    tau = tl.load(tau_ptr + ri)
-    t_last = tl.load(tau_ptr + BS - 1)
-    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)
-    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
-    tri = ri[:, None] >= ri[None, :]
     dW = tl.load(dw_ptr + sh * D * D + woff, mask=wm, other=0.0)  # [BD, BD] adjoint of W
     dc = tl.load(dc_ptr + sh * D + rd, mask=cm, other=0.0)
     dgW = tl.load(dgw_ptr + sh * D * D + woff, mask=wm, other=0.0)
@@ -191,11 +176,9 @@ def linear_bwd_kernel(
         for n in range(ns, ne):
             tl.store(sw + (n - ns) * D * D + woff, W, mask=wm)
             tl.store(sc + (n - ns) * D + rd, c, mask=cm)
-            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
-            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
-            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
-            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
-            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            _, _, kb, lam, tgt = load_block(
+                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
+            )
             xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
             lG = lam[:, None] * G
             P = dot(tl.trans(kb), lG, DT)
@@ -213,16 +196,11 @@ def linear_bwd_kernel(
             W = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0)
             c = tl.load(sc + (n - ns) * D + rd, mask=cm, other=0.0)
             first = n == n0
-            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
-            qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
-            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
-            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
-            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
-            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            toff, qb, kb, lam, tgt = load_block(
+                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
+            )
             xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
-            M = tau[:, None] * lam[None, :]
-            if CAUSAL:
-                M = tl.where(tri, M, 0.0)
+            M = masked_lr(tau, lam, tri, CAUSAL)
             S_ = dot(qb, tl.trans(kb), DT)  # [BS, BS]
             AM = M * (S_ + 1.0)
             lG = lam[:, None] * G

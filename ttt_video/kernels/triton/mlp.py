@@ -23,7 +23,45 @@ Pass B may commit a tile as soon as it is read: no other tile reads it in this m
 import triton
 import triton.language as tl
 
-from .common import dot, gelu, inner_grad, inner_grad_backward
+from .common import (
+    dot,
+    gelu,
+    head_constants,
+    inner_grad,
+    inner_grad_backward,
+    load_block,
+    masked_lr,
+    sequence_span,
+)
+
+
+@triton.jit
+def load_tiles(w1, w2, c1p, m0, rd, rm, D, M):
+    """Hidden columns ``m0 .. m0 + BM`` of one state: offsets and ``W1: [BD, BM]``,
+    ``W2: [BM, BD]``, ``c1: [BM]``."""
+    off1 = rd[:, None] * M + (m0 + rm)[None, :]
+    off2 = (m0 + rm)[:, None] * D + rd[None, :]
+    W1 = tl.load(w1 + off1, mask=(rd < D)[:, None], other=0.0)
+    W2 = tl.load(w2 + off2, mask=(rd < D)[None, :], other=0.0)
+    return off1, off2, W1, W2, tl.load(c1p + m0 + rm)
+
+
+@triton.jit
+def load_acc_tiles(
+    gw1, gw2, gc1p, off1, off2, m0, rd, rm, D, first, BD: tl.constexpr, BM: tl.constexpr,
+    HAS_ACC: tl.constexpr,
+):  # fmt: skip
+    """Tiles of the gradient accumulated before the call (``gW1, gW2, gc1``): non-zero only
+    on the sequence's first mini-batch, and only read when the call has one (``HAS_ACC``)."""
+    if HAS_ACC:
+        gW1 = tl.load(gw1 + off1, mask=(rd < D)[:, None] & first, other=0.0)
+        gW2 = tl.load(gw2 + off2, mask=(rd < D)[None, :] & first, other=0.0)
+        gc1 = tl.load(gc1p + m0 + rm, mask=(rm >= 0) & first, other=0.0)
+    else:
+        gW1 = tl.zeros([BD, BM], dtype=tl.float32)
+        gW2 = tl.zeros([BM, BD], dtype=tl.float32)
+        gc1 = tl.zeros([BM], dtype=tl.float32)
+    return gW1, gW2, gc1
 
 
 @triton.jit
@@ -67,22 +105,13 @@ def mlp_fwd_kernel(
     h = tl.program_id(1)
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
-    n0 = tl.load(cu_blk_ptr + s)
-    n1 = tl.load(cu_blk_ptr + s + 1)
-    ck0 = tl.load(cu_ck_ptr + s)
-    commit_last = tl.load(commit_ptr + s)
-    ri = tl.arange(0, BS)
-    rd = tl.arange(0, BD)
+    n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    )
     rm = tl.arange(0, BM)
-    cm = rd < D
-    xm = (ri[:, None] >= 0) & cm[None, :]  # [BS, BD]
     m1 = cm[:, None] & (rm[None, :] >= 0)  # [BD, BM]
     m2 = (rm[:, None] >= 0) & cm[None, :]  # [BM, BD]
-    tau = tl.load(tau_ptr + ri)
-    t_last = tl.load(tau_ptr + BS - 1)
-    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)
-    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
-    tri = ri[:, None] >= ri[None, :]
     w1 = w1_ptr + sh * D * M
     w2 = w2_ptr + sh * M * D
     c1p = c1_ptr + sh * M
@@ -95,15 +124,10 @@ def mlp_fwd_kernel(
         is_ck = (n - n0) % GROUP == 0
         ck = (ck0 + (n - n0) // GROUP) * H + h
         tl.store(ckc2_ptr + ck * D + rd, c2, mask=cm & is_ck)
-        toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
-        qb = tl.load(q_ptr + toff, mask=xm, other=0.0)  # [BS, BD] DT
-        kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
-        vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
-        lam = tl.load(lam_ptr + h * NT + n * BS + ri)
-        tgt = vb.to(tl.float32) - kb.to(tl.float32)
-        Mlr = tau[:, None] * lam[None, :]  # [BS, BS]
-        if CAUSAL:
-            Mlr = tl.where(tri, Mlr, 0.0)
+        toff, qb, kb, lam, tgt = load_block(
+            q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
+        )
+        Mlr = masked_lr(tau, lam, tri, CAUSAL)  # [BS, BS]
         AM0 = Mlr * (dot(qb, tl.trans(kb), DT) + 1.0)
         first = n == n0
         f = tl.where(n == n1 - 1, commit_last, 1.0)
@@ -111,11 +135,7 @@ def mlp_fwd_kernel(
         # pass A: Z2 = gelu(K W1 + c1) W2 + c2, saving the state tiles at checkpoints
         Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
         for m0 in range(0, M, BM):
-            off1 = rd[:, None] * M + (m0 + rm)[None, :]
-            off2 = (m0 + rm)[:, None] * D + rd[None, :]
-            W1 = tl.load(w1 + off1, mask=m1, other=0.0)  # [BD, BM]
-            W2 = tl.load(w2 + off2, mask=m2, other=0.0)  # [BM, BD]
-            c1 = tl.load(c1p + m0 + rm)  # [BM]
+            off1, off2, W1, W2, c1 = load_tiles(w1, w2, c1p, m0, rd, rm, D, M)
             tl.store(ckw1_ptr + ck * D * M + off1, W1, mask=m1 & is_ck)
             tl.store(ckw2_ptr + ck * M * D + off2, W2, mask=m2 & is_ck)
             tl.store(ckc1_ptr + ck * M + m0 + rm, c1, mask=(rm >= 0) & is_ck)
@@ -127,19 +147,10 @@ def mlp_fwd_kernel(
         S2 = tl.zeros([BS, BS], dtype=tl.float32)
         XbW2 = tl.zeros([BS, BD], dtype=tl.float32)
         for m0 in range(0, M, BM):
-            off1 = rd[:, None] * M + (m0 + rm)[None, :]
-            off2 = (m0 + rm)[:, None] * D + rd[None, :]
-            W1 = tl.load(w1 + off1, mask=m1, other=0.0)
-            W2 = tl.load(w2 + off2, mask=m2, other=0.0)
-            c1 = tl.load(c1p + m0 + rm)
-            if HAS_ACC:  # non-zero only before the sequence's first commit
-                gW1 = tl.load(gw1 + off1, mask=m1 & first, other=0.0)
-                gW2 = tl.load(gw2 + off2, mask=m2 & first, other=0.0)
-                gc1 = tl.load(gc1p + m0 + rm, mask=(rm >= 0) & first, other=0.0)
-            else:
-                gW1 = tl.zeros([BD, BM], dtype=tl.float32)
-                gW2 = tl.zeros([BM, BD], dtype=tl.float32)
-                gc1 = tl.zeros([BM], dtype=tl.float32)
+            off1, off2, W1, W2, c1 = load_tiles(w1, w2, c1p, m0, rd, rm, D, M)
+            gW1, gW2, gc1 = load_acc_tiles(
+                gw1, gw2, gc1p, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
+            )
             X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
             G1 = dot(G2, tl.trans(W2), DT) * g1  # [BS, BM]
             Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
@@ -230,23 +241,17 @@ def mlp_bwd_kernel(
     h = tl.program_id(1)
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
-    n0 = tl.load(cu_blk_ptr + s)
-    n1 = tl.load(cu_blk_ptr + s + 1)
-    ck0 = tl.load(cu_ck_ptr + s)
-    commit_last = tl.load(commit_ptr + s)
-    ri = tl.arange(0, BS)
-    rd = tl.arange(0, BD)
+    n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    )
     rm = tl.arange(0, BM)
-    cm = rd < D
-    xm = (ri[:, None] >= 0) & cm[None, :]
     m1 = cm[:, None] & (rm[None, :] >= 0)
     m2 = (rm[:, None] >= 0) & cm[None, :]
-    tau = tl.load(tau_ptr + ri)
-    t_last = tl.load(tau_ptr + BS - 1)
-    lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)
-    lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
-    tri = ri[:, None] >= ri[None, :]
     offh = ri[:, None] * M + rm[None, :]  # [BS, BM] into a hidden-width scratch row block
+    gw10 = gw10_ptr + sh * D * M
+    gw20 = gw20_ptr + sh * M * D
+    gc10 = gc10_ptr + sh * M
     sdz1 = sdz1_ptr + sh * BS * M
     sdx2 = sdx2_ptr + sh * BS * M
     dw1 = dw1_ptr + sh * D * M
@@ -283,39 +288,31 @@ def mlp_bwd_kernel(
         # re-run the group forward: slot j holds the start state of mini-batch ns + j
         for n in range(ns, ne - 1):
             sl = sh * GROUP + (n - ns)
+            sw1 = sw1_ptr + sl * D * M  # this mini-batch's start state in the scratch
+            sw2 = sw2_ptr + sl * M * D
+            sc1 = sc1_ptr + sl * M
             first = n == n0
-            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
-            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
-            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
-            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
-            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            _, _, kb, lam, tgt = load_block(
+                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
+            )
             c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
             Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
             for m0 in range(0, M, BM):
-                off1 = rd[:, None] * M + (m0 + rm)[None, :]
-                off2 = (m0 + rm)[:, None] * D + rd[None, :]
-                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
-                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
-                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
                 X2, _, _ = gelu(dot(kb, W1, DT) + c1[None, :])
                 Z2 += dot(X2, W2, DT)
             _, _, _, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
             lG2 = lam[:, None] * G2
             for m0 in range(0, M, BM):
-                off1 = rd[:, None] * M + (m0 + rm)[None, :]
-                off2 = (m0 + rm)[:, None] * D + rd[None, :]
-                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
-                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
-                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
                 X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
                 lG1 = lam[:, None] * dot(G2, tl.trans(W2), DT) * g1
-                P1 = dot(tl.trans(kb), lG1, DT)
-                P2 = dot(tl.trans(X2), lG2, DT)
-                Pc1 = tl.sum(lG1, 0)
-                if HAS_ACC:
-                    P1 += tl.load(gw10_ptr + sh * D * M + off1, mask=m1 & first, other=0.0)
-                    P2 += tl.load(gw20_ptr + sh * M * D + off2, mask=m2 & first, other=0.0)
-                    Pc1 += tl.load(gc10_ptr + sh * M + m0 + rm, mask=(rm >= 0) & first, other=0.0)
+                gW1, gW2, gc1 = load_acc_tiles(
+                    gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
+                )
+                P1 = gW1 + dot(tl.trans(kb), lG1, DT)
+                P2 = gW2 + dot(tl.trans(X2), lG2, DT)
+                Pc1 = gc1 + tl.sum(lG1, 0)
                 # only committing mini-batches continue the group
                 tl.store(sw1_ptr + (sl + 1) * D * M + off1, W1 - t_last * P1, mask=m1)
                 tl.store(sw2_ptr + (sl + 1) * M * D + off2, W2 - t_last * P2, mask=m2)
@@ -328,18 +325,16 @@ def mlp_bwd_kernel(
         for j in range(0, ne - ns):
             n = ne - 1 - j
             sl = sh * GROUP + (n - ns)
+            sw1 = sw1_ptr + sl * D * M  # this mini-batch's start state in the scratch
+            sw2 = sw2_ptr + sl * M * D
+            sc1 = sc1_ptr + sl * M
             first = n == n0
             f = tl.where(n == n1 - 1, commit_last, 1.0)
-            toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
-            qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
-            kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
-            vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
-            lam = tl.load(lam_ptr + h * NT + n * BS + ri)
-            tgt = vb.to(tl.float32) - kb.to(tl.float32)
+            toff, qb, kb, lam, tgt = load_block(
+                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
+            )
             dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD] adjoint of Zb2
-            Mlr = tau[:, None] * lam[None, :]
-            if CAUSAL:
-                Mlr = tl.where(tri, Mlr, 0.0)
+            Mlr = masked_lr(tau, lam, tri, CAUSAL)
             S0 = dot(qb, tl.trans(kb), DT)
             AM0 = Mlr * (S0 + 1.0)
             c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
@@ -350,11 +345,7 @@ def mlp_bwd_kernel(
             # recompute pass 1: Z2 and G2
             Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
             for m0 in range(0, M, BM):
-                off1 = rd[:, None] * M + (m0 + rm)[None, :]
-                off2 = (m0 + rm)[:, None] * D + rd[None, :]
-                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
-                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
-                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
                 X2, _, _ = gelu(dot(kb, W1, DT) + c1[None, :])
                 Z2 += dot(X2, W2, DT)
             xh, rstd, gy, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
@@ -363,22 +354,18 @@ def mlp_bwd_kernel(
             S2 = tl.zeros([BS, BS], dtype=tl.float32)
             XbgW2 = tl.zeros([BS, BD], dtype=tl.float32)
             for m0 in range(0, M, BM):
-                off1 = rd[:, None] * M + (m0 + rm)[None, :]
-                off2 = (m0 + rm)[:, None] * D + rd[None, :]
-                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
-                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
-                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
                 X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
                 G1 = dot(G2, tl.trans(W2), DT) * g1
                 Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
+                gW1, gW2, gc1 = load_acc_tiles(
+                    gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
+                )
                 if HAS_ACC:
-                    gW1 = tl.load(gw10_ptr + sh * D * M + off1, mask=m1 & first, other=0.0)
-                    gc1 = tl.load(gc10_ptr + sh * M + m0 + rm, mask=(rm >= 0) & first, other=0.0)
                     Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
                 Xb2, _, _ = gelu(Zb1)
                 S2 += dot(Xb2, tl.trans(X2), DT)
                 if HAS_ACC:
-                    gW2 = tl.load(gw20_ptr + sh * M * D + off2, mask=m2 & first, other=0.0)
                     XbgW2 += dot(Xb2, gW2, DT)
             AM2 = Mlr * (S2 + 1.0)
             # commit of c2 and the second layer's dual chain (the parts that need no tile)
@@ -401,19 +388,10 @@ def mlp_bwd_kernel(
             dK = tl.zeros([BS, BD], dtype=tl.float32)
             # pass 3, per tile: commit, P, both dual chains and G1 = (G2 W2^T) o gelu'(Z1)
             for m0 in range(0, M, BM):
-                off1 = rd[:, None] * M + (m0 + rm)[None, :]
-                off2 = (m0 + rm)[:, None] * D + rd[None, :]
-                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
-                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
-                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
-                if HAS_ACC:
-                    gW1 = tl.load(gw10_ptr + sh * D * M + off1, mask=m1 & first, other=0.0)
-                    gW2 = tl.load(gw20_ptr + sh * M * D + off2, mask=m2 & first, other=0.0)
-                    gc1 = tl.load(gc10_ptr + sh * M + m0 + rm, mask=(rm >= 0) & first, other=0.0)
-                else:
-                    gW1 = tl.zeros([BD, BM], dtype=tl.float32)
-                    gW2 = tl.zeros([BM, BD], dtype=tl.float32)
-                    gc1 = tl.zeros([BM], dtype=tl.float32)
+                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
+                gW1, gW2, gc1 = load_acc_tiles(
+                    gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
+                )
                 Z1 = dot(kb, W1, DT) + c1[None, :]  # [BS, BM]
                 X2, g1, gg1 = gelu(Z1)
                 hG = dot(G2, tl.trans(W2), DT)  # [BS, BM] G2 W2^T
@@ -502,11 +480,7 @@ def mlp_bwd_kernel(
             tl.debug_barrier()  # pass 4 reads what pass 3 stored
             # pass 4, per tile: Z2 = X2 W2 + c2, X2 = gelu(Z1), Z1 = K W1 + c1
             for m0 in range(0, M, BM):
-                off1 = rd[:, None] * M + (m0 + rm)[None, :]
-                off2 = (m0 + rm)[:, None] * D + rd[None, :]
-                W1 = tl.load(sw1_ptr + sl * D * M + off1, mask=m1, other=0.0)
-                W2 = tl.load(sw2_ptr + sl * M * D + off2, mask=m2, other=0.0)
-                c1 = tl.load(sc1_ptr + sl * M + m0 + rm)
+                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
                 X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
                 tl.store(
                     dw2 + off2,
