@@ -215,6 +215,7 @@ def classify_demo(path: str | Path, ckpt: str | Path, out: str | Path, chunk: in
     if model.classifier is None:
         raise ValueError(f"--ckpt: {ckpt} has no classification head (num_classes = 0)")
     names = class_names(run)
+    probe_video(path)
     run_dir = new_run_dir(out, f"classify-{Path(path).stem}")
     fmt = FrameFormat(size=model.cfg.image_size, channels=model.cfg.channels)
     state, probs = None, []
@@ -281,8 +282,8 @@ def stream_demo(
         cfg = config_from_name(preset, image_size=size, channels=channels)
         model = VideoModel(cfg).eval()
     fmt = FrameFormat(size=model.cfg.image_size, channels=model.cfg.channels)
-    run_dir = new_run_dir(out, f"stream-{Path(path).stem}")
     info = probe_video(path)
+    run_dir = new_run_dir(out, f"stream-{Path(path).stem}")
     rows, state, seen = [], None, 0
     bar = tqdm(
         stream_video(path, chunk, fmt=fmt, allow_truncated=True),

@@ -198,9 +198,10 @@ def predict_datamodule(data: VideoPredictData, seed: int):
             data.variant, data.batch_size, data.num_workers, data.train_length, seed
         )
     spec = ClipSpec(fps=data.fps, num_frames=data.num_input + data.num_output)
+    train = _existing(data.path, "data.path")
     val = None if data.val_path is None else _existing(data.val_path, "data.val_path")
     return VideoDataModule(
-        _existing(data.path, "data.path"),
+        train,
         val,
         spec=spec,
         fmt=FrameFormat(size=data.size, channels=data.channels),
