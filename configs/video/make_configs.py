@@ -50,6 +50,8 @@ def long_range(mixer: str, distance: int, debug: bool) -> dict:
     size = "debug" if debug else "small"
     model = {"preset": f"video_{mixer}_{size}", "image_size": 32, "patch_size": 32}
     model.update(num_classes=10, decoder="none", frame_mixer=False)
+    if mixer != "attention":
+        model.update(causal=True, frames_per_mini_batch=16)
     data = {"source": "long_range", "distance": distance, "size": 32, "batch_size": 16}
     if mixer == "attention":
         data["window_frames"] = 32

@@ -81,7 +81,7 @@ for _size in PAPER_SIZES:
 
 VIDEO_SIZES: dict[str, dict[str, int]] = {
     "debug": {"num_layers": 2, "width": 32, "num_heads": 2, "ffn_width": 64},
-    "small": {"num_layers": 2, "width": 64, "num_heads": 4, "ffn_width": 128},
+    "small": {"num_layers": 2, "width": 128, "num_heads": 4, "ffn_width": 256},
     "base": {"num_layers": 6, "width": 256, "num_heads": 4, "ffn_width": 512},
 }
 

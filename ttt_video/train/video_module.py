@@ -33,7 +33,7 @@ from ttt_video.models.video_config import VideoConfig
 
 from .config import OptimConfig
 from .lm_module import lr_factor, param_groups, warmup_steps
-from .video_metrics import frame_metrics, mse_per_frame, topk_accuracy
+from .video_metrics import frame_metrics, topk_accuracy
 
 
 def clip_batch(batch) -> tuple[Tensor, Tensor | None]:
@@ -228,9 +228,3 @@ class VideoClassifyModule(VideoModule):
         self.log("val/loss", loss, batch_size=B)
         self.log("val/top1", topk_accuracy(final, labels, 1), batch_size=B, prog_bar=True)
         self.log("val/top5", topk_accuracy(final, labels, 5), batch_size=B)
-
-
-def per_frame_mse(module: VideoPredictModule, frames: Tensor) -> Tensor:
-    """``[R]`` MSE per frame of each rolled-out frame, averaged over the batch."""
-    preds, target = module.evaluate(frames)
-    return mse_per_frame(preds, target).mean(0)
