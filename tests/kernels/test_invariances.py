@@ -122,3 +122,19 @@ def test_bfloat16_inputs_track_float32():
     out = run_ttt("linear", low, 16)
     assert out.dtype == torch.bfloat16
     assert_close("o bf16", ref, out.float(), 2e-2)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_autocast_region_keeps_float32_inside(kind):
+    """Inside a bf16 autocast region (``precision="bf16-mixed"``) the kernels still run in
+    float32: same result as outside, forward and backward, no dtype clash."""
+    inp = random_ttt_inputs(kind, B=2, T=20, H=2, d=16, b=8, seed=4).requires_grad_()
+    ref = run_ttt(kind, inp, 8)
+    ref_grads = torch.autograd.grad(ref.sum(), inp.tensors())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run_ttt(kind, inp, 8)
+        grads = torch.autograd.grad(out.sum(), inp.tensors())
+    assert out.dtype == torch.float32
+    assert_close("o", ref, out, 1e-6)
+    for a, c in zip(ref_grads, grads):
+        assert_close("grad", a, c, 1e-6)

@@ -7,6 +7,8 @@ Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batc
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 
 import torch
@@ -16,6 +18,22 @@ from torch import Tensor
 LN_EPS = 1e-6
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
+
+
+def without_autocast(fn):
+    """Run ``fn`` with autocast off on every device type: the TTT forms keep their inner
+    state in (at least) float32 and cast their output back to the input dtype themselves,
+    so a surrounding ``bf16-mixed`` region must not re-type their matmuls."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            for device in ("cpu", "cuda"):
+                if torch.is_autocast_enabled(device):
+                    stack.enter_context(torch.autocast(device, enabled=False))
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = LN_EPS) -> Tensor:

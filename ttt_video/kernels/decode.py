@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .common import gelu_tanh, gelu_tanh_vjp, layer_norm, ln_l2_grad
+from .common import gelu_tanh, gelu_tanh_vjp, layer_norm, ln_l2_grad, without_autocast
 from .state import TTTState
 
 
@@ -25,6 +25,7 @@ def _forward(ws, bs, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     return X, Z
 
 
+@without_autocast
 def ttt_decode_torch(
     q: Tensor,
     k: Tensor,

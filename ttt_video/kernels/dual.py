@@ -34,10 +34,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .common import gelu_tanh, gelu_tanh_grad2, gelu_tanh_vjp, layer_norm, ln_backward, ln_stats
+from .common import (
+    gelu_tanh,
+    gelu_tanh_grad2,
+    gelu_tanh_vjp,
+    layer_norm,
+    ln_backward,
+    ln_stats,
+    without_autocast,
+)
 from .state import TTTState
 
 
+@without_autocast
 def ttt_dual(
     q: Tensor,
     k: Tensor,
@@ -169,6 +178,7 @@ class _DualScan(torch.autograd.Function):
         return (zbar, *final)
 
     @staticmethod
+    @without_autocast
     def backward(ctx, dzbar, *dfinal):
         q, k, tgt, lam, tau, lnw, lnb = ctx.saved_tensors
         causal, commit_last, every, L = ctx.meta

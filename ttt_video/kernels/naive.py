@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
-from .common import LN_EPS
+from .common import LN_EPS, without_autocast
 from .state import TTTState
 
 
@@ -51,6 +51,7 @@ def _inner_loss(params, k, v, ln_weight, ln_bias):
     return 0.5 * (layer_norm(z, ln_weight, ln_bias) - (v - k)).pow(2).sum()
 
 
+@without_autocast
 def ttt_naive(
     q: Tensor,
     k: Tensor,
