@@ -160,8 +160,8 @@ def ttt_triton(
     return o.to(q.dtype), final
 
 
-def _grid_args(d: int, b: int, group: int, causal: bool, has_acc: bool) -> dict:
-    BD = triton.next_power_of_2(d)
+def _launch_args(d: int, b: int, group: int, causal: bool, has_acc: bool) -> dict:
+    BD = max(16, triton.next_power_of_2(d))  # tl.dot needs >= 16 in every dimension
     return dict(
         BS=b, BD=BD, GROUP=group, CAUSAL=causal, HAS_ACC=has_acc, num_warps=4 if BD <= 64 else 8
     )
@@ -188,7 +188,7 @@ class _TritonScan(torch.autograd.Function):
         zb = torch.empty(H, NT, d, dtype=torch.float32, device=q.device)
         C = int(lay.cu_ck[-1])
         cks = [q.new_empty((C, H, *t.shape[2:]), dtype=torch.float32) for t in state[: 2 * L]]
-        kw = _grid_args(d, b, group, causal, has_acc)
+        kw = _launch_args(d, b, group, causal, has_acc)
         args = (q, k, v, lam, tau, lnw, lnb, *cur, zb, *cks, lay.cu_blk, lay.cu_ck, lay.commit)
         if L == 1:
             linear_fwd_kernel[(lay.S, H)](*args, NT, H, d, LN_EPS, **kw)
@@ -219,7 +219,7 @@ class _TritonScan(torch.autograd.Function):
         dlam = torch.empty_like(lam)
         dtau = q.new_empty((S, H, b), dtype=torch.float32)
         dlnw, dlnb = (q.new_empty((S, H, d), dtype=torch.float32) for _ in range(2))
-        kw = _grid_args(d, b, group, causal, ctx.has_acc)
+        kw = _launch_args(d, b, group, causal, ctx.has_acc)
         head = (q, k, v, lam, tau, lnw, lnb, *gacc, *cks, *scratch)
         tail = (dq, dk, dv, dlam, dtau, dlnw, dlnb, lay.cu_blk, lay.cu_ck, lay.commit, NT, H, d)
         if L == 1:
