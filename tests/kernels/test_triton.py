@@ -157,6 +157,9 @@ def test_triton_low_precision_within_twice_a_pytorch_run(kind, dtype):
 def test_impl_dispatch_and_device_errors(monkeypatch):
     inp = random_ttt_inputs("linear", B=1, T=16, H=1, d=16, b=16, seed=0)
     assert torch.equal(run_ttt("linear", inp, 16), run_ttt("linear", inp, 16, impl="dual"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the kernels pick their own dtypes
+        mixed = run_ttt("linear", inp, 16, impl="triton")
+    assert torch.equal(mixed, run_ttt("linear", inp, 16, impl="triton"))
     with pytest.raises(ValueError, match="power of two >= 16"):
         run_ttt("linear", dataclasses.replace(inp, tau=inp.tau[:8]), 8, impl="triton")
     monkeypatch.setattr(scan, "linear_fwd_kernel", object())  # as if compiled for a GPU

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common import LN_EPS
+from ..common import LN_EPS, without_autocast
 from ..state import TTTState
 from .common import gelu, inner_grad
 
@@ -236,6 +236,7 @@ def decode_step_(
     )
 
 
+@without_autocast
 def ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size):
     """``ttt_decode`` with Triton: the given state is copied (fp32) and left unmodified.
 

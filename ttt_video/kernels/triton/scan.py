@@ -23,7 +23,7 @@ import triton
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-from ..common import LN_EPS, layer_norm
+from ..common import LN_EPS, layer_norm, without_autocast
 from ..state import TTTState
 from .linear import linear_bwd_kernel, linear_fwd_kernel
 from .mlp import mlp_bwd_kernel, mlp_fwd_kernel
@@ -83,6 +83,7 @@ def _layout(lens: list[int], starts: list[int], p: int, b: int, group: int, devi
     )
 
 
+@without_autocast
 def ttt_triton(
     q: Tensor,
     k: Tensor,
