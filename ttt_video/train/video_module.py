@@ -9,7 +9,8 @@ long-range ``(frames, label)`` pairs and manifest dicts ``{"frames", "label"}`` 
 
 - ``VideoPredictModule``: next-frame MSE (or L1), teacher-forced on the whole clip; with
   ``rollout_training`` the last ``R`` frames are instead predicted from the model's own
-  predictions (fed back, gradient cut at the feedback), as at test time. Validation rolls out
+  predictions (fed back; the gradient is cut at the feedback unless ``feedback_grad``), as at
+  test time. Validation rolls out
   ``R`` frames after ``F0`` and logs MSE per frame, PSNR, SSIM and a sample image.
 - ``VideoClassifyModule``: cross-entropy of the per-frame readout at the last frame (or the
   mean over frames); top-1/top-5. ``window_frames`` shows the model only the last frames.
@@ -107,6 +108,8 @@ class VideoPredictModule(VideoModule):
         num_output: ``R`` frames rolled out at evaluation (and in ``rollout_training``).
         loss: ``"mse"`` or ``"l1"`` per pixel.
         rollout_training: train the last ``R`` frames on fed-back predictions.
+        feedback_grad: back-propagate through the fed-back frames too (slower, closer to the
+            test-time rollout).
     """
 
     def __init__(
@@ -119,8 +122,10 @@ class VideoPredictModule(VideoModule):
         loss: str = "mse",
         rollout_training: bool = False,
         time_budget_s: float | None = None,
+        feedback_grad: bool = False,
     ) -> None:
         super().__init__(model_cfg, optim, total_steps, time_budget_s)
+        self.feedback_grad = feedback_grad
         if loss not in ("mse", "l1"):
             raise ValueError(f"loss: expected 'mse' or 'l1', got {loss!r}")
         self.num_input, self.num_output = num_input, num_output
@@ -139,7 +144,8 @@ class VideoPredictModule(VideoModule):
             return self.pixel_loss(self.model(x[:, :-1]).next_frames, x[:, 1:])
         F0, R = x.shape[1] - self.num_output, self.num_output
         out = self.model(x[:, :F0])
-        rolled, _ = self.model.feed_back(out.next_frames[:, -1], R, out.state, detach=True)
+        detach = not self.feedback_grad
+        rolled, _ = self.model.feed_back(out.next_frames[:, -1], R, out.state, detach=detach)
         preds = torch.cat((out.next_frames[:, :-1], rolled), dim=1)
         return self.pixel_loss(preds, x[:, 1:])
 

@@ -88,6 +88,8 @@ class VideoPredictData:
     """Per-pixel loss: ``"mse"`` or ``"l1"``."""
     rollout_training: bool = False
     """Train the last ``num_output`` frames on the model's own fed-back predictions."""
+    feedback_grad: bool = False
+    """With ``rollout_training``: back-propagate through the fed-back frames too."""
     time_budget_s: float | None = None
     """Stop training after this many seconds (the LR schedule follows elapsed time)."""
 
@@ -233,6 +235,7 @@ def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
         data.loss,
         data.rollout_training,
         data.time_budget_s,
+        data.feedback_grad,
     )
     return module, datamodule
 
