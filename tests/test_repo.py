@@ -10,3 +10,18 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert ci_last in readme, f"README lacks the CI command: {ci_last}"
     assert readme.index(ci_last) < readme.index("## "), "the test command must come first"
+
+
+def test_demo_scripts_are_the_cli_demos():
+    """Each script in demos/ reaches its ``ttt-video demo`` subcommand (its --help)."""
+    import subprocess
+    import sys
+
+    for kind in ("predict", "classify", "stream"):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "demos" / f"{kind}_video.py"), "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert f"ttt-video demo {kind}" in out and "Example" in out
