@@ -25,3 +25,9 @@ def test_demo_scripts_are_the_cli_demos():
             check=True,
         ).stdout
         assert f"ttt-video demo {kind}" in out and "Example" in out
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest's default import mode needs unique test-module names across folders."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
