@@ -85,6 +85,7 @@ def test_one_training_step(path, tmp_path, videos):
         ({"model.image_size": 48}, "model.image_size"),
         ({"data.variant": "huge"}, "data.variant"),
         ({"data.num_output": 5}, "data.num_input"),
+        ({"data.context_weight": 0}, "data.context_weight"),
         ({"model.preset": "ttt_linear_debug"}, "model.preset"),
         ({"model.decoder": "pixelshuffle"}, "model.decoder"),
     ],

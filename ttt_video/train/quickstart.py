@@ -40,7 +40,7 @@ from .video_report import (
     write_json,
 )
 
-STEPS = 1400
+STEPS = 1500
 COLUMNS = ["mse", "mae", "psnr", "ssim"]
 
 
@@ -57,6 +57,7 @@ def quickstart_run(name: str, out_dir: str, max_steps: int, seed: int) -> dict:
             "batch_size": 8,
             "rollout_training": True,
             "feedback_grad": True,
+            "context_weight": 3.0,
             "time_budget_s": 1500.0,
         },
         "optim": {"lr": 3.0e-3, "weight_decay": 0.0, "warmup_fraction": 0.02},

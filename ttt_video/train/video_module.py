@@ -10,7 +10,8 @@ long-range ``(frames, label)`` pairs and manifest dicts ``{"frames", "label"}`` 
 - ``VideoPredictModule``: next-frame MSE (or L1), teacher-forced on the whole clip; with
   ``rollout_training`` the last ``R`` frames are instead predicted from the model's own
   predictions (fed back; the gradient is cut at the feedback unless ``feedback_grad``), as at
-  test time. Validation rolls out
+  test time, and ``context_weight`` weighs the teacher-forced frames' loss against them
+  (per frame). Validation rolls out
   ``R`` frames after ``F0`` and logs MSE per frame, PSNR, SSIM and a sample image.
 - ``VideoClassifyModule``: cross-entropy of the per-frame readout at the last frame (or the
   mean over frames); top-1/top-5. ``window_frames`` shows the model only the last frames.
@@ -110,6 +111,8 @@ class VideoPredictModule(VideoModule):
         rollout_training: train the last ``R`` frames on fed-back predictions.
         feedback_grad: back-propagate through the fed-back frames too (slower, closer to the
             test-time rollout).
+        context_weight: with ``rollout_training``, the weight of each teacher-forced frame's
+            loss relative to a rolled-out frame's (1: the plain mean over all frames).
     """
 
     def __init__(
@@ -123,9 +126,10 @@ class VideoPredictModule(VideoModule):
         rollout_training: bool = False,
         time_budget_s: float | None = None,
         feedback_grad: bool = False,
+        context_weight: float = 1.0,
     ) -> None:
         super().__init__(model_cfg, optim, total_steps, time_budget_s)
-        self.feedback_grad = feedback_grad
+        self.feedback_grad, self.context_weight = feedback_grad, context_weight
         if loss not in ("mse", "l1"):
             raise ValueError(f"loss: expected 'mse' or 'l1', got {loss!r}")
         self.num_input, self.num_output = num_input, num_output
@@ -146,8 +150,11 @@ class VideoPredictModule(VideoModule):
         out = self.model(x[:, :F0])
         detach = not self.feedback_grad
         rolled, _ = self.model.feed_back(out.next_frames[:, -1], R, out.state, detach=detach)
-        preds = torch.cat((out.next_frames[:, :-1], rolled), dim=1)
-        return self.pixel_loss(preds, x[:, 1:])
+        loss = self.pixel_loss(rolled, x[:, F0:])
+        if F0 == 1:
+            return loss
+        w = self.context_weight * (F0 - 1)
+        return (w * self.pixel_loss(out.next_frames[:, :-1], x[:, 1:F0]) + R * loss) / (w + R)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         frames, _ = clip_batch(batch)

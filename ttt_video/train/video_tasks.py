@@ -90,11 +90,16 @@ class VideoPredictData:
     """Train the last ``num_output`` frames on the model's own fed-back predictions."""
     feedback_grad: bool = False
     """With ``rollout_training``: back-propagate through the fed-back frames too."""
+    context_weight: float = 1.0
+    """With ``rollout_training``: loss weight of a teacher-forced frame relative to a rolled-out
+    one (1: the plain mean over all frames)."""
     time_budget_s: float | None = None
     """Stop training after this many seconds (the LR schedule follows elapsed time)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "num_input", "num_output", "size", "batch_size", "train_length")
+        _positive(
+            self, "num_input", "num_output", "size", "batch_size", "train_length", "context_weight"
+        )
         if self.source not in ("moving_mnist", "folder"):
             raise ValueError(f"source: expected 'moving_mnist' or 'folder', got {self.source!r}")
         if self.source == "moving_mnist":
@@ -236,6 +241,7 @@ def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
         data.rollout_training,
         data.time_budget_s,
         data.feedback_grad,
+        data.context_weight,
     )
     return module, datamodule
 
