@@ -40,7 +40,7 @@ from .video_report import (
     write_json,
 )
 
-STEPS = 1500
+STEPS = 1650
 COLUMNS = ["mse", "mae", "psnr", "ssim"]
 
 
