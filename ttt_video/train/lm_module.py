@@ -62,6 +62,22 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def adamw_with_schedule(
+    model: nn.Module, o: OptimConfig, total_steps: int, warmup: int, progress=None
+) -> dict:
+    """AdamW over ``param_groups`` with a per-step LambdaLR: linear warm-up, then cosine to
+    ``o.min_lr`` (``lr_factor``). ``progress`` maps the scheduler's step to the step of the
+    schedule (identity when None). Returns Lightning's ``configure_optimizers`` dict."""
+    opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps)
+    floor = o.min_lr / o.lr
+
+    def factor(step: int) -> float:
+        return lr_factor(step if progress is None else progress(step), total_steps, warmup, floor)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 def set_ttt_base_lr(model: nn.Module, start: float, fraction: float) -> float | None:
     """Set every TTT layer's ``base_lr`` to ``start + fraction * (target - start)``.
 
@@ -142,14 +158,4 @@ class LMModule(L.LightningModule):
         self.log("val/ppl", torch.exp(mean))
 
     def configure_optimizers(self):
-        o = self.optim
-        opt = torch.optim.AdamW(
-            param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps
-        )
-        floor = o.min_lr / o.lr
-
-        def factor(step: int) -> float:
-            return lr_factor(step, self.total_steps, self.warmup, floor)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_with_schedule(self.model, self.optim, self.total_steps, self.warmup)

@@ -34,7 +34,7 @@ from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 
 from .config import OptimConfig
-from .lm_module import lr_factor, param_groups, warmup_steps
+from .lm_module import adamw_with_schedule, warmup_steps
 from .video_metrics import frame_metrics, topk_accuracy
 
 
@@ -88,17 +88,9 @@ class VideoModule(L.LightningModule):
         return 6.0 * self.model.num_parameters()
 
     def configure_optimizers(self):
-        o = self.optim
-        opt = torch.optim.AdamW(
-            param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas, eps=o.eps
+        return adamw_with_schedule(
+            self.model, self.optim, self.total_steps, self.warmup, progress=self.progress
         )
-        floor = o.min_lr / o.lr
-
-        def factor(step: int) -> float:
-            return lr_factor(self.progress(step), self.total_steps, self.warmup, floor)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 class VideoPredictModule(VideoModule):
