@@ -45,18 +45,6 @@ class TTTState:
     def batch_size(self) -> int:
         return self.weights[0].shape[0]
 
-    def effective_weights(self, tau: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        """Weights the last consumed token saw: ``W0 - tau[position-1] * Gacc`` per layer.
-
-        ``tau: [b]``. At ``position == 0`` these are simply ``weights, biases``.
-        """
-        if self.position == 0:
-            return self.weights, self.biases
-        t = tau[self.position - 1].to(self.weights[0].dtype)
-        ws = tuple(w - t * g for w, g in zip(self.weights, self.grad_weights))
-        bs = tuple(b - t * g for b, g in zip(self.biases, self.grad_biases))
-        return ws, bs
-
     def nbytes(self) -> int:
         """Memory held by the state's tensors, in bytes."""
         tensors = self.weights + self.biases + self.grad_weights + self.grad_biases
