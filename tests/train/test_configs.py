@@ -35,7 +35,7 @@ def test_config_loads_and_builds(path):
 
 def test_lm_baselines_follow_the_paper_recipe():
     for path in CONFIGS:
-        if path.parent.name != "lm" or "debug" in path.stem:
+        if path.parent.name != "lm" or "debug" in path.stem or "austen" in path.stem:
             continue
         run = load_run_config(path)
         t = run.trainer
@@ -48,9 +48,10 @@ def test_lm_baselines_follow_the_paper_recipe():
         assert (run.optim.ttt_base_lr_start == 0.01) == (run.model.mixer == "ttt_mlp")
 
 
-def test_debug_models_match_in_parameters():
+@pytest.mark.parametrize("family", ["debug", "austen_bpe2k"])
+def test_austen_models_match_in_parameters(family):
     counts = []
     for mixer in ("ttt_linear", "ttt_mlp", "attention"):
-        run = load_run_config(ROOT / "configs" / "lm" / f"{mixer}_debug.yaml")
+        run = load_run_config(ROOT / "configs" / "lm" / f"{mixer}_{family}.yaml")
         counts.append(sum(p.numel() for p in get_task("lm").build_model(run).parameters()))
     assert max(counts) / min(counts) < 1.05
