@@ -20,7 +20,6 @@ import time
 import torch
 
 from ttt_video.kernels.common import layer_norm, ln_l2_grad
-from ttt_video.kernels.naive import inner_model
 from ttt_video.testing import TTTInputs, random_ttt_inputs, run_ttt
 
 
