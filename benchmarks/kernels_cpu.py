@@ -105,8 +105,11 @@ def matmul_rates(kind: str, R: int, d: int, b: int, repeats: int) -> tuple[float
 def bench(kind: str, args) -> list[str]:
     B, T, H, d, b = args.B, args.T, args.H, args.d, args.b
     inp = random_ttt_inputs(kind, B, T, H, d, b, seed=0).requires_grad_()
-    short = dataclasses.replace(inp, **{f: getattr(inp, f)[:, : args.naive_T] for f in "qkv"},
-                                lam=inp.lam[:, : args.naive_T])
+    short = dataclasses.replace(
+        inp,
+        **{f: getattr(inp, f)[:, : args.naive_T] for f in "qkv"},
+        lam=inp.lam[:, : args.naive_T],
+    )
     runs = {
         "naive": (lambda: run_ttt(kind, short, b, impl="naive"), args.naive_T),
         "autograd loop": (lambda: autograd_dual(inp, b), T),
@@ -119,7 +122,9 @@ def bench(kind: str, args) -> list[str]:
             fwd = timed(fn, reps)
         fb = timed(lambda fn=fn: fn().sum().backward(), reps)
         rates[name] = (B * n_tok / fwd, B * n_tok / fb)
-        rows.append(f"| {kind} | {name} | {n_tok} | {rates[name][0]:,.0f} | {rates[name][1]:,.0f} |")
+        rows.append(
+            f"| {kind} | {name} | {n_tok} | {rates[name][0]:,.0f} | {rates[name][1]:,.0f} |"
+        )
     fwd_dual = B * T / rates["dual"][0]
     gflops = dual_flops(kind, B, T, H, d, b) / fwd_dual / 1e9
     big, small = matmul_rates(kind, B * H, d, b, args.repeats)
@@ -136,7 +141,9 @@ def bench(kind: str, args) -> list[str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--B", type=int, default=2)
     p.add_argument("--T", type=int, default=2048)
     p.add_argument("--H", type=int, default=12)
@@ -146,15 +153,21 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--kinds", default="linear,mlp")
-    p.add_argument("--clock", choices=CLOCK, default="wall",
-                   help="'process' counts CPU time of this process: steadier on a busy machine "
-                   "(use with --threads 1)")
+    p.add_argument(
+        "--clock",
+        choices=CLOCK,
+        default="wall",
+        help="'process' counts CPU time of this process: steadier on a busy machine "
+        "(use with --threads 1)",
+    )
     args = p.parse_args()
     global clock
     clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
-    print(f"B={args.B} T={args.T} H={args.H} d={args.d} b={args.b} float32, "
-          f"torch {torch.__version__}, {args.threads} threads, {args.clock} clock\n")
+    print(
+        f"B={args.B} T={args.T} H={args.H} d={args.d} b={args.b} float32, "
+        f"torch {torch.__version__}, {args.threads} threads, {args.clock} clock\n"
+    )
     print("| kernel | form | tokens | fwd tok/s | fwd+bwd tok/s |")
     print("|---|---|---|---|---|")
     for kind in args.kinds.split(","):

@@ -92,8 +92,14 @@ def austen_bpe2k_run(mixer: str) -> dict:
     optim: dict = {"lr": 5e-3}
     if mixer == "ttt_mlp":
         optim["ttt_base_lr_start"] = 0.01
-    model = {"preset": f"{mixer}_debug", "vocab_size": 4096, "width": 128, "num_layers": 4,
-             "ffn_width": 256, **WIDE_MATCH.get(mixer, {})}
+    model = {
+        "preset": f"{mixer}_debug",
+        "vocab_size": 4096,
+        "width": 128,
+        "num_layers": 4,
+        "ffn_width": 256,
+        **WIDE_MATCH.get(mixer, {}),
+    }
     return {
         "task": "lm",
         "model": model,

@@ -36,8 +36,12 @@ NAMES = ["q", "k", "v", "lam", "tau"]
 
 def grad_names(kind):
     layers = 1 if kind == "linear" else 2
-    return NAMES + [f"W{i + 1}" for i in range(layers)] + [f"b{i + 1}" for i in range(layers)] + [
-        "ln_weight", "ln_bias"]
+    return (
+        NAMES
+        + [f"W{i + 1}" for i in range(layers)]
+        + [f"b{i + 1}" for i in range(layers)]
+        + ["ln_weight", "ln_bias"]
+    )
 
 
 def check_same(kind, ref, out, tol):
@@ -85,8 +89,13 @@ def test_gradient_of_initial_state_mid_minibatch(kind):
     leaves = {k: v.detach().clone().requires_grad_() for k, v in state_tensors(first).items()}
     L = first.num_layers
     vals = list(leaves.values())
-    start = TTTState(tuple(vals[:L]), tuple(vals[L:2 * L]), tuple(vals[2 * L:3 * L]),
-                     tuple(vals[3 * L:]), first.position)
+    start = TTTState(
+        tuple(vals[:L]),
+        tuple(vals[L : 2 * L]),
+        tuple(vals[2 * L : 3 * L]),
+        tuple(vals[3 * L :]),
+        first.position,
+    )
     assert start.position == 5
     results = {}
     for impl in ("naive", "dual"):

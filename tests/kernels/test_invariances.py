@@ -51,13 +51,16 @@ def test_prefill_then_decode_equals_one_pass(kind, prefill):
         outs.append(o)
     for t in range(prefill, T):
         x = part(inp, t, t + 1)
-        o, state = ttt_decode(x.q, x.k, x.v, x.lam, x.tau, x.ln_weight, x.ln_bias, state,
-                              mini_batch_size=b)
+        o, state = ttt_decode(
+            x.q, x.k, x.v, x.lam, x.tau, x.ln_weight, x.ln_bias, state, mini_batch_size=b
+        )
         outs.append(o)
     assert_close("o", o_ref, torch.cat(outs, 1), 1e-5)
     assert state.position == s_ref.position
-    for a, c in zip(s_ref.weights + s_ref.biases + s_ref.grad_weights + s_ref.grad_biases,
-                    state.weights + state.biases + state.grad_weights + state.grad_biases):
+    for a, c in zip(
+        s_ref.weights + s_ref.biases + s_ref.grad_weights + s_ref.grad_biases,
+        state.weights + state.biases + state.grad_weights + state.grad_biases,
+    ):
         assert_close("state", a, c, 1e-5)
 
 
@@ -105,10 +108,12 @@ def test_gradcheck_custom_backward(kind, causal):
         L = len(inp.weights)
         ws = tuple(next(it) for _ in range(L))
         bs = tuple(next(it) for _ in range(L))
-        x = TTTInputs(**fields, tau=tau, weights=ws, biases=bs, ln_weight=next(it),
-                      ln_bias=next(it))
-        o, st = run_ttt(kind, x, b, causal=causal, impl="dual", save_every=1,
-                        output_final_state=True)
+        x = TTTInputs(
+            **fields, tau=tau, weights=ws, biases=bs, ln_weight=next(it), ln_bias=next(it)
+        )
+        o, st = run_ttt(
+            kind, x, b, causal=causal, impl="dual", save_every=1, output_final_state=True
+        )
         return o, *st.weights, *st.grad_weights
 
     assert torch.autograd.gradcheck(fn, tensors, eps=1e-6, atol=1e-7)

@@ -15,8 +15,17 @@ def inp():
 
 
 def call(inp, **overrides):
-    args = dict(q=inp.q, k=inp.k, v=inp.v, lam=inp.lam, tau=inp.tau, W1=inp.weights[0],
-                b1=inp.biases[0], ln_weight=inp.ln_weight, ln_bias=inp.ln_bias)
+    args = dict(
+        q=inp.q,
+        k=inp.k,
+        v=inp.v,
+        lam=inp.lam,
+        tau=inp.tau,
+        W1=inp.weights[0],
+        b1=inp.biases[0],
+        ln_weight=inp.ln_weight,
+        ln_bias=inp.ln_bias,
+    )
     kw = {"mini_batch_size": 4}
     for key, value in overrides.items():
         (args if key in args else kw)[key] = value
@@ -39,8 +48,10 @@ def call(inp, **overrides):
         (lambda i: {"mini_batch_size": 2.5}, r"^mini_batch_size: expected a positive int"),
         (lambda i: {"impl": "cuda"}, r"^impl: expected one of"),
         (lambda i: {"save_every": 0}, r"^save_every: expected a positive int"),
-        (lambda i: {"q": i.q[:, :0], "k": i.k[:, :0], "v": i.v[:, :0], "lam": i.lam[:, :0]},
-         r"^q: the stream is empty"),
+        (
+            lambda i: {"q": i.q[:, :0], "k": i.k[:, :0], "v": i.v[:, :0], "lam": i.lam[:, :0]},
+            r"^q: the stream is empty",
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument(inp, overrides, match):
@@ -68,8 +79,17 @@ def test_state_mismatches(inp):
     with pytest.raises(ValueError, match="initial_state: batch size 3 != B=2"):
         run_ttt("linear", inp, 4, initial_state=other)
     with pytest.raises(ValueError, match="q: decoding takes one token"):
-        ttt_decode(inp.q, inp.k, inp.v, inp.lam, inp.tau, inp.ln_weight, inp.ln_bias, state,
-                   mini_batch_size=4)
+        ttt_decode(
+            inp.q,
+            inp.k,
+            inp.v,
+            inp.lam,
+            inp.tau,
+            inp.ln_weight,
+            inp.ln_bias,
+            state,
+            mini_batch_size=4,
+        )
 
 
 def test_missing_weights_without_state(inp):

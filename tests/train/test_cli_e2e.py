@@ -47,6 +47,12 @@ def test_fit_validate_generate_eval(write_config, tmp_path, capsys, losses):
     rows = list(csv.DictReader((out / "per_position_loss.csv").open()))
     assert len(rows) == 32 and rows[0]["a"] == rows[0]["b"]
     assert (out / "per_position_loss.png").stat().st_size > 0
+    bands = list(csv.DictReader((out / "per_position_bands.csv").open()))
+    assert [(int(b["first"]), int(b["last"])) for b in bands] == [
+        (0, 0), (1, 1), (2, 3), (4, 7), (8, 15), (16, 31)
+    ]  # fmt: skip
+    late = [float(r["a"]) for r in rows[16:]]
+    assert float(bands[-1]["a"]) == pytest.approx(sum(late) / 16, abs=1e-4)
     summary = list(csv.DictReader((out / "summary.csv").open()))
     assert float(summary[0]["val_loss"]) == pytest.approx(val, rel=1e-3)
 

@@ -1,4 +1,5 @@
-"""The paper's recipe pieces: schedule, weight-decay groups, TTT base_lr warm-up, step sampler."""
+"""The paper's recipe pieces (schedule, weight-decay groups, TTT base_lr warm-up, step sampler)
+and the per-position bands of the evaluation."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from ttt_video.layers.ttt import TTTBase
 from ttt_video.models import from_name
+from ttt_video.train.eval_lm import position_bands
 from ttt_video.train.lm_module import lr_factor, param_groups, set_ttt_base_lr
 from ttt_video.train.lm_task import StepBatchSampler
 
@@ -52,3 +54,11 @@ def test_step_sampler_splits_global_batches_across_ranks():
     assert sorted(first_pass) == list(range(10))
     resumed = StepBatchSampler(10, 4, 1, 0, seed=3, start=4)
     assert next(iter(resumed)) == one.batch(4)
+
+
+def test_position_bands_double_and_cover_the_block():
+    assert position_bands(1) == [(0, 1)]
+    assert position_bands(6) == [(0, 1), (1, 2), (2, 4), (4, 6)]
+    bands = position_bands(2048)
+    assert bands[-1] == (1024, 2048) and len(bands) == 12
+    assert all(a == b for (_, a), (b, _) in zip(bands, bands[1:]))

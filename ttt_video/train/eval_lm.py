@@ -8,7 +8,11 @@ it as ``t`` grows. :func:`eval_lm` writes, for one or more checkpoints::
 
     summary.csv              label, checkpoint, parameters, tokens, val_loss, val_ppl
     per_position_loss.csv    position, then one column per model
+    per_position_bands.csv   mean loss over doubling bands of positions (0, 1, 2-3, 4-7, ...)
     per_position_loss.png    one curve per model
+
+The bands average many positions each, so whether a curve still falls late in the block
+reads off one row per band instead of a noisy curve.
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ class LMEval:
     def ppl(self) -> float:
         """Perplexity ``exp(loss)``."""
         return math.exp(self.loss)
+
+    def bands(self) -> list[float]:
+        """Mean loss over each band of :func:`position_bands`."""
+        return [
+            sum(self.per_position[a:b]) / (b - a) for a, b in position_bands(len(self.per_position))
+        ]
+
+
+def position_bands(length: int) -> list[tuple[int, int]]:
+    """Doubling bands ``[0, 1), [1, 2), [2, 4), [4, 8), ...`` covering ``range(length)``.
+
+    The last band ends at ``length``.
+    """
+    bands, start, end = [], 0, 1
+    while start < length:
+        bands.append((start, min(end, length)))
+        start, end = end, 2 * end
+    return bands
 
 
 @torch.no_grad()
@@ -100,6 +122,12 @@ def write_results(results: list[LMEval], out_dir: Path) -> None:
         for t in range(longest):
             row = [f"{r.per_position[t]:.5f}" if t < len(r.per_position) else "" for r in results]
             w.writerow([t, *row])
+    with open(out_dir / "per_position_bands.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["first", "last", *(r.label for r in results)])
+        for i, (a, b) in enumerate(position_bands(longest)):
+            means = [f"{r.bands()[i]:.5f}" if i < len(r.bands()) else "" for r in results]
+            w.writerow([a, b - 1, *means])
     plot_per_position(results, out_dir / "per_position_loss.png")
 
 
