@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from ttt_video.data.text_dataset import TokenBlockDataset
 from ttt_video.train.cli import main
 from ttt_video.train.config import load_run_config, resolved_dict
 
@@ -55,6 +56,12 @@ def test_fit_validate_generate_eval(write_config, tmp_path, capsys, losses):
     assert float(bands[-1]["a"]) == pytest.approx(sum(late) / 16, abs=1e-4)
     summary = list(csv.DictReader((out / "summary.csv").open()))
     assert float(summary[0]["val_loss"]) == pytest.approx(val, rel=1e-3)
+
+    strided = tmp_path / "strided"
+    assert main(["eval-lm", "--ckpt", str(ckpt), "--out", str(strided), "--stride", "8"]) == 0
+    val_tokens = TokenBlockDataset(saved.data.path, "val", 32).num_tokens
+    overlapping = int(list(csv.DictReader((strided / "summary.csv").open()))[0]["tokens"])
+    assert overlapping == ((val_tokens - 1 - 32) // 8 + 1) * 32  # a block every 8 tokens
 
 
 @pytest.mark.slow

@@ -34,6 +34,10 @@ from ttt_video.data.tokenizers import Tokenizer
 class TokenBlockDataset(Dataset):
     """Blocks of ``block_len + 1`` tokens from one split of a shard folder.
 
+    Block ``i`` starts at token ``i * stride`` (``stride`` defaults to ``block_len``: disjoint
+    blocks; a smaller stride gives overlapping windows, so every token is also read with more
+    context, as the per-position evaluation wants).
+
     Construction reads only ``meta.json``; shards are memory-mapped on first
     access in each process, so the dataset pickles cheaply to loader workers.
 
@@ -41,10 +45,14 @@ class TokenBlockDataset(Dataset):
     ``targets[t] == inputs[t + 1]`` for ``t < L - 1``.
     """
 
-    def __init__(self, folder: str | Path, split: str, block_len: int):
+    def __init__(self, folder: str | Path, split: str, block_len: int, stride: int | None = None):
         if block_len < 1:
             raise ValueError(f"block_len must be positive, got {block_len}")
+        stride = block_len if stride is None else stride
+        if not 1 <= stride <= block_len:
+            raise ValueError(f"stride must be in [1, block_len={block_len}], got {stride}")
         self.folder, self.split, self.block_len = Path(folder), split, block_len
+        self.stride = stride
         meta = read_meta(self.folder)
         if split not in meta["splits"]:
             raise KeyError(f"{folder}: no split {split!r} (has {sorted(meta['splits'])})")
@@ -57,7 +65,9 @@ class TokenBlockDataset(Dataset):
         self._maps: list[np.memmap] | None = None
 
     def __len__(self) -> int:
-        return max(0, (self.num_tokens - 1) // self.block_len)
+        if self.num_tokens <= self.block_len:
+            return 0
+        return (self.num_tokens - 1 - self.block_len) // self.stride + 1
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_maps": None}
@@ -87,7 +97,7 @@ class TokenBlockDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(f"block {index} outside [0, {len(self)})")
-        start = index * self.block_len
+        start = index * self.stride
         block = torch.from_numpy(self.tokens(start, start + self.block_len + 1))
         return block[:-1], block[1:]
 

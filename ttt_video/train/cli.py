@@ -73,7 +73,9 @@ def _generate(args: argparse.Namespace, extra: list[str]) -> int:
 def _eval_lm(args: argparse.Namespace, extra: list[str]) -> int:
     from .eval_lm import eval_lm, position_bands
 
-    results = eval_lm(args.ckpt, args.out, args.label, args.block_len, args.max_batches)
+    results = eval_lm(
+        args.ckpt, args.out, args.label, args.block_len, args.max_batches, args.stride
+    )
     print(f"{'model':<28}{'params':>12}{'tokens':>12}{'val loss':>10}{'ppl':>10}")
     for r in results:
         print(f"{r.label:<28}{r.parameters:>12,}{r.tokens:>12,}{r.loss:>10.4f}{r.ppl:>10.3f}")
@@ -144,6 +146,13 @@ def _add_lm(sub) -> None:
     p.add_argument("--label", action="append", default=None, help="one per --ckpt")
     p.add_argument("--out", default="runs/eval_lm")
     p.add_argument("--block-len", type=int, default=None, help="evaluate at another context")
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="start a validation block every STRIDE tokens (default: block length, disjoint); "
+        "smaller: overlapping windows, a less noisy per-position curve",
+    )
     p.add_argument("--max-batches", type=int, default=None)
     p.set_defaults(func=_eval_lm, overrides=False)
 

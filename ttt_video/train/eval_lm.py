@@ -25,6 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ttt_video.data.text_dataset import TokenBlockDataset
 
 from .runner import load_module
 
@@ -86,15 +89,28 @@ def per_position_loss(
 
 
 def evaluate_checkpoint(
-    ckpt: str | Path, label: str | None, block_len: int | None, max_batches: int | None
+    ckpt: str | Path,
+    label: str | None,
+    block_len: int | None,
+    max_batches: int | None,
+    stride: int | None = None,
 ) -> LMEval:
-    """Validation loss and per-position loss of one LM checkpoint (optionally at ``block_len``)."""
+    """Validation loss and per-position loss of one LM checkpoint.
+
+    ``block_len`` evaluates at another context than the training one; ``stride`` starts a
+    block every ``stride`` tokens instead of every ``block_len`` (overlapping windows: each
+    token is scored at ``block_len / stride`` positions, so the per-position curve compares
+    nearly the same tokens read with more or less context).
+    """
     run, module, datamodule = load_module(ckpt)
     if run.task != "lm":
         raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
     if block_len is not None:
         datamodule.block_len = block_len
-    curve, blocks = per_position_loss(module.model, datamodule.val_dataloader(), max_batches)
+    datamodule.setup()
+    val = TokenBlockDataset(datamodule.data_dir, "val", datamodule.block_len, stride)
+    batches = DataLoader(val, batch_size=datamodule.batch_size)
+    curve, blocks = per_position_loss(module.model, batches, max_batches)
     return LMEval(
         label or str(run.name),
         str(ckpt),
@@ -159,12 +175,16 @@ def eval_lm(
     labels: list[str] | None = None,
     block_len: int | None = None,
     max_batches: int | None = None,
+    stride: int | None = None,
 ) -> list[LMEval]:
-    """Evaluate each checkpoint, write the CSVs and the plot into ``out_dir``; return results."""
+    """Evaluate each checkpoint, write the CSVs and the plot into ``out_dir``; return results.
+
+    ``block_len`` and ``stride`` as in :func:`evaluate_checkpoint`.
+    """
     if labels is not None and len(labels) != len(ckpts):
         raise ValueError(f"--label: got {len(labels)} labels for {len(ckpts)} checkpoints")
     results = [
-        evaluate_checkpoint(c, labels[i] if labels else None, block_len, max_batches)
+        evaluate_checkpoint(c, labels[i] if labels else None, block_len, max_batches, stride)
         for i, c in enumerate(ckpts)
     ]
     write_results(results, Path(out_dir))
