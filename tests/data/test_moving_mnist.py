@@ -138,3 +138,16 @@ def test_datamodules_on_real_digits():
     assert frames.shape == (2, 54, 1, 64, 64) and label.shape == (2,)
     test_labels = LongRangeDigits(LongRangeConfig(distance=0), "test", length=200)
     assert len({int(test_labels[i][1]) for i in range(200)}) == 10
+
+
+def test_epoch_sampler_shares_an_epoch_between_ranks():
+    whole = EpochSampler(11, seed=3)
+    ranks = [EpochSampler(11, seed=3, world=2, rank=r) for r in (0, 1)]
+    for s in (whole, *ranks):
+        s.set_epoch(2)
+    order, shares = list(whole), [list(s) for s in ranks]
+    assert len(ranks[0]) == len(shares[0]) == len(shares[1]) == 5
+    assert shares[0] == order[0:10:2] and shares[1] == order[1:10:2]
+    assert not set(shares[0]) & set(shares[1])
+    with pytest.raises(ValueError, match="rank"):
+        EpochSampler(11, world=2, rank=2)

@@ -1,10 +1,12 @@
-"""Two CPU processes (DDP over gloo) follow the single-process run on the same global batch."""
+"""Two CPU processes (DDP over gloo) follow the single-process run on the same global batch
+(language model and video)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,4 +28,18 @@ def test_two_process_ddp_matches_one_process(write_config, tmp_path, losses):
     two = losses(tmp_path / "runs" / "ddp")
     assert sorted(single) == sorted(two) == [0, 1, 2]
     for step in single:
+        assert two[step] == pytest.approx(single[step], rel=1e-5), step
+
+
+@pytest.mark.slow
+def test_two_process_ddp_shares_video_epochs(tmp_path, losses):
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "video" / "mmnist_ttt_linear_debug.yaml"
+    common = ("--out_dir", str(tmp_path), "--trainer.max_steps", "3", "--trainer.log_every", "1")
+    common += ("--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "1")
+    fit(cfg, "single", *common, "--data.batch_size", "4")
+    ddp = ("--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "2")
+    fit(cfg, "ddp", *common, *ddp)
+    single, two = losses(tmp_path / "single"), losses(tmp_path / "ddp")
+    assert sorted(single) == sorted(two) == [0, 1, 2]
+    for step in single:  # rank r takes every other clip: the global batches are the same
         assert two[step] == pytest.approx(single[step], rel=1e-5), step

@@ -3,7 +3,9 @@
 ``EpochSampler`` yields ``epoch * n + i``; datasets built on it decode that back into
 ``(epoch, i)`` and seed a generator with ``(seed, epoch, i)``, so an item is the same whatever the
 worker count or order, and changes from epoch to epoch. Lightning calls ``set_epoch`` on any
-sampler that has it at the start of every epoch.
+sampler that has it at the start of every epoch. Under DDP each rank takes every
+``world``-th index of the epoch's permutation (the run sets ``use_distributed_sampler=False``
+so that Lightning does not wrap samplers itself).
 """
 
 from __future__ import annotations
@@ -16,26 +18,45 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
-class EpochSampler(Sampler[int]):
-    """Indices ``epoch * n + i`` for ``i`` in ``0..n-1`` (shuffled per epoch when ``shuffle``)."""
+def replicas(trainer: L.Trainer | None) -> tuple[int, int]:
+    """``(world size, rank)`` of the trainer, else of ``torch.distributed``, else ``(1, 0)``."""
+    if trainer is not None:
+        return trainer.world_size, trainer.global_rank
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+
+class EpochSampler(Sampler[int]):
+    """Indices ``epoch * n + i`` for ``i`` in ``0..n-1`` (shuffled per epoch when ``shuffle``).
+
+    With ``world > 1``, rank ``rank`` yields positions ``rank, rank + world, ...`` of the
+    epoch's order, ``n // world`` of them (the ranks' shares are disjoint; the last
+    ``n % world`` items of the epoch are skipped).
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, world: int = 1, rank: int = 0):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank: expected 0 <= rank < world={world}, got {rank}")
+        if n < world:
+            raise ValueError(f"n: {n} items cannot be shared by {world} ranks")
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.world, self.rank = world, rank
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose items the next iteration yields."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.world
 
     def __iter__(self) -> Iterator[int]:
         order = torch.arange(self.n)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(self.n, generator=g)
-        base = self.epoch * self.n
-        return iter((base + order).tolist())
+        mine = order[self.rank : len(self) * self.world : self.world]
+        return iter((self.epoch * self.n + mine).tolist())
 
 
 def item_rng(seed: int, index: int, n: int) -> np.random.Generator:
@@ -70,7 +91,8 @@ class EpochDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, EpochSampler(len(self.train), self.seed))
+        world, rank = replicas(self.trainer)
+        return self._loader(self.train, EpochSampler(len(self.train), self.seed, True, world, rank))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val)

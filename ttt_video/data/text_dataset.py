@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ttt_video.data.epochs import replicas
 from ttt_video.data.text import DTYPES, load_shard_tokenizer, read_meta
 from ttt_video.data.tokenizers import Tokenizer
 
@@ -138,11 +139,7 @@ class TextDataModule(L.LightningDataModule):
                 self.datasets[split] = TokenBlockDataset(self.data_dir, split, self.block_len)
 
     def _replicas(self) -> tuple[int, int]:
-        if self.trainer is not None:
-            return self.trainer.world_size, self.trainer.global_rank
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_world_size(), torch.distributed.get_rank()
-        return 1, 0
+        return replicas(self.trainer)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()

@@ -151,7 +151,7 @@ class VideoPredictModule(VideoModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         frames, _ = clip_batch(batch)
         loss = self.loss(frames)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
 
@@ -222,8 +222,8 @@ class VideoClassifyModule(VideoModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss, final, labels = self.loss_and_final(batch)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/top1", topk_accuracy(final, labels, 1))
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("train/top1", topk_accuracy(final, labels, 1), sync_dist=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
 
