@@ -148,7 +148,8 @@ def write_results(results: list[LMEval], out_dir: Path) -> None:
 
 
 def plot_per_position(results: list[LMEval], path: Path) -> None:
-    """One per-position loss curve per model (log-scaled position axis)."""
+    """Per-position loss (log-scaled position axis): each model's raw curve, thin, and its
+    band means (:func:`position_bands`), bold, at the geometric middle of each band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,11 +158,16 @@ def plot_per_position(results: list[LMEval], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
         positions = range(1, len(r.per_position) + 1)
-        ax.plot(positions, r.per_position, label=f"{r.label} (val {r.loss:.3f})", lw=1.2)
+        (raw,) = ax.plot(positions, r.per_position, lw=0.6, alpha=0.35)
+        middles = [math.sqrt((a + 1) * b) for a, b in position_bands(len(r.per_position))]
+        ax.plot(
+            middles, r.bands(), "o-", color=raw.get_color(), lw=2, ms=4,
+            label=f"{r.label} (val {r.loss:.3f})",
+        )  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel("token index in the block")
+    ax.set_xlabel("token index in the block (1-based)")
     ax.set_ylabel("mean validation loss (nats)")
-    ax.set_title("Loss by position in context")
+    ax.set_title("Loss by position in context (thin: each position; dots: band means)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
