@@ -40,7 +40,7 @@ from .video_report import (
     write_json,
 )
 
-STEPS = 1650
+STEPS = 1800
 COLUMNS = ["mse", "mae", "psnr", "ssim"]
 OURS = "TTT-Linear (ours)"
 
