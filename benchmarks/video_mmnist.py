@@ -4,7 +4,7 @@ Every model is trained with the quickstart's recipe (``ttt_video.train.quickstar
 loss, optimiser and schedule) for the same wall-clock budget, one after another on one thread,
 then rolled out on the same fixed sequences against the trivial baselines::
 
-    python benchmarks/video_mmnist.py                       # 3 models x 8.3 min, 2,000 test seqs
+    python benchmarks/video_mmnist.py                       # 3 models x 8 min, 2,000 test seqs
     python benchmarks/video_mmnist.py --budget-min 3 --split val --test-size 300 \\
         --models ttt_linear --set model.decoder=conv        # a quick probe of one change
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(NAMES), choices=list(NAMES))
     p.add_argument("--size", default="small", help="preset size: video_<model>_<size>")
-    p.add_argument("--budget-min", type=float, default=8.3, help="training minutes per model")
+    p.add_argument("--budget-min", type=float, default=8.0, help="training minutes per model")
     p.add_argument("--max-steps", type=int, default=100_000, help="also stop after this many")
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--test-size", type=int, default=None, help="first N sequences (default all)")

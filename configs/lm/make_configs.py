@@ -1,9 +1,9 @@
 """Write the language-model run configs in this folder (the YAMLs are committed too).
 
 One file per (mixer, size, dataset): ``{mixer}_{size}_{dataset}.yaml`` for the paper's
-baselines (TTT_SPEC section 6), plus ``{mixer}_debug.yaml`` that train on the byte-level Austen corpus
-on a CPU in minutes and ``{mixer}_austen_bpe2k.yaml``, a wider model at context 2048 on
-BPE tokens (the long-context check; ~10 min per run on one core). Edit this script and re-run it rather than editing the YAMLs by hand::
+baselines (TTT_SPEC section 6), plus ``{mixer}_debug.yaml`` that train on the byte-level Austen corpus on a
+CPU in minutes and ``{mixer}_austen_bpe2k.yaml``, a wider model at context 2048
+on BPE tokens (the long-context check; 12-20 min per run on one core). Edit this script and re-run it rather than editing the YAMLs by hand::
 
     python configs/lm/make_configs.py
 """

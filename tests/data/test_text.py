@@ -243,19 +243,24 @@ def test_blocks_shift_and_cross_shards(shards):
         assert torch.equal(y[:-1], x[1:]) and y[-1] == int(stream[i * 64 + 64])
     copy = pickle.loads(pickle.dumps(ds))
     assert torch.equal(copy[5][0], ds[5][0])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
 
 
 def test_strided_blocks_overlap_and_stay_inside_the_split(shards):
-    n = read_meta(shards)["splits"]["train"]["tokens"]
     ds = TokenBlockDataset(shards, "train", block_len=64, stride=16)
-    assert len(ds) == (n - 1 - 64) // 16 + 1
-    assert torch.equal(ds[1][0][:48], ds[0][0][16:])
-    last = ds[len(ds) - 1][1]
-    assert (len(ds) - 1) * 16 + 65 <= n and last.shape == (64,)
-    with pytest.raises(ValueError, match="stride"):
-        TokenBlockDataset(shards, "train", block_len=64, stride=65)
+    stream = np.concatenate([np.fromfile(shards / f, dtype=np.uint16) for f in ds.files])
+    n = len(stream)
+    last = len(ds) - 1
+    assert last * 16 + 65 <= n < (last + 1) * 16 + 65  # the last block fits, one more would not
+    for i in (0, 1, last):
+        x, y = ds[i]
+        window = torch.from_numpy(stream[i * 16 : i * 16 + 65].astype(np.int64))
+        assert torch.equal(x, window[:-1]) and torch.equal(y, window[1:])
     with pytest.raises(IndexError):
         ds[len(ds)]
+    with pytest.raises(ValueError, match="stride"):
+        TokenBlockDataset(shards, "train", block_len=64, stride=65)
 
 
 def _order(dm: TextDataModule, epoch: int, world: int = 1, rank: int = 0) -> list[int]:

@@ -88,6 +88,7 @@ def test_one_training_step(path, tmp_path, videos):
         ({"data.context_weight": 0}, "data.context_weight"),
         ({"model.preset": "ttt_linear_debug"}, "model.preset"),
         ({"model.decoder": "pixelshuffle"}, "model.decoder"),
+        ({"data.time_budget_s": 60, "trainer.devices": 2}, "data.time_budget_s"),
     ],
 )
 def test_bad_predict_configs_name_the_field(override, field, tmp_path):

@@ -3,9 +3,10 @@
 Letters: L = ``block_len`` (tokens the model reads per sample), B = batch size.
 
 A split's shards are one token stream of N tokens. Block ``i`` is the window
-``tokens[i*L : i*L + L + 1]`` (it may cross a shard boundary); its first L
-tokens are the input and its last L the target, so consecutive blocks share
-one token and ``(N - 1) // L`` blocks cover the split.
+``tokens[i*s : i*s + L + 1]`` with stride ``s`` (default ``L``; it may cross a
+shard boundary); its first L tokens are the input and its last L the target.
+With ``s = L`` consecutive blocks share one token and ``(N - 1) // L`` blocks
+cover the split; in general there are ``(N - 1 - L) // s + 1``.
 
 Order: :class:`TextDataModule` gives each loader an explicit
 ``torch.utils.data.DistributedSampler`` with ``seed``. On one process it is a

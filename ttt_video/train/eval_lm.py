@@ -99,15 +99,15 @@ def evaluate_checkpoint(
 
     ``block_len`` evaluates at another context than the training one; ``stride`` starts a
     block every ``stride`` tokens instead of every ``block_len`` (overlapping windows: each
-    token is scored at ``block_len / stride`` positions, so the per-position curve compares
-    nearly the same tokens read with more or less context).
+    token is scored at about ``block_len / stride`` positions, so the per-position curve
+    compares nearly the same tokens read with more or less context; the ``tokens`` count
+    then counts a token once per window).
     """
     run, module, datamodule = load_module(ckpt)
     if run.task != "lm":
         raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
     if block_len is not None:
         datamodule.block_len = block_len
-    datamodule.setup()
     val = TokenBlockDataset(datamodule.data_dir, "val", datamodule.block_len, stride)
     batches = DataLoader(val, batch_size=datamodule.batch_size)
     curve, blocks = per_position_loss(module.model, batches, max_batches)
@@ -122,7 +122,8 @@ def evaluate_checkpoint(
 
 
 def write_results(results: list[LMEval], out_dir: Path) -> None:
-    """Write ``summary.csv``, ``per_position_loss.csv`` and ``per_position_loss.png``."""
+    """Write ``summary.csv``, ``per_position_loss.csv``, ``per_position_bands.csv`` and
+    ``per_position_loss.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "summary.csv", "w", newline="") as f:
         w = csv.writer(f)

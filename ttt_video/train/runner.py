@@ -184,6 +184,8 @@ def make_strategy(name: str):
     """Lightning strategy for ``"auto" | "ddp" | "fsdp"`` (FSDP wraps each ``Block``)."""
     if name != "fsdp":
         return name
+    if not torch.cuda.is_available():
+        raise ConfigError("trainer.strategy: 'fsdp' needs GPUs and none is visible; use 'ddp'")
     from lightning.pytorch.strategies import FSDPStrategy
 
     from ttt_video.layers import Block

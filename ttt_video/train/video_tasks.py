@@ -28,6 +28,7 @@ from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 
 from .config import ConfigError, RunConfig, from_dict, plain
+from .runner import world_size
 from .tasks import register_task
 from .video_module import VideoClassifyModule, VideoPredictModule
 
@@ -218,6 +219,21 @@ def predict_datamodule(data: VideoPredictData, seed: int):
     )
 
 
+def _time_budget(run: RunConfig) -> float | None:
+    """``data.time_budget_s``; a ``ConfigError`` when the run has several processes.
+
+    Each process would read its own clock, so ranks could stop at different steps (a hang in
+    the gradient all-reduce) and decay their learning rates differently.
+    """
+    budget = run.data.time_budget_s
+    if budget is not None and world_size(run.trainer) > 1:
+        raise ConfigError(
+            "data.time_budget_s: single-process runs only (ranks would stop at different "
+            "steps); bound a multi-process run with trainer.max_steps"
+        )
+    return budget
+
+
 @register_task(
     "video_predict",
     model=parse_video_model,
@@ -239,7 +255,7 @@ def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
         data.num_output,
         data.loss,
         data.rollout_training,
-        data.time_budget_s,
+        _time_budget(run),
         data.feedback_grad,
         data.context_weight,
     )
@@ -285,6 +301,6 @@ def build_video_classify(run: RunConfig) -> tuple[VideoClassifyModule, object]:
             f"model.num_classes: {model.num_classes} is fewer than the data's {classes} classes"
         )
     module = VideoClassifyModule(
-        model, run.optim, _total_steps(run), data.readout, data.window_frames, data.time_budget_s
+        model, run.optim, _total_steps(run), data.readout, data.window_frames, _time_budget(run)
     )
     return module, datamodule
