@@ -9,7 +9,7 @@ then rolled out on the same fixed sequences against the trivial baselines::
         --models ttt_linear --set model.decoder=conv        # a quick probe of one change
 
 ``--set key=value`` (repeatable) overrides a field of the run file (dotted path, YAML value),
-as ``ttt-video fit`` does. The report (``report.md``, ``metrics.json``,
+as ``ttt-video fit --key value`` does. The report (``report.md``, ``metrics.json``,
 ``per_frame_mse.png``) goes to a new folder under ``--out``, which is printed.
 
 Letters: N sequences, R = 10 predicted frames. Not collected by pytest.
@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from ttt_video.data.moving_mnist import fixed_set_path
-from ttt_video.train.config import build_run_config
+from ttt_video.train.config import build_run_config, parse_overrides
 from ttt_video.train.quickstart import COLUMNS, evaluate_all, prepare_data, quickstart_run
 from ttt_video.train.runner import fit, load_module
 from ttt_video.train.video_report import format_table, new_run_dir, plot_lines, write_json
@@ -51,20 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """``raw`` with each ``a.b=value`` set (``value`` parsed as YAML)."""
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set: expected KEY=VALUE, got {item!r}")
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return raw
-
-
 def train_and_evaluate(args: argparse.Namespace, model: str, folder: Path, test: np.ndarray):
     """Train ``model`` under the budget; (metrics per method, curves, steps, seconds, params)."""
     raw = quickstart_run(
@@ -75,7 +60,7 @@ def train_and_evaluate(args: argparse.Namespace, model: str, folder: Path, test:
         preset=f"video_{model}_{args.size}",
         time_budget_s=60 * args.budget_min,
     )
-    run = build_run_config(apply_overrides(raw, args.set), model)
+    run = build_run_config(raw, model, parse_overrides([f"--{item}" for item in args.set]))
     t0 = time.process_time()
     status = fit(run)
     seconds = time.process_time() - t0

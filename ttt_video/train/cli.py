@@ -71,7 +71,7 @@ def _generate(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _eval_lm(args: argparse.Namespace, extra: list[str]) -> int:
-    from .eval_lm import eval_lm, position_bands
+    from .eval_lm import band_table, eval_lm
 
     results = eval_lm(
         args.ckpt, args.out, args.label, args.block_len, args.max_batches, args.stride
@@ -81,12 +81,9 @@ def _eval_lm(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"{r.label:<28}{r.parameters:>12,}{r.tokens:>12,}{r.loss:>10.4f}{r.ppl:>10.3f}")
     print("\nmean loss by position band:")
     print(f"{'positions':<14}" + "".join(f"{r.label[:16]:>18}" for r in results))
-    longest = max(results, key=lambda r: len(r.per_position))
-    for i, (a, b) in enumerate(position_bands(len(longest.per_position))):
-        cells = "".join(
-            f"{r.bands()[i]:>18.4f}" if i < len(r.bands()) else f"{'':>18}" for r in results
-        )
-        print(f"{f'{a}-{b - 1}':<14}{cells}")
+    for first, last, means in band_table(results):
+        cells = "".join(f"{'':>18}" if m is None else f"{m:>18.4f}" for m in means)
+        print(f"{f'{first}-{last}':<14}{cells}")
     print(
         f"wrote {args.out}/summary.csv, per_position_loss.csv, per_position_bands.csv, "
         "per_position_loss.png"

@@ -134,11 +134,6 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         _check("strategy", self.strategy in STRATEGIES, f"expected one of {', '.join(STRATEGIES)}")
         _check(
-            "strategy",
-            not (self.strategy == "fsdp" and self.accelerator == "cpu"),
-            "'fsdp' needs GPUs (PyTorch's FSDP has no CPU backend); use 'ddp' on CPUs",
-        )
-        _check(
             "precision", self.precision in PRECISIONS, f"expected one of {', '.join(PRECISIONS)}"
         )
         _check(

@@ -55,6 +55,19 @@ class LMEval:
         ]
 
 
+def band_table(results: list[LMEval]) -> list[tuple[int, int, list[float | None]]]:
+    """``(first, last, mean per result)`` for each band of the longest curve.
+
+    A result whose curve is shorter has ``None`` in the bands it does not reach.
+    """
+    longest = max(len(r.per_position) for r in results)
+    means = [r.bands() for r in results]
+    return [
+        (a, b - 1, [m[i] if i < len(m) else None for m in means])
+        for i, (a, b) in enumerate(position_bands(longest))
+    ]
+
+
 def position_bands(length: int) -> list[tuple[int, int]]:
     """Doubling bands ``[0, 1), [1, 2), [2, 4), [4, 8), ...`` covering ``range(length)``.
 
@@ -106,9 +119,7 @@ def evaluate_checkpoint(
     run, module, datamodule = load_module(ckpt)
     if run.task != "lm":
         raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
-    if block_len is not None:
-        datamodule.block_len = block_len
-    val = TokenBlockDataset(datamodule.data_dir, "val", datamodule.block_len, stride)
+    val = TokenBlockDataset(datamodule.data_dir, "val", block_len or datamodule.block_len, stride)
     batches = DataLoader(val, batch_size=datamodule.batch_size)
     curve, blocks = per_position_loss(module.model, batches, max_batches)
     return LMEval(
@@ -142,9 +153,8 @@ def write_results(results: list[LMEval], out_dir: Path) -> None:
     with open(out_dir / "per_position_bands.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["first", "last", *(r.label for r in results)])
-        for i, (a, b) in enumerate(position_bands(longest)):
-            means = [f"{r.bands()[i]:.5f}" if i < len(r.bands()) else "" for r in results]
-            w.writerow([a, b - 1, *means])
+        for first, last, means in band_table(results):
+            w.writerow([first, last, *("" if m is None else f"{m:.5f}" for m in means)])
     plot_per_position(results, out_dir / "per_position_loss.png")
 
 

@@ -180,12 +180,19 @@ def accumulation(run: RunConfig) -> int:
     return t.tokens_per_step // per_step
 
 
-def make_strategy(name: str):
-    """Lightning strategy for ``"auto" | "ddp" | "fsdp"`` (FSDP wraps each ``Block``)."""
-    if name != "fsdp":
-        return name
-    if not torch.cuda.is_available():
-        raise ConfigError("trainer.strategy: 'fsdp' needs GPUs and none is visible; use 'ddp'")
+def make_strategy(t: TrainerConfig):
+    """Lightning strategy for ``"auto" | "ddp" | "fsdp"`` (FSDP wraps each ``Block``).
+
+    FSDP on a CPU (asked for, or no GPU visible) is a ``ConfigError``: PyTorch's FSDP has no
+    CPU backend.
+    """
+    if t.strategy != "fsdp":
+        return t.strategy
+    if t.accelerator == "cpu" or not torch.cuda.is_available():
+        raise ConfigError(
+            "trainer.strategy: 'fsdp' needs GPUs (PyTorch's FSDP has no CPU backend); "
+            "use 'ddp' on CPUs"
+        )
     from lightning.pytorch.strategies import FSDPStrategy
 
     from ttt_video.layers import Block
@@ -221,7 +228,7 @@ def build_trainer(run: RunConfig, run_dir: Path | None, resolved: dict) -> L.Tra
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=make_strategy(t.strategy),
+        strategy=make_strategy(t),
         precision=t.precision,
         max_steps=t.max_steps,
         max_epochs=-1,
