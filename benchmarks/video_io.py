@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from ttt_video.data.fetch import clip_path
-from ttt_video.data.video_backends import decord_available
-from ttt_video.data.video_io import ClipSpec, VideoReader, read_video, stream_video, write_video
+from ttt_video.data.video.backends import decord_available
+from ttt_video.data.video.reader import ClipSpec, VideoReader, read_video, stream_video, write_video
 
 
 def best_of(fn, repeats: int = 3) -> float:

@@ -1,6 +1,6 @@
 """Moving-MNIST-style 10 -> 10: TTT-Linear, TTT-MLP and attention at an equal CPU budget.
 
-Every model is trained with the quickstart's recipe (``ttt_video.train.quickstart``: same data,
+Every model is trained with the quickstart's recipe (``ttt_video.apps.quickstart``: same data,
 loss, optimiser and schedule) for the same wall-clock budget, one after another on one thread,
 then rolled out on the same fixed sequences against the trivial baselines::
 
@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ttt_video.data.moving_mnist import fixed_set_path
-from ttt_video.train.config import build_run_config, parse_overrides
-from ttt_video.train.quickstart import COLUMNS, evaluate_all, prepare_data, quickstart_run
+from ttt_video.apps.quickstart import COLUMNS, evaluate_all, prepare_data, quickstart_run
+from ttt_video.apps.report import format_table, new_run_dir, plot_lines, write_json
+from ttt_video.data.synthetic.moving_mnist import fixed_set_path
+from ttt_video.train.config import parse_overrides
 from ttt_video.train.runner import fit, load_module
-from ttt_video.train.video_report import format_table, new_run_dir, plot_lines, write_json
+from ttt_video.train.tasks import build_run_config
 
 NAMES = {"ttt_linear": "TTT-Linear", "ttt_mlp": "TTT-MLP", "attention": "attention"}
 

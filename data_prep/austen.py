@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ttt_video.data.austen import AustenOptions, build_austen, novel_token_counts
-from ttt_video.data.text import TextPrepOptions
+from ttt_video.data.text.austen import AustenOptions, build_austen, novel_token_counts
+from ttt_video.data.text.shards import TextPrepOptions
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

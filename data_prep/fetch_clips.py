@@ -13,7 +13,7 @@ import sys
 from tqdm import tqdm
 
 from ttt_video.data.fetch import CLIPS, fetch_clips
-from ttt_video.data.video_io import probe_video
+from ttt_video.data.video.reader import probe_video
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

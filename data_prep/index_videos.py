@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ttt_video.data.manifest import find_videos, probe_row, write_manifest
+from ttt_video.data.video.manifest import find_videos, probe_row, write_manifest
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ttt_video.data.fetch import fetch_mnist_digits, load_mnist_digits
-from ttt_video.data.moving_mnist import VARIANTS, build_fixed_set, split_digits
+from ttt_video.data.synthetic.moving_mnist import VARIANTS, build_fixed_set, split_digits
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

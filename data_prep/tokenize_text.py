@@ -4,7 +4,7 @@ Example::
 
     python data_prep/tokenize_text.py --input corpus/ --out shards/ --tokenizer byte
 
-Re-running with the same inputs and options writes nothing. See ``ttt_video.data.text``.
+Re-running with the same inputs and options writes nothing. See ``ttt_video.data.text.shards``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import argparse
 import sys
 from dataclasses import fields
 
-from ttt_video.data.corpus import CorpusError
-from ttt_video.data.text import TextPrepOptions, prepare_text
-from ttt_video.data.tokenizers import TokenizerError
+from ttt_video.data.text.corpus import CorpusError
+from ttt_video.data.text.shards import TextPrepOptions, prepare_text
+from ttt_video.data.text.tokenizers import TokenizerError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,7 +5,7 @@ python demos/predict_video.py FILE [options]
 
 import sys
 
-from ttt_video.train.cli import main
+from ttt_video.apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["demo", "predict", *sys.argv[1:]]))

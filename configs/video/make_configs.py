@@ -35,7 +35,7 @@ def moving_mnist(mixer: str, variant: str, debug: bool) -> dict:
     size = "debug" if debug else "small"
     data = {"source": "moving_mnist", "variant": variant, "batch_size": 8}
     data["rollout_training"] = True
-    if variant == "standard":  # the quickstart's recipe (ttt_video/train/quickstart.py)
+    if variant == "standard":  # the quickstart's recipe (ttt_video/apps/quickstart.py)
         data["feedback_grad"] = True
         data["context_weight"] = 3.0
     else:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ttt_video.train.config import load_run_config, resolved_dict
-from ttt_video.train.tasks import get_task
+from ttt_video.train.config import resolved_dict
+from ttt_video.train.tasks import get_task, load_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("**/*.yaml"))

@@ -13,7 +13,7 @@ import pytest
 
 def fit(cfg, name: str, *extra: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "ttt_video.train.cli", "fit", "--config", str(cfg), "--name", name]
+    cmd = [sys.executable, "-m", "ttt_video.apps.cli", "fit", "--config", str(cfg), "--name", name]
     done = subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from ttt_video.apps.eval_lm import position_bands
+from ttt_video.data.text.dataset import StepBatchSampler
 from ttt_video.layers.ttt import TTTBase
 from ttt_video.models import from_name
-from ttt_video.train.eval_lm import position_bands
-from ttt_video.train.lm_module import lr_factor, param_groups, set_ttt_base_lr
-from ttt_video.train.lm_task import StepBatchSampler
+from ttt_video.train.lm_module import set_ttt_base_lr
+from ttt_video.train.optim import lr_factor, param_groups
 
 
 def test_schedule_warms_up_then_cosine_to_floor():

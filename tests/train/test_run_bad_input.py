@@ -6,9 +6,10 @@ import pytest
 import torch
 import yaml
 
-from ttt_video.train.cli import main
-from ttt_video.train.config import ConfigError, load_run_config, parse_overrides
+from ttt_video.apps.cli import main
+from ttt_video.train.config import ConfigError, parse_overrides
 from ttt_video.train.runner import AtomicCheckpointIO
+from ttt_video.train.tasks import load_run_config
 
 
 def error_of(capsys, argv) -> str:

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from ttt_video.data.fetch import mnist_path
-from ttt_video.data.moving_mnist import fixed_set_path
-from ttt_video.data.video_write import write_video
-from ttt_video.train.config import ConfigError, load_run_config
+from ttt_video.data.synthetic.moving_mnist import fixed_set_path
+from ttt_video.data.video.writer import write_video
+from ttt_video.train.config import ConfigError
 from ttt_video.train.runner import fit
+from ttt_video.train.tasks import load_run_config
 from ttt_video.train.video_metrics import frame_metrics, mse_per_frame, psnr, ssim, topk_accuracy
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ Chain of trust: ``naive`` (primal, per token, the ground truth) <= ``dual`` (PyT
 Derivations: ``kernels/README.md``.
 """
 
-from .api import IMPLS, ttt_decode, ttt_linear, ttt_mlp
-from .state import TTTState, initial_state
+from ttt_video.kernels.api import IMPLS, ttt_decode, ttt_linear, ttt_mlp
+from ttt_video.kernels.state import TTTState, initial_state
 
 __all__ = ["IMPLS", "TTTState", "initial_state", "ttt_decode", "ttt_linear", "ttt_mlp"]

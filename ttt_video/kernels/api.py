@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .decode import ttt_decode_torch
-from .dual import ttt_dual
-from .naive import ttt_naive
-from .state import TTTState, initial_state
+from ttt_video.kernels.decode import ttt_decode_torch
+from ttt_video.kernels.dual import ttt_dual
+from ttt_video.kernels.naive import ttt_naive
+from ttt_video.kernels.state import TTTState, initial_state
 
 IMPLS = ("auto", "naive", "dual", "triton")
 
@@ -181,7 +181,7 @@ def ttt_decode(
     if q.shape[1] != 1:
         raise ValueError(f"q: decoding takes one token, got T={q.shape[1]}")
     if impl == "triton" or (impl == "auto" and q.is_cuda):
-        from .triton import ttt_decode_triton
+        from ttt_video.kernels.triton import ttt_decode_triton
 
         return ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
     return ttt_decode_torch(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
@@ -255,7 +255,7 @@ def _run(
         raise ValueError(f"save_every: expected a positive int, got {save_every!r}")
     args = (q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size, causal)
     if impl == "triton":
-        from .triton import ttt_triton
+        from ttt_video.kernels.triton import ttt_triton
 
         o, final = ttt_triton(*args, save_every, cu_seqlens)
     elif cu_seqlens is not None:

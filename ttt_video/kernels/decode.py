@@ -11,8 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .common import gelu_tanh, gelu_tanh_vjp, layer_norm, ln_l2_grad, without_autocast
-from .state import TTTState
+from ttt_video.kernels.common import (
+    gelu_tanh,
+    gelu_tanh_vjp,
+    layer_norm,
+    ln_l2_grad,
+    without_autocast,
+)
+from ttt_video.kernels.state import TTTState
 
 
 def _forward(ws, bs, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:

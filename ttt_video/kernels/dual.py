@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .common import (
+from ttt_video.kernels.common import (
     gelu_tanh,
     gelu_tanh_grad2,
     gelu_tanh_vjp,
@@ -43,7 +43,7 @@ from .common import (
     ln_stats,
     without_autocast,
 )
-from .state import TTTState
+from ttt_video.kernels.state import TTTState
 
 
 @without_autocast

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
-from .common import LN_EPS, without_autocast
-from .state import TTTState
+from ttt_video.kernels.common import LN_EPS, without_autocast
+from ttt_video.kernels.state import TTTState
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

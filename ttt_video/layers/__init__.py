@@ -6,14 +6,14 @@
 - ``RMSNorm``, ``SwiGLU``, ``CausalConv1d``, ``apply_rope`` / ``rope_cos_sin``.
 """
 
-from .attention import CausalSelfAttention, KVCache
-from .block import MIXERS, Block, BlockState, build_mixer
-from .config import BlockConfig
-from .conv import CausalConv1d
-from .mlp import SwiGLU
-from .norms import RMSNorm
-from .rope import apply_rope, rope_cos_sin
-from .ttt import TTTMLP, TTTBase, TTTLayerState, TTTLinear
+from ttt_video.layers.attention import CausalSelfAttention, KVCache
+from ttt_video.layers.block import MIXERS, Block, BlockState, build_mixer
+from ttt_video.layers.config import BlockConfig
+from ttt_video.layers.conv import CausalConv1d
+from ttt_video.layers.mlp import SwiGLU
+from ttt_video.layers.norms import RMSNorm
+from ttt_video.layers.rope import apply_rope, rope_cos_sin
+from ttt_video.layers.ttt import TTTMLP, TTTBase, TTTLayerState, TTTLinear
 
 __all__ = [
     "MIXERS",

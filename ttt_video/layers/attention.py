@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import BlockConfig
-from .rope import apply_rope, rope_cos_sin
+from ttt_video.layers.config import BlockConfig
+from ttt_video.layers.rope import apply_rope, rope_cos_sin
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import CausalSelfAttention, KVCache
-from .config import BlockConfig
-from .conv import CausalConv1d
-from .mlp import SwiGLU
-from .norms import RMSNorm
-from .ttt import TTTMLP, TTTLayerState, TTTLinear
+from ttt_video.layers.attention import CausalSelfAttention, KVCache
+from ttt_video.layers.config import BlockConfig
+from ttt_video.layers.conv import CausalConv1d
+from ttt_video.layers.mlp import SwiGLU
+from ttt_video.layers.norms import RMSNorm
+from ttt_video.layers.ttt import TTTMLP, TTTLayerState, TTTLinear
 
 MIXERS: dict[str, type[nn.Module]] = {  # keys: config.MIXER_NAMES (tested)
     "ttt_linear": TTTLinear,

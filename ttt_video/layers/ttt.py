@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels import TTTState, initial_state, ttt_decode, ttt_linear, ttt_mlp
-from ..kernels.common import layer_norm
-from .config import BlockConfig
-from .conv import CausalConv1d
-from .rope import apply_rope, rope_cos_sin
+from ttt_video.kernels import TTTState, initial_state, ttt_decode, ttt_linear, ttt_mlp
+from ttt_video.kernels.common import layer_norm
+from ttt_video.layers.config import BlockConfig
+from ttt_video.layers.conv import CausalConv1d
+from ttt_video.layers.rope import apply_rope, rope_cos_sin
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@
 - ``from_official`` / ``to_official``: the paper's PyTorch checkpoints.
 """
 
-from .backbone import Backbone, BackboneState
-from .config import BackboneConfig, LMConfig
-from .lm import LanguageModel, from_official, to_official
-from .official import CheckpointMismatchError
-from .registry import config_from_name, from_name, list_models, register_model
+from ttt_video.models.backbone import Backbone, BackboneState
+from ttt_video.models.config import BackboneConfig, LMConfig
+from ttt_video.models.lm import LanguageModel, from_official, to_official
+from ttt_video.models.official import CheckpointMismatchError
+from ttt_video.models.registry import config_from_name, from_name, list_models, register_model
 
 __all__ = [
     "Backbone",

@@ -9,8 +9,8 @@ from dataclasses import dataclass, fields
 
 from torch import Tensor, nn
 
-from ..layers import Block, BlockConfig, BlockState, RMSNorm
-from .config import BackboneConfig
+from ttt_video.layers import Block, BlockConfig, BlockState, RMSNorm
+from ttt_video.models.config import BackboneConfig
 
 
 @dataclass(frozen=True)

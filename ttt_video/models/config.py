@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..layers.config import BlockConfig, check_positive_int
+from ttt_video.layers.config import BlockConfig, check_positive_int
 
 
 @dataclass

@@ -16,15 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .backbone import Backbone, BackboneState
-from .config import LMConfig
-from .official import (
+from ttt_video.models.backbone import Backbone, BackboneState
+from ttt_video.models.config import LMConfig
+from ttt_video.models.official import (
     config_from_official,
     config_to_official,
     from_official_state_dict,
     to_official_state_dict,
 )
-from .sampling import sample_next
+from ttt_video.models.token_sampling import sample_next
 
 
 class LanguageModel(nn.Module):

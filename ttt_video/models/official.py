@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import LMConfig
+from ttt_video.models.config import LMConfig
 
 OFFICIAL_DEFAULTS: dict[str, Any] = {
     "vocab_size": 32000,

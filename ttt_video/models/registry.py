@@ -14,10 +14,10 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from .config import LMConfig
-from .lm import LanguageModel
-from .video import VideoModel
-from .video_config import VideoConfig
+from ttt_video.models.config import LMConfig
+from ttt_video.models.lm import LanguageModel
+from ttt_video.models.video import VideoModel
+from ttt_video.models.video_config import VideoConfig
 
 _PRESETS: dict[str, Callable[[], LMConfig]] = {}
 

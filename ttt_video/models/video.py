@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from ..encoders import ConvDecoder, LinearUnpatchify, PatchEmbed, TimmFrameEncoder
-from ..encoders.base import as_float
-from ..layers import RMSNorm
-from .backbone import Backbone, BackboneState
-from .video_config import VideoConfig
+from ttt_video.encoders import ConvDecoder, LinearUnpatchify, PatchEmbed, TimmFrameEncoder
+from ttt_video.encoders.base import as_float
+from ttt_video.layers import RMSNorm
+from ttt_video.models.backbone import Backbone, BackboneState
+from ttt_video.models.video_config import VideoConfig
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..layers.config import check_positive_int
-from .config import BackboneConfig
+from ttt_video.layers.config import check_positive_int
+from ttt_video.models.config import BackboneConfig
 
 ENCODERS = ("patch", "timm")
 DECODERS = ("linear", "conv", "none")

@@ -10,7 +10,7 @@ A run file (``configs/<family>/<name>.yaml``) has six top-level keys::
     optim: {...}             # OptimConfig (shared by every task)
     trainer: {...}           # TrainerConfig (shared by every task)
 
-``model`` and ``data`` belong to the task: :func:`load_run_config` reads the YAML, applies
+``model`` and ``data`` belong to the task: :func:`ttt_video.train.tasks.load_run_config` reads the YAML, applies
 the overrides (``--trainer.max_steps 50`` sets ``trainer.max_steps``; values are parsed as
 YAML, so ``4``, ``1e-3``, ``true``, ``[0.9, 0.95]`` and ``null`` work), then converts the
 ``model``/``data`` mappings with the parsers the task registered. Every error is a
@@ -307,7 +307,7 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     return out
 
 
-def _set_dotted(tree: dict, key: str, value: Any) -> None:
+def set_dotted(tree: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     node = tree
     for depth, part in enumerate(parts[:-1]):
@@ -330,52 +330,6 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
-
-
-def build_run_config(raw: dict, source: str, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Resolve a raw mapping plus dotted ``overrides`` into a :class:`RunConfig`.
-
-    ``model`` and ``data`` are converted by the task's registered parsers. Errors name
-    ``source`` (the file) and the field, and the flag when an override set the field.
-    """
-    from .tasks import get_task
-
-    overrides = overrides or {}
-    tree = dict(raw)
-    for key, value in overrides.items():
-        _set_dotted(tree, key, value)
-    try:
-        sections = {k: tree.pop(k, {}) for k in ("model", "data")}
-        run = from_dict(RunConfig, tree, "run")
-        task = get_task(run.task)
-        run.model = task.parse_model(sections["model"], "run.model")
-        run.data = task.parse_data(sections["data"], "run.data")
-    except ConfigError as err:
-        raise ConfigError(_with_source(str(err), source, overrides)) from err
-    if run.name is None:
-        run.name = Path(source).stem
-    return run
-
-
-def _with_source(message: str, source: str, overrides: dict[str, Any]) -> str:
-    message = message.removeprefix("run.")
-    field_path = message.split(":", 1)[0]
-    section = field_path.rpartition(".")[0]
-
-    def involved(key: str) -> bool:
-        if field_path == key or field_path.startswith(key + "."):
-            return True
-        key_section, _, leaf = key.rpartition(".")
-        return key_section == section and leaf in message
-
-    flags = [k for k in overrides if involved(k)]
-    hint = f" (set by --{flags[0]} on the command line)" if flags else ""
-    return f"{source}: {message}{hint}"
-
-
-def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read ``path`` and resolve it with dotted ``overrides`` (see :func:`build_run_config`)."""
-    return build_run_config(read_yaml(path), str(path), overrides)
 
 
 def resolved_dict(run: RunConfig) -> dict:

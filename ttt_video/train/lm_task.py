@@ -9,7 +9,8 @@ Run-file sections (see ``configs/lm/``)::
 the other keys override; without it the fields fill a default ``LMConfig``. The resolved
 config lists every ``LMConfig`` field, so the saved run file does not depend on presets.
 
-Data order (exact resume): training batches come from :class:`StepBatchSampler`, an endless
+Data order (exact resume): training batches come from
+:class:`ttt_video.data.text.dataset.StepBatchSampler`, an endless
 seeded stream of blocks (a fresh permutation per pass over the data) cut into global
 batches of ``world_size * batch_size`` blocks, rank ``r`` taking the ``r``-th slice. Batch
 ``k`` depends only on ``(seed, k, world_size, batch_size)``; a resumed run starts at
@@ -20,21 +21,16 @@ uninterrupted run would, and a 2-process run sees the same global batches as a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader, Sampler
-
-from ttt_video.data.text import META_FILE, read_meta
-from ttt_video.data.text_dataset import TextDataModule
+from ttt_video.data.text.dataset import LMDataModule
+from ttt_video.data.text.shards import META_FILE, read_meta
 from ttt_video.models import LanguageModel, LMConfig, config_from_name
 from ttt_video.paths import cache_dir
-
-from .config import ConfigError, RunConfig, from_dict, plain
-from .lm_module import LMModule
-from .tasks import register_task
+from ttt_video.train.config import ConfigError, RunConfig, from_dict, plain
+from ttt_video.train.lm_module import LMModule
+from ttt_video.train.tasks import register_task
 
 CACHE_PREFIX = "cache:"
 
@@ -99,61 +95,6 @@ def parse_model(data: object, where: str) -> LMConfig:
         except ValueError as err:
             raise ConfigError(f"{where}.preset: {err}".replace("name: ", "")) from err
     return from_dict(LMConfig, {**base, **fields}, where)
-
-
-class StepBatchSampler(Sampler[list[int]]):
-    """Endless per-rank batches of block indices from a seeded global stream.
-
-    Global position ``p`` is block ``perm_e[p % n]`` with ``e = p // n`` and ``perm_e`` a
-    permutation of the ``n`` blocks seeded by ``(seed, e)``. Batch ``k`` of rank ``r`` holds
-    positions ``(k * world + r) * batch_size + [0, batch_size)``; iteration starts at
-    ``k = start``.
-    """
-
-    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, start: int = 0):
-        if n <= 0:
-            raise ValueError(f"n: the split has no blocks (n={n})")
-        self.n, self.batch_size, self.world, self.rank = n, batch_size, world, rank
-        self.seed, self.start = seed, start
-        self._perm: tuple[int, torch.Tensor] | None = None
-
-    def _block(self, position: int) -> int:
-        epoch, i = divmod(position, self.n)
-        if self._perm is None or self._perm[0] != epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = (epoch, torch.randperm(self.n, generator=g))
-        return int(self._perm[1][i])
-
-    def batch(self, k: int) -> list[int]:
-        """Block indices of this rank's batch ``k``."""
-        first = (k * self.world + self.rank) * self.batch_size
-        return [self._block(first + j) for j in range(self.batch_size)]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        k = self.start
-        while True:
-            yield self.batch(k)
-            k += 1
-
-
-class LMDataModule(TextDataModule):
-    """:class:`TextDataModule` whose training loader resumes exactly (module docstring)."""
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        world, rank = self._replicas()
-        start = 0
-        if self.trainer is not None:
-            start = self.trainer.global_step * self.trainer.accumulate_grad_batches
-        sampler = StepBatchSampler(
-            len(self.datasets["train"]), self.batch_size, world, rank, self.seed, start
-        )
-        return DataLoader(
-            self.datasets["train"],
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
 
 
 @register_task(

@@ -39,15 +39,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .config import (
+from ttt_video.train.config import (
     ConfigError,
     RunConfig,
     TrainerConfig,
-    build_run_config,
     dump_yaml,
     resolved_dict,
 )
-from .tasks import get_task
+from ttt_video.train.tasks import build_run_config, get_task
 
 CHECKPOINTS = "checkpoints"
 STATUS = "status.json"

@@ -32,9 +32,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, from_dict
+from ttt_video.train.config import ConfigError, RunConfig, from_dict, read_yaml, set_dotted
 
 TASK_MODULES: tuple[str, ...] = ("ttt_video.train.lm_task", "ttt_video.train.video_tasks")
 
@@ -96,3 +97,47 @@ def get_task(name: str) -> Task:
     if name not in _TASKS:
         raise ConfigError(f"run.task: unknown task {name!r}; valid: {', '.join(sorted(_TASKS))}")
     return _TASKS[name]
+
+
+def build_run_config(raw: dict, source: str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Resolve a raw mapping plus dotted ``overrides`` into a :class:`RunConfig`.
+
+    ``model`` and ``data`` are converted by the task's registered parsers. Errors name
+    ``source`` (the file) and the field, and the flag when an override set the field.
+    """
+    overrides = overrides or {}
+    tree = dict(raw)
+    for key, value in overrides.items():
+        set_dotted(tree, key, value)
+    try:
+        sections = {k: tree.pop(k, {}) for k in ("model", "data")}
+        run = from_dict(RunConfig, tree, "run")
+        task = get_task(run.task)
+        run.model = task.parse_model(sections["model"], "run.model")
+        run.data = task.parse_data(sections["data"], "run.data")
+    except ConfigError as err:
+        raise ConfigError(_with_source(str(err), source, overrides)) from err
+    if run.name is None:
+        run.name = Path(source).stem
+    return run
+
+
+def _with_source(message: str, source: str, overrides: dict[str, Any]) -> str:
+    message = message.removeprefix("run.")
+    field_path = message.split(":", 1)[0]
+    section = field_path.rpartition(".")[0]
+
+    def involved(key: str) -> bool:
+        if field_path == key or field_path.startswith(key + "."):
+            return True
+        key_section, _, leaf = key.rpartition(".")
+        return key_section == section and leaf in message
+
+    flags = [k for k in overrides if involved(k)]
+    hint = f" (set by --{flags[0]} on the command line)" if flags else ""
+    return f"{source}: {message}{hint}"
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read ``path`` and resolve it with dotted ``overrides`` (see :func:`build_run_config`)."""
+    return build_run_config(read_yaml(path), str(path), overrides)

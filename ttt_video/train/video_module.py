@@ -32,10 +32,9 @@ from torch import Tensor
 
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
-
-from .config import OptimConfig
-from .lm_module import adamw_with_schedule, warmup_steps
-from .video_metrics import frame_metrics, topk_accuracy
+from ttt_video.train.config import OptimConfig
+from ttt_video.train.optim import adamw_with_schedule, warmup_steps
+from ttt_video.train.video_metrics import frame_metrics, topk_accuracy
 
 
 def clip_batch(batch) -> tuple[Tensor, Tensor | None]:

@@ -17,20 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ttt_video.data.frame_ops import FrameFormat
-from ttt_video.data.long_range import LongRangeConfig, LongRangeDataModule
-from ttt_video.data.manifest import load_items
-from ttt_video.data.moving_mnist import VARIANTS, MovingMNISTDataModule, fixed_set_path
-from ttt_video.data.sampling import ClipSpec
-from ttt_video.data.video import VideoDataModule
+from ttt_video.data.synthetic.long_range import LongRangeConfig, LongRangeDataModule
+from ttt_video.data.synthetic.moving_mnist import VARIANTS, MovingMNISTDataModule, fixed_set_path
+from ttt_video.data.video.clips import ClipSpec
+from ttt_video.data.video.folder import VideoDataModule
+from ttt_video.data.video.frames import FrameFormat
+from ttt_video.data.video.manifest import load_items
 from ttt_video.models import config_from_name
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
-
-from .config import ConfigError, RunConfig, from_dict, plain
-from .runner import world_size
-from .tasks import register_task
-from .video_module import VideoClassifyModule, VideoPredictModule
+from ttt_video.train.config import ConfigError, RunConfig, from_dict, plain
+from ttt_video.train.runner import world_size
+from ttt_video.train.tasks import register_task
+from ttt_video.train.video_module import VideoClassifyModule, VideoPredictModule
 
 
 def parse_video_model(data: object, where: str) -> VideoConfig:

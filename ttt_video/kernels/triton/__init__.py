@@ -8,7 +8,7 @@ Reached through ``ttt_linear`` / ``ttt_mlp`` with ``impl="triton"`` (or ``"auto"
 Layout and GPU constraints: ``kernels/README.md``, section "Triton".
 """
 
-from .decode import decode_step_, ttt_decode_triton
-from .scan import ttt_triton
+from ttt_video.kernels.triton.decode import decode_step_, ttt_decode_triton
+from ttt_video.kernels.triton.scan import ttt_triton
 
 __all__ = ["decode_step_", "ttt_decode_triton", "ttt_triton"]

@@ -17,9 +17,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..common import LN_EPS, without_autocast
-from ..state import TTTState
-from .common import gelu, inner_grad
+from ttt_video.kernels.common import LN_EPS, without_autocast
+from ttt_video.kernels.state import TTTState
+from ttt_video.kernels.triton.common import gelu, inner_grad
 
 
 @triton.jit

@@ -20,7 +20,7 @@ The output LayerNorm and residual are applied outside (vectorised PyTorch).
 import triton
 import triton.language as tl
 
-from .common import (
+from ttt_video.kernels.triton.common import (
     dot,
     head_constants,
     inner_grad,

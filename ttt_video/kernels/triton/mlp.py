@@ -23,7 +23,7 @@ Pass B may commit a tile as soon as it is read: no other tile reads it in this m
 import triton
 import triton.language as tl
 
-from .common import (
+from ttt_video.kernels.triton.common import (
     dot,
     gelu,
     head_constants,

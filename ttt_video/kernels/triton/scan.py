@@ -23,10 +23,10 @@ import triton
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-from ..common import LN_EPS, layer_norm, without_autocast
-from ..state import TTTState
-from .linear import linear_bwd_kernel, linear_fwd_kernel
-from .mlp import mlp_bwd_kernel, mlp_fwd_kernel
+from ttt_video.kernels.common import LN_EPS, layer_norm, without_autocast
+from ttt_video.kernels.state import TTTState
+from ttt_video.kernels.triton.linear import linear_bwd_kernel, linear_fwd_kernel
+from ttt_video.kernels.triton.mlp import mlp_bwd_kernel, mlp_fwd_kernel
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 

@@ -1,0 +1,88 @@
+"""The video demos and the quickstart, end to end on small generated inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ttt_video.apps.cli import main
+from ttt_video.data.fetch import mnist_path
+from ttt_video.data.video.writer import write_video
+from ttt_video.train.runner import fit
+from ttt_video.train.tasks import load_run_config
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 30-frame 48x64 RGB clip of a square sliding right, written with the package's writer."""
+    x = torch.zeros(30, 3, 48, 64)
+    for t in range(30):
+        x[t, :, 10:20, 2 * t : 2 * t + 10] = 1
+    return write_video(tmp_path_factory.mktemp("clip") / "square.mp4", x, fps=10)
+
+
+def only_run(parent: Path) -> Path:
+    (run,) = [p for p in parent.iterdir() if p.is_dir()]
+    return run
+
+
+def test_predict_fits_on_the_video(clip, tmp_path):
+    args = ["demo", "predict", str(clip), "--out", str(tmp_path), "--fit-steps", "2"]
+    assert main([*args, "--horizon", "5", "--size", "32"]) == 0
+    run = only_run(tmp_path)
+    for name in ("next_frame.mp4", "next_frame.gif", "rollout.mp4", "psnr.png", "metrics.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["frames"] == 30 and len(metrics["psnr_rollout"]) == 5
+
+
+def test_stream_reports_flat_memory(clip, tmp_path):
+    assert main(["demo", "stream", str(clip), "--out", str(tmp_path), "--size", "32"]) == 0
+    metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    assert metrics["frames"] == 30 and metrics["frames_per_s_median"] > 0
+
+
+@pytest.mark.skipif(not mnist_path().exists(), reason="MNIST digits not prepared")
+def test_classify_with_a_checkpoint(clip, tmp_path):
+    config = ROOT / "configs" / "video" / "long_range_ttt_linear_debug.yaml"
+    run = load_run_config(
+        config,
+        {
+            "out_dir": str(tmp_path / "train"),
+            "trainer.max_steps": 1,
+            "trainer.progress_bar": False,
+            "data.distance": 8,
+            "data.eval_length": 8,
+        },
+    )
+    fit(run)
+    ckpt = run.run_dir / "checkpoints" / "last.ckpt"
+    out = tmp_path / "demo"
+    assert main(["demo", "classify", str(clip), "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    run_dir = only_run(out)
+    rows = (run_dir / "labels.csv").read_text().splitlines()
+    assert len(rows) == 31 and (run_dir / "labels_over_time.png").is_file()
+
+
+def test_demo_errors_name_the_file(tmp_path, capsys):
+    missing = tmp_path / "missing.mp4"
+    assert main(["demo", "stream", str(missing), "--out", str(tmp_path)]) == 2
+    assert "missing.mp4" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not mnist_path().exists(), reason="MNIST digits not prepared")
+def test_quickstart_tiny(tmp_path, capsys):
+    args = ["quickstart", "--out", str(tmp_path), "--max-steps", "2", "--test-size", "8"]
+    assert main(args) == 0
+    run = only_run(tmp_path)
+    for name in ("comparison.mp4", "comparison.gif", "training.png", "per_frame_mse.png"):
+        assert (run / name).is_file(), name
+    result = json.loads((run / "metrics.json").read_text())
+    assert set(result["metrics"]) == {"TTT-Linear (ours)", "zeros", "mean frame", "copy last frame"}
+    assert "copy last frame" in capsys.readouterr().out

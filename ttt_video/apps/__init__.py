@@ -1,0 +1,1 @@
+"""The ``ttt-video`` command and what it runs: quickstart, demos, LM evaluation, smoke check, reports."""
