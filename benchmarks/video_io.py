@@ -25,6 +25,7 @@ import torch
 from ttt_video.data.fetch import clip_path
 from ttt_video.data.video.backends import decord_available
 from ttt_video.data.video.reader import ClipSpec, VideoReader, read_video, stream_video, write_video
+from ttt_video.io_utils import rss_bytes
 
 
 def best_of(fn, repeats: int = 3) -> float:
@@ -109,8 +110,7 @@ def streaming_memory(tmp: Path, frames: int = 1500) -> list[str]:
 
 def _rss_mb() -> float:
     """Current resident set size of this process in MB (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    return rss_bytes() / 1e6
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from ttt_video.apps.quickstart import COLUMNS, evaluate_all, prepare_data, quickstart_run
-from ttt_video.apps.report import format_table, new_run_dir, plot_lines, write_json
+from ttt_video.apps.report import format_table, new_run_dir, plot_lines
 from ttt_video.data.synthetic.moving_mnist import fixed_set_path
+from ttt_video.io_utils import write_json
 from ttt_video.train.config import parse_overrides
 from ttt_video.train.runner import fit, load_module
 from ttt_video.train.tasks import build_run_config
@@ -53,15 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train_and_evaluate(args: argparse.Namespace, model: str, folder: Path, test: np.ndarray):
     """Train ``model`` under the budget; (metrics per method, curves, steps, seconds, params)."""
-    raw = quickstart_run(
-        model,
-        str(folder),
-        args.max_steps,
-        args.seed,
-        preset=f"video_{model}_{args.size}",
-        time_budget_s=60 * args.budget_min,
-    )
-    run = build_run_config(raw, model, parse_overrides([f"--{item}" for item in args.set]))
+    raw = quickstart_run(model, str(folder), args.max_steps, args.seed)
+    overrides = {
+        "model.preset": f"video_{model}_{args.size}",
+        "data.time_budget_s": 60 * args.budget_min,
+        "trainer.val_check_interval": args.max_steps,
+        **parse_overrides([f"--{item}" for item in args.set]),
+    }
+    run = build_run_config(raw, model, overrides)
     t0 = time.process_time()
     status = fit(run)
     seconds = time.process_time() - t0

@@ -1,40 +1,8 @@
-"""Fetch the real video clips named in DATA.md into ``cache_dir("clips")`` and probe them.
+"""``ttt-video prepare clips``, as a script: ``python data_prep/fetch_clips.py --help``."""
 
-vtest.avi and tree.avi come from the Debian ``opencv-doc`` package, cockatoo.mp4 and
-realshort.mp4 from ``python3-imageio``; each package is downloaded (``apt-get download``, not
-installed) and unpacked into a temporary folder only when one of its clips is missing.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
 
-from tqdm import tqdm
-
-from ttt_video.data.fetch import CLIPS, fetch_clips
-from ttt_video.data.video.reader import probe_video
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--names", nargs="+", default=list(CLIPS), choices=list(CLIPS))
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Fetch the clips and print each one's measured metadata."""
-    args = parse_args(argv)
-    paths = fetch_clips(names=args.names)
-    for path in tqdm(paths.values(), desc="probe", total=len(paths)):
-        info = probe_video(path)
-        tqdm.write(
-            f"{path}: {info.num_frames} frames, {info.fps:.2f} fps, {info.duration:.1f} s, "
-            f"{info.width}x{info.height}, {info.codec}, truncated={info.truncated}"
-        )
-    return 0
-
+from ttt_video.apps.prepare import run_prepare
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_prepare("clips", sys.argv[1:]))

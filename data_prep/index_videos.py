@@ -1,49 +1,8 @@
-"""Index a folder of videos: probe every file and write a manifest (CSV or JSON).
+"""``ttt-video prepare index``, as a script: ``python data_prep/index_videos.py --help``."""
 
-Each row holds the path (relative to the folder), an empty label to fill in (or the class folder
-name with --class-folders), and the measured fps, frames, duration, size and codec, or
-decodable=false with the reason. Rewrites the manifest on every run (idempotent).
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from tqdm import tqdm
-
-from ttt_video.data.video.manifest import find_videos, probe_row, write_manifest
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("root", type=Path, help="folder to scan (recursively)")
-    p.add_argument(
-        "--out", type=Path, default=None, help="manifest path (default: ROOT/manifest.csv)"
-    )
-    p.add_argument("--class-folders", action="store_true", help="label = first folder under ROOT")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Probe every video under the root and write the manifest; print a summary."""
-    args = parse_args(argv)
-    out = args.out or args.root / "manifest.csv"
-    rows = []
-    for path in tqdm(find_videos(args.root), desc="probe"):
-        row = probe_row(path, args.root)
-        if args.class_folders and len(path.relative_to(args.root).parts) > 1:
-            row["label"] = path.relative_to(args.root).parts[0]
-        rows.append(row)
-    write_manifest(rows, out)
-    bad = [r for r in rows if not r["decodable"]]
-    print(f"{out}: {len(rows)} videos, {len(rows) - len(bad)} decodable, {len(bad)} not")
-    for r in bad:
-        print(f"  {r['path']}: {r['error']}")
-    return 0
-
+from ttt_video.apps.prepare import run_prepare
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_prepare("index", sys.argv[1:]))

@@ -31,3 +31,37 @@ def test_test_modules_have_unique_basenames():
     """pytest's default import mode needs unique test-module names across folders."""
     names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_readme_file_table_matches_the_tree():
+    """Every path in the README's file table exists, and every package room is in it."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Files") :]
+    paths = re.findall(r"^\| `([^`]+)` \|", table, flags=re.M)
+    assert paths
+    for path in paths:
+        assert (ROOT / path).exists(), path
+    rooms = {
+        str(p.parent.relative_to(ROOT)) + "/"
+        for p in (ROOT / "ttt_video").rglob("__init__.py")
+        if p.parent != ROOT / "ttt_video"
+    }
+    listed = {p for p in paths if p.endswith("/")}
+    missing = [room for room in sorted(rooms) if not any(room.startswith(p) for p in listed)]
+    assert not missing, missing
+
+
+def test_repository_points_to_nothing_outside_it():
+    """Docs and code cite only files of the repository (a user has nothing else)."""
+    offenders = []
+    for path in ROOT.rglob("*"):
+        if ".git" in path.parts or not path.is_file() or path.suffix not in {".py", ".md", ".yaml"}:
+            continue
+        if path == Path(__file__).resolve():
+            continue
+        text = path.read_text(errors="ignore")
+        if "../shared" in text or "TTT_SPEC" in text or "DATA.md" in text:
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders

@@ -10,7 +10,40 @@ Rooms of the package (each imports only from the ones above it)::
                 synthetic/ (Moving-MNIST-style, long-range recall); shared epoch order
     train/      typed run configs, task registry, LightningModules, optimiser, runner
     apps/       the ``ttt-video`` command and what it runs: quickstart, demos, LM
-                evaluation, smoke check, reports
+                evaluation, smoke check, reports, export
+
+``ttt_video.load(path, device)`` gives back a trained model from a run checkpoint or a
+``save_pretrained`` folder (the heavy imports happen only when it is called).
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def load(path: str | Path, device: str = "cpu"):
+    """A trained model, ready to use: ``LanguageModel`` or ``VideoModel`` in eval mode.
+
+    Args:
+        path: a run checkpoint (``runs/<name>/checkpoints/last.ckpt``, read with
+            ``weights_only=True``) or a ``save_pretrained`` / ``ttt-video export`` folder.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist. ``ValueError``: a bad ``device``, or a
+            file that is not one of ours (named in the message).
+    """
+    path = Path(path)
+    if path.is_dir():
+        from ttt_video.models.pretrained import load_pretrained
+
+        return load_pretrained(path, device)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: not found (expected a run checkpoint .ckpt or a save_pretrained folder)"
+        )
+    from ttt_video.train.runner import load_model
+
+    return load_model(path, device)

@@ -1,9 +1,14 @@
-"""The one comparator the tests and benchmarks use.
+"""Helpers shared by the tests, the benchmarks and ``ttt-video smoke``.
 
-``assert_close(name, ref, out, tol)`` reports the max-abs error and the
-relative RMS error ``rms(out - ref) / rms(ref)`` and fails when the relative
-RMS error exceeds ``tol`` (or, for a reference that is all zeros, when the
-max-abs error exceeds ``tol``).
+- Comparison: ``error_stats(ref, out)`` gives the max-abs and the relative RMS error
+  ``rms(out - ref) / rms(ref)`` (the RMS of the difference when ``ref`` is all zeros);
+  ``assert_close(name, ref, out, tol)`` fails, naming ``name``, on a shape mismatch, a
+  non-finite output or a relative RMS error above ``tol`` (default ``DTYPE_TOL[ref.dtype]``).
+- Kernel inputs: ``random_ttt_inputs(kind, B, T, H, d, b)`` gives a ``TTTInputs`` shaped and
+  scaled like a trained layer's arguments, and ``run_ttt(kind, inputs, b, **kwargs)`` calls
+  ``ttt_linear`` or ``ttt_mlp`` on it.
+
+Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size.
 """
 
 from __future__ import annotations
@@ -129,11 +134,17 @@ def random_ttt_inputs(
 
 
 def run_ttt(kind: str, inp: TTTInputs, b: int, **kwargs):
-    """Call ``ttt_linear`` or ``ttt_mlp`` (by ``kind``) on ``inp``; ``kwargs`` go to the kernel."""
+    """Call ``ttt_linear`` or ``ttt_mlp`` (by ``kind``) on ``inp``; ``kwargs`` go to the kernel.
+
+    With an ``initial_state`` in ``kwargs`` the inner weights come from it (``inp.weights``
+    and ``inp.biases`` are not passed).
+    """
     from ttt_video.kernels import ttt_linear, ttt_mlp
 
     fn = ttt_linear if kind == "linear" else ttt_mlp
     params = [t for pair in zip(inp.weights, inp.biases) for t in pair]
+    if kwargs.get("initial_state") is not None:
+        params = [None] * len(params)
     return fn(
         inp.q,
         inp.k,

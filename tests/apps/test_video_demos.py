@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from ttt_video.apps.cli import main
+from ttt_video.apps.demo import classify_demo
+from ttt_video.apps.quickstart import STEPS, quickstart_run
 from ttt_video.data.fetch import mnist_path
 from ttt_video.data.video.writer import write_video
 from ttt_video.train.runner import fit
@@ -40,6 +42,15 @@ def test_predict_fits_on_the_video(clip, tmp_path):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["frames"] == 30 and len(metrics["psnr_rollout"]) == 5
+    fitted = load_run_config(run / "fit" / "config.yaml")  # the fit went through the runner
+    assert (fitted.task, fitted.data.source, fitted.data.max_frames) == (
+        "video_predict",
+        "file",
+        22,
+    )
+    assert fitted.trainer.max_steps == 2 and fitted.model.objective.rollout_training
+    assert (run / "fit" / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((run / "fit" / "status.json").read_text())["state"] == "completed"
 
 
 def test_stream_reports_flat_memory(clip, tmp_path):
@@ -68,6 +79,10 @@ def test_classify_with_a_checkpoint(clip, tmp_path):
     run_dir = only_run(out)
     rows = (run_dir / "labels.csv").read_text().splitlines()
     assert len(rows) == 31 and (run_dir / "labels_over_time.png").is_file()
+    assert classify_demo(clip, ckpt, out, size=32, channels=1, device="cpu").is_dir()
+    for conflict in ({"size": 64}, {"channels": 3}):
+        with pytest.raises(ValueError, match=f"--{next(iter(conflict))}: .* conflicts"):
+            classify_demo(clip, ckpt, out, **conflict)
 
 
 def test_demo_errors_name_the_file(tmp_path, capsys):
@@ -85,4 +100,17 @@ def test_quickstart_tiny(tmp_path, capsys):
         assert (run / name).is_file(), name
     result = json.loads((run / "metrics.json").read_text())
     assert set(result["metrics"]) == {"TTT-Linear (ours)", "zeros", "mean frame", "copy last frame"}
-    assert "copy last frame" in capsys.readouterr().out
+    assert {"ssim_openstl", "psnr_openstl"} <= set(result["metrics"]["zeros"])
+    out = capsys.readouterr().out
+    assert "copy last frame" in out
+    summary = (run / "summary.txt").read_text()
+    assert "MSE per frame than the best baseline" in summary
+    assert not any(word in summary for word in ("PASS", "FAIL", "bar:"))
+    report = (run / "report.md").read_text()
+    assert "| TTT-Linear (ours) |" in report and "![comparison](comparison.gif)" in report
+
+
+def test_quickstart_validates_along_the_run():
+    """Enough validation points for ``training.png`` to show a curve."""
+    trainer = quickstart_run("q", "runs", STEPS, 0)["trainer"]
+    assert STEPS // trainer["val_check_interval"] >= 5

@@ -1,11 +1,11 @@
-"""Bad arguments raise a ValueError naming the argument."""
+"""Bad arguments raise a ValueError (TypeError for a wrong dtype) naming the argument."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from ttt_video.kernels import initial_state, ttt_decode, ttt_linear
+from ttt_video.kernels import IMPLS, initial_state, ttt_decode, ttt_linear, ttt_mlp
 from ttt_video.testing import random_ttt_inputs, run_ttt
 
 
@@ -95,3 +95,57 @@ def test_state_mismatches(inp):
 def test_missing_weights_without_state(inp):
     with pytest.raises(ValueError, match="weights and biases are required"):
         call(inp, W1=None)
+
+
+def test_one_impl_vocabulary_for_every_entry_point(inp):
+    """``ttt_linear`` and ``ttt_decode`` take the same names and refuse the same others."""
+    assert IMPLS == ("auto", "naive", "dual", "triton")
+    _, state = run_ttt("linear", inp, 4, output_final_state=True)
+    step = [t[:, :1] for t in (inp.q, inp.k, inp.v, inp.lam)]
+    args = (*step, inp.tau, inp.ln_weight, inp.ln_bias, state)
+    outs = {impl: ttt_decode(*args, mini_batch_size=4, impl=impl)[0] for impl in ("naive", "dual")}
+    assert torch.equal(outs["naive"], outs["dual"])
+    choices = r"^impl: expected one of 'auto', 'naive', 'dual', 'triton', got 'torch'"
+    with pytest.raises(ValueError, match=choices):
+        ttt_decode(*args, mini_batch_size=4, impl="torch")
+    with pytest.raises(ValueError, match=choices):
+        call(inp, impl="torch")
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_weights_and_initial_state_together_are_refused(kind):
+    """Weights given with ``initial_state`` used to be silently ignored."""
+    inp = random_ttt_inputs(kind, B=2, T=6, H=2, d=8, b=4, seed=0)
+    _, state = run_ttt(kind, inp, 4, output_final_state=True)
+    fn = ttt_linear if kind == "linear" else ttt_mlp
+    views = (inp.q, inp.k, inp.v, inp.lam, inp.tau)
+    ln = (inp.ln_weight, inp.ln_bias)
+    params = [t for pair in zip(inp.weights, inp.biases) for t in pair]
+    nones = [None] * len(params)
+    for i, name in enumerate(["W1", "b1", "W2", "b2"][: len(params)]):
+        one = nones[:i] + [params[i]] + nones[i + 1 :]
+        with pytest.raises(ValueError, match=rf"^{name}: pass None for {name} when initial_state"):
+            fn(*views, *one, *ln, mini_batch_size=4, initial_state=state)
+    with pytest.raises(ValueError, match=r"^W1: pass None for W1, b1"):
+        fn(*views, *params, *ln, mini_batch_size=4, initial_state=state)
+    fn(*views, *nones, *ln, mini_batch_size=4, initial_state=state)  # the supported call
+
+
+@pytest.mark.parametrize("name", ["q", "k", "v", "lam", "tau", "W1", "b1", "ln_weight"])
+def test_integer_tensors_are_refused(inp, name):
+    """Integer views used to run and silently return an int64 output."""
+    field = {"W1": "weights", "b1": "biases"}.get(name, name)
+    value = getattr(inp, field)
+    value = value[0] if isinstance(value, tuple) else value
+    with pytest.raises(
+        TypeError, match=rf"^{name}: expected a floating-point tensor, got torch.int64"
+    ):
+        call(inp, **{name: value.round().long()})
+
+
+def test_integer_views_are_refused_when_decoding(inp):
+    _, state = run_ttt("linear", inp, 4, output_final_state=True)
+    q = inp.q[:, :1].round().long()
+    step = (q, inp.k[:, :1], inp.v[:, :1], inp.lam[:, :1], inp.tau, inp.ln_weight, inp.ln_bias)
+    with pytest.raises(TypeError, match=r"^q: expected a floating-point tensor"):
+        ttt_decode(*step, state, mini_batch_size=4)

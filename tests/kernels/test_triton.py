@@ -76,7 +76,7 @@ def test_triton_decode_matches_torch_decode(kind, d):
         assert torch.equal(a, c)  # ttt_decode leaves the given state alone
     own = TTTState(*(tuple(t.clone() for t in ts) for ts in dataclasses.astuple(ref)[:4]), 14)
     for t in range(14, 20):
-        o_ref, ref = ttt_decode(*token(inp, t), ref, mini_batch_size=b, impl="torch")
+        o_ref, ref = ttt_decode(*token(inp, t), ref, mini_batch_size=b, impl="dual")
         o, new = decode_step_(*token(inp, t), own, mini_batch_size=b)
         assert new.weights[0] is own.weights[0] and new.position == ref.position
         own = new

@@ -1,9 +1,11 @@
 """TTT layers: dual == naive, gradients reach every parameter, split streams == one pass,
-prefill + decode == full forward, and the video options."""
+prefill + decode == full forward, the decode step honours ``impl``, and the video options."""
 
 import pytest
 import torch
 
+import ttt_video.kernels.triton as triton_kernels
+from ttt_video.kernels import api as kernels_api
 from ttt_video.kernels.common import layer_norm
 from ttt_video.layers import TTTMLP, BlockConfig, TTTLinear
 from ttt_video.testing import assert_close
@@ -136,3 +138,76 @@ def test_decode_at_any_position_in_fp32():
         y, state = layer(x[:, t : t + 1], state)
         pieces.append(y)
     assert_close("token by token", full, torch.cat(pieces, 1), 1e-5)
+
+
+def decode_steps_used(monkeypatch) -> list[str]:
+    """Record which one-token step (``"torch"`` or ``"triton"``) each decode call runs."""
+    used = []
+
+    def spy(module, attr, name):
+        fn = getattr(module, attr)
+
+        def wrapped(*args, **kwargs):
+            used.append(name)
+            return fn(*args, **kwargs)
+
+        monkeypatch.setattr(module, attr, wrapped)
+
+    spy(kernels_api, "ttt_decode_torch", "torch")
+    spy(triton_kernels, "ttt_decode_triton", "triton")
+    return used
+
+
+@pytest.mark.parametrize("impl", ["naive", "dual", "auto", "triton"])
+def test_decode_step_honours_the_layer_impl(monkeypatch, impl):
+    """A ``T == 1`` call runs the layer's ``impl``: the PyTorch step for naive/dual, the
+    Triton kernel for triton, and for auto Triton on CUDA and PyTorch elsewhere; each equals
+    the reference layer on the whole stream (CPU tensors; the CUDA rule is
+    ``test_decode_backend_rule``)."""
+    device = "cpu"
+    opts = dict(dtype=torch.float32, width=32, mini_batch_size=16)
+    x = inputs(T=6, D=32, dtype=torch.float32).to(device)
+    with torch.no_grad():
+        full, _ = make(impl="naive", **opts).to(device)(x)
+        layer = make(impl=impl, **opts).to(device)
+        _, state = layer(x[:, :5])
+        used = decode_steps_used(monkeypatch)
+        y, _ = layer(x[:, 5:], state)
+    triton = impl == "triton" or (impl == "auto" and device == "cuda")
+    assert used == ["triton" if triton else "torch"]
+    assert_close("decoded token", full[:, 5:], y, 1e-5)
+
+
+def test_decode_backend_rule():
+    """Which one-token step each ``impl`` runs, for CUDA and CPU tensors, with and without
+    a gradient (Triton's decode has no backward)."""
+    expected = {
+        ("naive", True, False): "torch",
+        ("dual", True, False): "torch",
+        ("triton", False, False): "triton",
+        ("triton", True, True): "triton",
+        ("auto", True, False): "triton",
+        ("auto", True, True): "torch",
+        ("auto", False, False): "torch",
+    }
+    for (impl, is_cuda, needs_grad), backend in expected.items():
+        assert kernels_api.decode_backend(impl, is_cuda, needs_grad) == backend
+
+
+def test_auto_decodes_with_pytorch_when_a_gradient_is_needed(monkeypatch):
+    """Triton's decode has no backward: ``auto`` takes the PyTorch step under autograd."""
+    layer = make(dtype=torch.float32, width=32, mini_batch_size=16)
+    x = inputs(T=6, D=32, dtype=torch.float32)
+    _, state = layer(x[:, :5])
+    used = decode_steps_used(monkeypatch)
+    y, _ = layer(x[:, 5:], state)
+    y.sum().backward()
+    assert used == ["torch"] and layer.W1.grad is not None
+
+
+def test_impl_names_are_those_of_the_kernels():
+    with pytest.raises(
+        ValueError, match="^impl: expected one of 'auto', 'naive', 'dual', 'triton'"
+    ):
+        BlockConfig(impl="torch")
+    assert BlockConfig(impl="triton").impl == "triton"

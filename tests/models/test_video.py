@@ -1,12 +1,16 @@
-"""Video models: shapes, frame-level causality, streaming == whole clip, rollout, config errors."""
+"""Video models: shapes, frame-level causality, streaming == whole clip, rollout, config errors,
+the derived TTT mini-batch, and gradient checkpointing."""
 
 import pytest
 import torch
+import yaml
 
+import ttt_video.layers.block as block_module
 from ttt_video.models import config_from_name, from_name, list_models
 from ttt_video.models.video import VideoModel, rollout_stream
 from ttt_video.models.video_config import VideoConfig
 from ttt_video.testing import assert_close
+from ttt_video.train.config import from_dict, plain
 
 VIDEO_DEBUG = [n for n in list_models() if n.startswith("video_") and n.endswith("_debug")]
 SMALL = dict(width=32, num_heads=2, ffn_width=64, num_layers=2, image_size=32, patch_size=8)
@@ -162,3 +166,50 @@ def test_bad_frames_and_chunks():
         model(torch.rand(1, 2, 3, 32, 32))
     with pytest.raises(ValueError, match="non-causal"):
         model(clip(F=3))
+
+
+def test_mini_batch_is_derived_from_frames_and_a_conflicting_value_is_refused():
+    """``frames_per_mini_batch`` used to silently replace an explicit ``mini_batch_size``."""
+    with pytest.raises(
+        ValueError, match=r"^mini_batch_size: 32 conflicts with frames_per_mini_batch=1 \(x 16"
+    ):
+        VideoConfig(**SMALL, mini_batch_size=32)
+    with pytest.raises(ValueError, match=r"^mini_batch_size: required .* frames_per_mini_batch"):
+        VideoConfig(**SMALL, frames_per_mini_batch=0)
+    assert build(frames_per_mini_batch=2).mini_batch_size == 2 * 16  # N = (32 / 8)^2
+    assert build(mini_batch_size=16).mini_batch_size == 16  # agrees with 1 frame: accepted
+    assert build(frames_per_mini_batch=0, mini_batch_size=8).mini_batch_size == 8
+
+
+def test_model_cfg_is_the_given_config_and_loads_back_equal(tmp_path):
+    cfg = VideoConfig(**SMALL, frames_per_mini_batch=2)
+    model = VideoModel(cfg)
+    assert model.cfg == cfg and model.cfg.mini_batch_size is None
+    assert model.backbone.cfg.mini_batch_size == model.mini_batch_size == 32
+    saved = yaml.safe_load(yaml.safe_dump(plain(model.cfg)))  # the run folder's config.yaml
+    assert from_dict(VideoConfig, saved, "model") == model.cfg
+    loaded = VideoModel.from_pretrained(model.save_pretrained(tmp_path / "model"))
+    assert loaded.cfg == model.cfg and loaded.mini_batch_size == 32
+
+
+@pytest.mark.parametrize("mixer", ["ttt_linear", "ttt_mlp"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(monkeypatch, mixer):
+    """``VideoConfig.gradient_checkpointing`` reaches every block of the backbone, and
+    recomputing the blocks in the backward changes neither the loss nor any gradient."""
+    calls = []
+    recompute = block_module.checkpoint
+    monkeypatch.setattr(
+        block_module, "checkpoint", lambda *a, **kw: calls.append(1) or recompute(*a, **kw)
+    )
+    x = clip(F=4)
+    results = {}
+    for on in (False, True):
+        model = build(mixer=mixer, num_classes=3, gradient_checkpointing=on).train()
+        out = model(x)
+        loss = out.next_frames.square().mean() + out.logits.logsumexp(-1).mean()
+        params = [p for p in model.parameters() if p.requires_grad]
+        results[on] = (loss.detach(), torch.autograd.grad(loss, params))
+    assert len(calls) == SMALL["num_layers"]  # one checkpointed call per block, only when on
+    assert_close("loss", results[False][0], results[True][0], 1e-6)
+    for i, (a, b) in enumerate(zip(results[False][1], results[True][1])):
+        assert_close(f"grad {i}", a, b, 1e-6)

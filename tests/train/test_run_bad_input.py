@@ -57,10 +57,10 @@ def test_missing_config_file(tmp_path, capsys):
 
 def test_missing_data_says_how_to_make_it(write_config, tmp_path, capsys):
     cfg = write_config(
-        data={"path": str(tmp_path / "no_shards"), "prepare": "python data_prep/austen.py"}
+        data={"path": str(tmp_path / "no_shards"), "prepare": "ttt-video prepare austen"}
     )
     err = error_of(capsys, ["fit", "--config", str(cfg)])
-    assert "no_shards holds no token shards" in err and "python data_prep/austen.py" in err
+    assert "no_shards holds no token shards" in err and "ttt-video prepare austen" in err
     assert not (tmp_path / "runs").exists()
 
 

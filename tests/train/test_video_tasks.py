@@ -1,19 +1,30 @@
-"""Video tasks: one training step of every ``_debug`` video config, config errors, metrics."""
+"""Video tasks: one training step of every ``_debug`` video config, config errors, metrics,
+the batch every video dataset yields, the objective section, trainer options."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from ttt_video.data.fetch import mnist_path
-from ttt_video.data.synthetic.moving_mnist import fixed_set_path
+from ttt_video.data.synthetic.long_range import LongRangeConfig, LongRangeDigits
+from ttt_video.data.synthetic.moving_mnist import MovingMNIST, fixed_set_path
+from ttt_video.data.video.clips import ClipSpec
+from ttt_video.data.video.folder import VideoClipDataset
+from ttt_video.data.video.frames import FrameFormat, frames_to_float
+from ttt_video.data.video.manifest import load_items
+from ttt_video.data.video.windows import VideoWindows
 from ttt_video.data.video.writer import write_video
-from ttt_video.train.config import ConfigError
+from ttt_video.models import config_from_name
+from ttt_video.train.config import ConfigError, OptimConfig
 from ttt_video.train.runner import fit
-from ttt_video.train.tasks import load_run_config
+from ttt_video.train.tasks import get_task, load_run_config
 from ttt_video.train.video_metrics import frame_metrics, mse_per_frame, psnr, ssim, topk_accuracy
+from ttt_video.train.video_module import VideoPredictModule
 
 ROOT = Path(__file__).resolve().parents[2]
 DEBUG = sorted((ROOT / "configs" / "video").glob("*_debug.yaml"))
@@ -54,12 +65,13 @@ def overrides(path: Path, out: Path, videos: Path) -> dict:
 
 
 def needs(path: Path) -> str | None:
-    if path.stem.startswith(("mmnist", "long_range")) and not mnist_path().exists():
-        return "MNIST digits not prepared (python data_prep/moving_mnist.py)"
+    moving_mnist = path.stem.startswith(("mmnist", "quickstart"))
+    if (moving_mnist or path.stem.startswith("long_range")) and not mnist_path().exists():
+        return "MNIST digits not prepared (ttt-video prepare mnist)"
     if path.stem.startswith("mmnist_long200") and not fixed_set_path("long200", "val").exists():
-        return "long200 set not built (python data_prep/moving_mnist.py)"
-    if path.stem.startswith("mmnist") and not fixed_set_path("standard", "val").exists():
-        return "standard set not built (python data_prep/moving_mnist.py)"
+        return "long200 set not built (ttt-video prepare mnist)"
+    if moving_mnist and not fixed_set_path("standard", "val").exists():
+        return "standard set not built (ttt-video prepare mnist)"
     return None
 
 
@@ -86,7 +98,7 @@ def test_one_training_step(path, tmp_path, videos):
         ({"model.image_size": 48}, "model.image_size"),
         ({"data.variant": "huge"}, "data.variant"),
         ({"data.num_output": 5}, "data.num_input"),
-        ({"data.context_weight": 0}, "data.context_weight"),
+        ({"model.objective.context_weight": 0}, "model.objective.context_weight"),
         ({"model.preset": "ttt_linear_debug"}, "model.preset"),
         ({"model.decoder": "pixelshuffle"}, "model.decoder"),
         ({"data.time_budget_s": 60, "trainer.devices": 2}, "data.time_budget_s"),
@@ -124,3 +136,107 @@ def test_metrics():
     assert topk_accuracy(logits, torch.tensor([2, 0]), 2) == 1.0
     with pytest.raises(ValueError, match="pred/target"):
         mse_per_frame(zeros, target[:, :2])
+
+
+def test_every_video_dataset_yields_the_same_item(videos):
+    """``{"frames": uint8 [F, C, H, W]}`` (+ ``"label": int`` for classification), which the
+    default collation turns into ``{"frames": uint8 [B, F, C, H, W], "label": int64 [B]}``."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    labels = np.arange(20) % 10
+    items, _ = load_items(videos)
+    spec, fmt = ClipSpec(num_frames=8), FrameFormat(size=32, channels=1)
+    predict = {
+        "moving_mnist": MovingMNIST("standard", "train", length=2, images=images),
+        "folder": VideoClipDataset(items, spec, fmt, labelled=False),
+        "file": VideoWindows(torch.zeros(12, 1, 32, 32, dtype=torch.uint8), 8, length=2),
+    }
+    classify = {
+        "long_range": LongRangeDigits(
+            LongRangeConfig(distance=4, size=32), "val", 2, images=images, labels=labels
+        ),
+        "manifest": VideoClipDataset(items, spec, fmt),
+    }
+    for name, dataset in {**predict, **classify}.items():
+        item = dataset[0]
+        assert set(item) == ({"frames", "label"} if name in classify else {"frames"}), name
+        assert item["frames"].dtype == torch.uint8 and item["frames"].ndim == 4, name
+        batch = default_collate([item, dataset[1]])
+        assert batch["frames"].dtype == torch.uint8 and batch["frames"].ndim == 5, name
+        if name in classify:
+            assert type(item["label"]) is int, name
+            assert batch["label"].dtype == torch.int64 and batch["label"].shape == (2,), name
+
+
+def test_frames_become_float_in_one_place():
+    full = torch.full((1, 4, 1, 64, 64), 255, dtype=torch.uint8)
+    assert frames_to_float(full).dtype == torch.float32 and torch.all(frames_to_float(full) == 1)
+    x = torch.rand(1, 4, 1, 64, 64)
+    assert frames_to_float(x) is x
+    with pytest.raises(TypeError, match="frames"):
+        frames_to_float(full.long())
+    cfg = config_from_name("video_ttt_linear_debug")
+    module = VideoPredictModule(cfg, OptimConfig(), 10, num_input=2, num_output=2)
+    preds, target = module.evaluate(full)
+    assert target.dtype == torch.float32 and torch.all(target == 1.0)
+    assert preds.shape == target.shape == (1, 2, 1, 64, 64)
+    assert torch.equal(module.loss(full), module.loss(frames_to_float(full)))
+
+
+@pytest.mark.parametrize(
+    "config, key, value",
+    [
+        ("mmnist_ttt_linear_debug", "loss", "l1"),
+        ("mmnist_ttt_linear_debug", "rollout_training", True),
+        ("mmnist_ttt_linear_debug", "feedback_grad", True),
+        ("mmnist_ttt_linear_debug", "context_weight", 2.0),
+        ("long_range_ttt_linear_debug", "readout", "mean"),
+        ("long_range_ttt_linear_debug", "window_frames", 8),
+    ],
+)
+def test_objective_options_live_in_the_model_section(config, key, value):
+    path = ROOT / "configs" / "video" / f"{config}.yaml"
+    run = load_run_config(path, {f"model.objective.{key}": value})
+    assert getattr(run.model.objective, key) == value
+    with pytest.raises(ConfigError, match=rf"data\.{key}: .*model\.objective\.{key}"):
+        load_run_config(path, {f"data.{key}": value})
+
+
+def test_objective_values_are_checked_once_with_the_field_named():
+    path = ROOT / "configs" / "video" / "long_range_ttt_linear_debug.yaml"
+    with pytest.raises(ConfigError, match=r"model\.objective\.readout: expected one of"):
+        load_run_config(path, {"model.objective.readout": "first"})
+    with pytest.raises(ConfigError, match=r"model\.objective\.window_frames"):
+        load_run_config(path, {"model.objective.window_frames": 0})
+    path = ROOT / "configs" / "video" / "mmnist_ttt_linear_debug.yaml"
+    with pytest.raises(ConfigError, match=r"model\.objective\.loss: expected one of"):
+        load_run_config(path, {"model.objective.loss": "huber"})
+
+
+def test_trainer_gradient_checkpointing_reaches_the_video_model():
+    path = ROOT / "configs" / "video" / "long_range_ttt_linear_debug.yaml"
+    run = load_run_config(path, {"trainer.gradient_checkpointing": True})
+    task = get_task(run.task)
+    for model in (task.build_model(run), task.build(run)[0].model):
+        assert model.cfg.gradient_checkpointing
+        assert all(block.cfg.gradient_checkpointing for block in model.backbone.blocks)
+    plain = load_run_config(path)
+    assert not task.build(plain)[0].model.cfg.gradient_checkpointing
+
+
+def test_file_source_trains_on_windows_of_one_video(videos, tmp_path):
+    path = ROOT / "configs" / "video" / "folder_predict_ttt_linear_debug.yaml"
+    clip = next(videos.glob("*/*.mp4"))
+    overrides = {
+        "out_dir": str(tmp_path),
+        "data.source": "file",
+        "data.path": str(clip),
+        "data.max_frames": 20,
+        "trainer.max_steps": 2,
+        "trainer.val_check_interval": 2,
+        "trainer.progress_bar": False,
+    }
+    run = load_run_config(path, overrides)
+    status = fit(run)
+    assert status["state"] == "completed" and status["step"] == 2
+    assert (run.run_dir / "checkpoints" / "last.ckpt").is_file()

@@ -1,1 +1,1 @@
-"""The ``ttt-video`` command and what it runs: quickstart, demos, LM evaluation, smoke check, reports."""
+"""The ``ttt-video`` command and what it runs: quickstart, demos, LM evaluation, smoke check, reports, export."""

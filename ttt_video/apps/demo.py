@@ -10,7 +10,6 @@ Every demo writes into a fresh run folder under ``out`` and returns its path.
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +18,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ttt_video.apps.report import (
-    comparison_video,
-    new_run_dir,
-    plot_lines,
-    pyplot,
-    to_float_frames,
-    write_comparison,
-    write_json,
-)
-from ttt_video.data.video.frames import FrameFormat
+from ttt_video.apps.report import comparison_video, new_run_dir, plot_lines, write_comparison
+from ttt_video.data.video.frames import FrameFormat, frames_to_float
 from ttt_video.data.video.reader import probe_video, read_video
 from ttt_video.data.video.stream import stream_video
+from ttt_video.devices import resolve_device
+from ttt_video.io_utils import pyplot, rss_bytes, write_json
 from ttt_video.models import config_from_name
 from ttt_video.models.video import VideoModel, VideoState
+from ttt_video.train.config import RunConfig
 from ttt_video.train.video_metrics import psnr
+
+FIT_RUN = "fit"
+"""The run folder of the fit on the video, inside the demo's folder."""
 
 
 @dataclass
@@ -51,7 +48,7 @@ class FitOptions:
     lr: float = 3e-3
 
 
-def load_checkpoint_model(ckpt: str | Path) -> tuple[VideoModel, dict]:
+def load_checkpoint_model(ckpt: str | Path) -> tuple[VideoModel, RunConfig]:
     """The ``VideoModel`` of a ``ttt-video fit`` checkpoint (eval mode) and its resolved run."""
     from ttt_video.train.runner import load_module
 
@@ -68,51 +65,86 @@ def read_frames(path: str | Path, size: int, channels: int) -> tuple[torch.Tenso
     return clip.frames, info.fps
 
 
-def fit_on_video(frames: torch.Tensor, opts: FitOptions, seed: int = 0) -> VideoModel:
-    """Train a fresh ``opts.preset`` model on windows of ``frames`` (uint8 ``[F, C, S, S]``).
+def fit_run(
+    path: str | Path, num_frames: int, opts: FitOptions, out: Path, seed: int, device: str
+) -> dict:
+    """The run file of :func:`fit_on_video` as a mapping (``video_predict``, ``source: file``).
 
-    Each step takes ``batch_size`` random windows of ``window`` frames and trains the last
-    ``horizon`` of them on fed-back predictions (as ``rollout_training``); stops after
-    ``seconds`` or ``max_steps``.
+    Windows of ``opts.window`` frames (at most ``num_frames``) train their last ``opts.horizon``
+    frames on fed-back predictions (``rollout_training``); AdamW, cosine from ``opts.lr`` to 0,
+    no warm-up, gradients clipped at 1; ``opts.seconds`` or ``opts.max_steps``, whichever
+    comes first. A ``device`` that resolves to CUDA trains on one GPU (the trainer's first).
     """
-    torch.manual_seed(seed)
-    cfg = config_from_name(opts.preset, image_size=opts.size, channels=opts.channels)
-    model = VideoModel(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.0)
-    window = min(opts.window, frames.shape[0])
+    window = min(opts.window, num_frames)
     horizon = min(opts.horizon, window - 1)
-    x = to_float_frames(frames)
-    g = torch.Generator().manual_seed(seed)
-    start, bar = time.monotonic(), tqdm(range(opts.max_steps), desc="fitting on the video")
-    for step in bar:
-        starts = torch.randint(0, x.shape[0] - window + 1, (opts.batch_size,), generator=g)
-        clips = torch.stack([x[s : s + window] for s in starts.tolist()])
-        out = model(clips[:, : window - horizon])
-        rolled, _ = model.feed_back(out.next_frames[:, -1], horizon, out.state, detach=True)
-        pred = torch.cat((out.next_frames[:, :-1], rolled), dim=1)
-        loss = torch.nn.functional.mse_loss(pred, clips[:, 1:])
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        for group in opt.param_groups:
-            group["lr"] = opts.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, step / opts.max_steps)))
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if time.monotonic() - start > opts.seconds:
-            break
-    return model.eval()
+    frames = {"image_size": opts.size, "channels": opts.channels}
+    return {
+        "task": "video_predict",
+        "name": FIT_RUN,
+        "out_dir": str(out),
+        "model": {"preset": opts.preset, **frames, "objective": {"rollout_training": True}},
+        "data": {
+            "source": "file",
+            "path": str(path),
+            "size": opts.size,
+            "channels": opts.channels,
+            "max_frames": num_frames,
+            "num_input": window - horizon,
+            "num_output": horizon,
+            "batch_size": opts.batch_size,
+            "time_budget_s": opts.seconds,
+        },
+        "optim": {
+            "lr": opts.lr,
+            "min_lr": 0.0,
+            "betas": [0.9, 0.999],
+            "weight_decay": 0.0,
+            "warmup_fraction": 0.0,
+            "grad_clip": 1.0,
+        },
+        "trainer": {
+            "accelerator": "gpu" if resolve_device(device).type == "cuda" else "cpu",
+            "max_steps": opts.max_steps,
+            "val_check_interval": opts.max_steps,
+            "seed": seed,
+        },
+    }
+
+
+def fit_on_video(
+    path: str | Path,
+    num_frames: int,
+    opts: FitOptions,
+    out: str | Path,
+    seed: int = 0,
+    device: str = "auto",
+) -> VideoModel:
+    """Train a fresh ``opts.preset`` model on random windows of the first ``num_frames`` frames
+    of ``path``, as ``ttt-video fit`` would: the ``video_predict`` task and the shared runner
+    (run file: :func:`fit_run`), in the run folder ``out/fit`` (``config.yaml``,
+    ``checkpoints/last.ckpt``, logs). Returns the trained model in eval mode on ``device``.
+    """
+    from ttt_video.train.runner import fit
+    from ttt_video.train.tasks import build_run_config
+
+    run = build_run_config(fit_run(path, num_frames, opts, Path(out), seed, device), str(path))
+    fit(run)
+    model, _ = load_checkpoint_model(run.run_dir / "checkpoints" / "last.ckpt")
+    return model.to(resolve_device(device))
 
 
 @torch.no_grad()
 def one_step_predictions(model: VideoModel, frames: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    """Stream ``frames [F, C, S, S]`` through the model; ``[F - 1, C, S, S]`` predictions of
-    frames ``1..F-1``, each from the frames before it only."""
+    """Stream ``frames [F, C, S, S]`` (on the CPU) through the model on its device, ``chunk``
+    frames per call; ``[F - 1, C, S, S]`` predictions (on the CPU) of frames ``1..F-1``, each
+    from the frames before it only."""
+    device = next(model.parameters()).device
     state: VideoState | None = None
     preds = []
     for i in tqdm(range(0, frames.shape[0] - 1, chunk), desc="next-frame predictions"):
-        out = model(frames[None, i : min(i + chunk, frames.shape[0] - 1)], state)
+        out = model(frames[None, i : min(i + chunk, frames.shape[0] - 1)].to(device), state)
         state = out.state
-        preds.append(out.next_frames[0].clamp(0, 1))
+        preds.append(out.next_frames[0].clamp(0, 1).cpu())
     return torch.cat(preds)
 
 
@@ -123,15 +155,21 @@ def predict_demo(
     context: int | None = None,
     horizon: int = 16,
     fit: FitOptions | None = None,
+    device: str = "auto",
 ) -> Path:
     """Next-frame predictions over the whole file and a rollout after ``context`` frames.
 
     Writes ``next_frame.mp4/.gif`` (truth | one-step prediction), ``rollout.mp4/.gif`` (truth |
-    prediction fed back from frame ``context`` on), ``psnr.png`` and ``metrics.json``.
+    prediction fed back from frame ``context`` on), ``psnr.png`` and ``metrics.json``; without
+    ``ckpt``, also the run folder ``fit/`` of the fit on the first ``context`` frames
+    (:func:`fit_on_video`). The model runs on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``).
     """
     fit = fit or FitOptions()
+    target = resolve_device(device)
     if ckpt is not None:
         model, _ = load_checkpoint_model(ckpt)
+        model = model.to(target)
         size, channels = model.cfg.image_size, model.cfg.channels
     else:
         size, channels = fit.size, fit.channels
@@ -145,11 +183,11 @@ def predict_demo(
         f"{path}: {F} frames at {fps:.2f} fps, resized to {channels}x{size}x{size}; run {run_dir}"
     )
     if ckpt is None:
-        model = fit_on_video(frames[:context], fit)
-    x = to_float_frames(frames)
+        model = fit_on_video(path, context, fit, run_dir, device=device)
+    x = frames_to_float(frames)
     one_step = one_step_predictions(model, x)
     with torch.no_grad():
-        rolled, _ = model.rollout(x[None, :context], horizon)
+        rolled = model.rollout(x[None, :context].to(target), horizon)[0].cpu()
     truth_roll = x[context : context + horizon]
     curves = {
         "model (one step)": psnr(one_step[None], x[None, 1:])[0].tolist(),
@@ -161,16 +199,25 @@ def predict_demo(
     )
     pred_full = torch.cat((x[:1], one_step))
     write_comparison(
-        run_dir / "next_frame", [comparison_video(x, pred_full, context=1)], fps, scale=2
+        run_dir / "next_frame",
+        [comparison_video(x, pred_full, context=1, name="prediction", scale=2)],
+        fps,
     )
     truth_video = torch.cat((x[:context], truth_roll))
     pred_video = torch.cat((x[:context], rolled[0]))
     shown = slice(max(0, context - 8), None)
     write_comparison(
         run_dir / "rollout",
-        [comparison_video(truth_video[shown], pred_video[shown], context=min(8, context))],
+        [
+            comparison_video(
+                truth_video[shown],
+                pred_video[shown],
+                context=min(8, context),
+                name="prediction",
+                scale=2,
+            )
+        ],
         fps,
-        scale=2,
     )
     metrics = {
         "file": str(path),
@@ -203,27 +250,56 @@ def class_names(run) -> list[str]:
     return [str(i) for i in range(run.model.num_classes)]
 
 
+def check_frame_format(
+    model: VideoModel, ckpt: str | Path, size: int | None, channels: int | None
+) -> FrameFormat:
+    """The frames a checkpoint's model reads; ``ValueError`` when ``size`` or ``channels`` is
+    given (not None) and differs from the checkpoint's."""
+    S, C = model.cfg.image_size, model.cfg.channels
+    for flag, given, own in (("size", size, S), ("channels", channels, C)):
+        if given is not None and given != own:
+            raise ValueError(
+                f"--{flag}: {given} conflicts with the checkpoint {ckpt}, whose model reads "
+                f"{C}x{S}x{S} frames (channels x size x size); leave --{flag} out"
+            )
+    return FrameFormat(size=S, channels=C)
+
+
 @torch.no_grad()
-def classify_demo(path: str | Path, ckpt: str | Path, out: str | Path, chunk: int = 16) -> Path:
+def classify_demo(
+    path: str | Path,
+    ckpt: str | Path,
+    out: str | Path,
+    chunk: int = 16,
+    size: int | None = None,
+    channels: int | None = None,
+    device: str = "auto",
+) -> Path:
     """Per-frame class probabilities of ``path`` under a ``video_classify`` checkpoint.
+
+    Frames are resized to the checkpoint's ``image_size`` and ``channels``; ``size`` and
+    ``channels``, when given, must equal them (``ValueError`` otherwise). The model runs on
+    ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``).
 
     Writes ``labels.csv`` (frame, top-1 class, its probability), ``labels_over_time.png``
     (probabilities of the classes that are ever top-3) and ``metrics.json``.
     """
+    target = resolve_device(device)
     model, run = load_checkpoint_model(ckpt)
     if model.classifier is None:
         raise ValueError(f"--ckpt: {ckpt} has no classification head (num_classes = 0)")
+    fmt = check_frame_format(model, ckpt, size, channels)
+    model = model.to(target)
     names = class_names(run)
     probe_video(path)
     run_dir = new_run_dir(out, f"classify-{Path(path).stem}")
-    fmt = FrameFormat(size=model.cfg.image_size, channels=model.cfg.channels)
     state, probs = None, []
     for frames in tqdm(
         stream_video(path, chunk, fmt=fmt, allow_truncated=True), desc="classifying"
     ):
-        result = model(frames[None], state)
+        result = model(frames[None].to(target), state)
         state = result.state
-        probs.append(result.logits[0].softmax(-1))
+        probs.append(result.logits[0].softmax(-1).cpu())
     p = torch.cat(probs)
     top = p.argmax(-1)
     with (run_dir / "labels.csv").open("w", newline="") as f:
@@ -249,15 +325,6 @@ def classify_demo(path: str | Path, ckpt: str | Path, out: str | Path, chunk: in
     return run_dir
 
 
-def rss_bytes() -> int:
-    """Resident memory of this process (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
-
-
 @torch.no_grad()
 def stream_demo(
     path: str | Path,
@@ -267,19 +334,23 @@ def stream_demo(
     size: int = 64,
     channels: int = 3,
     chunk: int = 1,
+    device: str = "auto",
 ) -> Path:
     """Read every frame of ``path`` at native fps through the model, ``chunk`` frames per call.
 
     Records per chunk the wall time, the process's resident memory and the model state's
     size; writes ``stream.csv``, ``stream.png`` (frames/s and memory against the frame index)
     and ``metrics.json``. Without ``ckpt`` a randomly initialised ``preset`` is used (speed
-    and memory do not depend on the weights).
+    and memory do not depend on the weights). The model runs on ``device`` (``"auto"``,
+    ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the time of a chunk waits for the GPU).
     """
+    target = resolve_device(device)
     if ckpt is not None:
         model, _ = load_checkpoint_model(ckpt)
     else:
         cfg = config_from_name(preset, image_size=size, channels=channels)
         model = VideoModel(cfg).eval()
+    model = model.to(target)
     fmt = FrameFormat(size=model.cfg.image_size, channels=model.cfg.channels)
     info = probe_video(path)
     run_dir = new_run_dir(out, f"stream-{Path(path).stem}")
@@ -291,7 +362,9 @@ def stream_demo(
     )
     for frames in bar:
         t0 = time.perf_counter()
-        state = model(frames[None], state).state
+        state = model(frames[None].to(target), state).state
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
         dt = time.perf_counter() - t0
         seen += frames.shape[0]
         rows.append((seen, frames.shape[0] / dt, rss_bytes() / 2**20, state.nbytes() / 2**20))

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ttt_video.data.text.dataset import TokenBlockDataset
+from ttt_video.io_utils import pyplot
 from ttt_video.train.runner import load_module
 
 
@@ -83,14 +84,17 @@ def position_bands(length: int) -> list[tuple[int, int]]:
 def per_position_loss(
     model: torch.nn.Module, batches, max_batches: int | None
 ) -> tuple[Tensor, int]:
-    """Mean loss at each position over ``batches`` of ``(inputs, targets): [B, T]``.
+    """Mean loss at each position over ``batches`` of ``(inputs, targets): [B, T]`` (moved to
+    the model's device).
 
-    Returns ``([T], number of blocks)``.
+    Returns ``([T], number of blocks)`` on the model's device.
     """
+    device = next(model.parameters()).device
     total, blocks = None, 0
     for i, (inputs, targets) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
+        inputs, targets = inputs.to(device), targets.to(device)
         logits, _ = model(inputs)
         loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, T]
         total = loss.sum(0).double() if total is None else total + loss.sum(0).double()
@@ -106,8 +110,10 @@ def evaluate_checkpoint(
     block_len: int | None,
     max_batches: int | None,
     stride: int | None = None,
+    device: str = "auto",
 ) -> LMEval:
-    """Validation loss and per-position loss of one LM checkpoint.
+    """Validation loss and per-position loss of one LM checkpoint, computed on ``device``
+    (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``).
 
     ``block_len`` evaluates at another context than the training one; ``stride`` starts a
     block every ``stride`` tokens instead of every ``block_len`` (overlapping windows: each
@@ -115,7 +121,7 @@ def evaluate_checkpoint(
     compares nearly the same tokens read with more or less context; the ``tokens`` count
     then counts a token once per window).
     """
-    run, module, datamodule = load_module(ckpt)
+    run, module, datamodule = load_module(ckpt, device)
     if run.task != "lm":
         raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
     val = TokenBlockDataset(datamodule.data_dir, "val", block_len or datamodule.block_len, stride)
@@ -160,11 +166,7 @@ def write_results(results: list[LMEval], out_dir: Path) -> None:
 def plot_per_position(results: list[LMEval], path: Path) -> None:
     """Per-position loss (log-scaled position axis): each model's raw curve, thin, and its
     band means (:func:`position_bands`), bold, at the geometric middle of each band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
         positions = range(1, len(r.per_position) + 1)
@@ -192,15 +194,18 @@ def eval_lm(
     block_len: int | None = None,
     max_batches: int | None = None,
     stride: int | None = None,
+    device: str = "auto",
 ) -> list[LMEval]:
     """Evaluate each checkpoint, write the CSVs and the plot into ``out_dir``; return results.
 
-    ``block_len`` and ``stride`` as in :func:`evaluate_checkpoint`.
+    ``block_len``, ``stride`` and ``device`` as in :func:`evaluate_checkpoint`.
     """
     if labels is not None and len(labels) != len(ckpts):
         raise ValueError(f"--label: got {len(labels)} labels for {len(ckpts)} checkpoints")
     results = [
-        evaluate_checkpoint(c, labels[i] if labels else None, block_len, max_batches, stride)
+        evaluate_checkpoint(
+            c, labels[i] if labels else None, block_len, max_batches, stride, device
+        )
         for i, c in enumerate(ckpts)
     ]
     write_results(results, Path(out_dir))
@@ -214,16 +219,19 @@ def generate_text(
     temperature: float = 0.8,
     top_k: int | None = None,
     seed: int = 0,
+    device: str = "auto",
 ) -> str:
-    """Continue ``prompt`` with the model of an LM checkpoint; returns the new text only."""
-    run, module, datamodule = load_module(ckpt)
+    """Continue ``prompt`` with the model of an LM checkpoint, run on ``device`` (``"auto"``,
+    ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the same seed draws other tokens on another device
+    type); returns the new text only."""
+    run, module, datamodule = load_module(ckpt, device)
     if run.task != "lm":
         raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
     tokenizer = datamodule.tokenizer()
     ids = tokenizer.encode(prompt) or [tokenizer.eos_id]
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(module.device).manual_seed(seed)
     out = module.model.generate(
-        torch.tensor([ids]),
+        torch.tensor([ids], device=module.device),
         max_new_tokens,
         temperature=temperature,
         top_k=top_k,

@@ -5,14 +5,17 @@ Letters: ``F`` frames, ``C`` channels, ``H`` height, ``W`` width, ``R`` predicte
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-from ttt_video.data.video.writer import side_by_side, video_grid, write_video
+from ttt_video.data.video.writer import (  # noqa: F401 (the demos take comparison_video from here)
+    comparison_video,
+    upscale,
+    video_grid,
+    write_video,
+)
+from ttt_video.io_utils import pyplot
 
 
 def new_run_dir(parent: str | Path, name: str) -> Path:
@@ -26,31 +29,6 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
     return path
 
 
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def upscale(frames: Tensor, factor: int) -> Tensor:
-    """``[F, C, H, W]`` -> ``[F, C, factor H, factor W]`` (nearest), for watchable small frames."""
-    return frames.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-
-
-def comparison_video(truth: Tensor, pred: Tensor, context: int, marker: int = 3) -> Tensor:
-    """Ground truth | prediction, ``[F, C, H, W]`` float in [0, 1] each -> one side-by-side video.
-
-    Frames ``>= context`` of the prediction carry a white bar on top (predicted, not given).
-    """
-    pred = pred.clone()
-    pred[context:, :, :marker] = 1.0
-    return side_by_side(truth, pred, gap=4)
-
-
 def write_comparison(
     path_stem: Path, videos: list[Tensor], fps: float, scale: int = 1
 ) -> list[Path]:
@@ -60,38 +38,6 @@ def write_comparison(
     mp4 = write_video(path_stem.with_suffix(".mp4"), grid, fps, pad_to_even=True)
     gif = write_video(path_stem.with_suffix(".gif"), grid, fps)
     return [mp4, gif]
-
-
-def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """Lightning's ``metrics.csv`` -> ``{metric: [(step, value), ...]}`` (empty cells skipped)."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            step = int(float(row.get("step") or 0))
-            for key, value in row.items():
-                if key not in ("step", "epoch") and value not in ("", None):
-                    series.setdefault(key, []).append((step, float(value)))
-    return series
-
-
-def plot_training(series: dict[str, list[tuple[int, float]]], path: Path) -> Path:
-    """Training loss and validation MSE against the step, as a PNG."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, title in (
-        (axes[0], "train/loss", "training loss (per pixel)"),
-        (axes[1], "val/mse", "validation MSE per frame (rollout)"),
-    ):
-        points = series.get(key, [])
-        if points:
-            ax.plot(*zip(*points), marker="." if len(points) < 30 else None)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def plot_lines(
@@ -123,12 +69,9 @@ def format_table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, data: dict) -> Path:
-    """Write ``data`` as indented JSON."""
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
-
-
-def to_float_frames(frames: Tensor) -> Tensor:
-    """uint8 or float frames -> float in [0, 1]."""
-    return frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
+def markdown_table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
+    """A Markdown table: one row per name, one column per metric (3 decimals)."""
+    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, values in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values[c]:.3f}" for c in columns) + " |")
+    return "\n".join(lines)

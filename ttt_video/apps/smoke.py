@@ -12,12 +12,12 @@ Letters: B batch, T tokens, H heads, d head dim, b mini-batch size.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from ttt_video.io_utils import pyplot, write_json
 from ttt_video.kernels.common import layer_norm
 from ttt_video.testing import error_stats, random_ttt_inputs, run_ttt
 
@@ -93,11 +93,7 @@ def windowed(curve: list[float], width: int) -> list[float]:
 
 
 def plot(curves: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for kind, curve in curves.items():
         w = windowed(curve, 32)
@@ -135,7 +131,7 @@ def run_smoke(out_dir: Path, seed: int = 0, T: int = 4096) -> dict:
         "error_at_end": end2,
         "tokens_per_s": rates,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 

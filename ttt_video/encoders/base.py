@@ -6,18 +6,13 @@ Letters: B batch, F frames, C channels, H height, W width, N tokens per frame, D
 ``N`` tokens of frame 0, then frame 1, ... (a tubelet encoder emits ``N`` tokens per group of
 ``t`` frames, so ``F / t * N`` tokens). The backbone reads them in that order, which is where the
 temporal position comes from; encoders add only a spatial position. Inputs may be uint8 (scaled
-to [0, 1]) or float.
+to [0, 1] by ``ttt_video.data.video.frames.frames_to_float``) or float.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-
-def as_float(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[..., C, H, W]`` -> float in [0, 1]; float inputs pass through."""
-    return frames.float().div_(255) if frames.dtype == torch.uint8 else frames
 
 
 def check_frames(frames: torch.Tensor, channels: int, size: tuple[int, int]) -> None:

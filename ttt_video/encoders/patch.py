@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ttt_video.encoders.base import FrameEncoder, as_float, check_frames
+from ttt_video.data.video.frames import frames_to_float
+from ttt_video.encoders.base import FrameEncoder, check_frames
 
 
 def _grid(image_size: int | tuple[int, int], patch: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -43,7 +44,8 @@ class PatchEmbed(FrameEncoder):
         """
         check_frames(frames, self.in_chans, self.image_size)
         p = self.patch_size
-        x = rearrange(as_float(frames), "b f c (gh p) (gw q) -> b f (gh gw) (c p q)", p=p, q=p)
+        x = frames_to_float(frames)
+        x = rearrange(x, "b f c (gh p) (gw q) -> b f (gh gw) (c p q)", p=p, q=p)
         x = F.linear(x, self.proj.weight.flatten(1), self.proj.bias) + self.pos
         return x.flatten(1, 2)
 
@@ -78,6 +80,7 @@ class TubeletEmbed(FrameEncoder):
             raise ValueError(
                 f"F={frames.shape[1]} is not a multiple of tubelet={self.frames_per_token}"
             )
-        x = self.proj(rearrange(as_float(frames), "b f c h w -> b c f h w"))  # [B, D, F/t, gh, gw]
+        x = rearrange(frames_to_float(frames), "b f c h w -> b c f h w")
+        x = self.proj(x)  # [B, D, F/t, gh, gw]
         x = rearrange(x, "b d g gh gw -> b g (gh gw) d") + self.pos.unsqueeze(1)
         return x.flatten(1, 2)

@@ -15,7 +15,8 @@ from pathlib import Path
 import timm
 import torch
 
-from ttt_video.encoders.base import FrameEncoder, as_float, check_frames
+from ttt_video.data.video.frames import frames_to_float
+from ttt_video.encoders.base import FrameEncoder, check_frames
 
 
 def load_local_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -102,5 +103,5 @@ class TimmFrameEncoder(FrameEncoder):
         check_frames(frames, self.in_chans, self.image_size)
         b = frames.shape[0]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            tokens = self._tokens(as_float(frames).flatten(0, 1))
+            tokens = self._tokens(frames_to_float(frames).flatten(0, 1))
         return tokens.reshape(b, -1, self.dim)

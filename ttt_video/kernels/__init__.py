@@ -1,8 +1,9 @@
 """TTT kernels: pure functions on ``[B, T, H, d]`` tensors.
 
-- ``ttt_linear`` / ``ttt_mlp``: a whole stream (or a packed batch, ``cu_seqlens``),
-  ``impl="auto" | "naive" | "dual" | "triton"``.
-- ``ttt_decode``: one token, primal form (``impl="auto" | "torch" | "triton"``).
+- ``ttt_linear`` / ``ttt_mlp``: a whole stream (or a packed batch, ``cu_seqlens``).
+- ``ttt_decode``: one token, primal form.
+- ``IMPLS`` / ``Impl`` / ``check_impl``: the one ``impl=`` vocabulary of every entry point,
+  layer and config: ``"auto" | "naive" | "dual" | "triton"`` (``api`` module docstring).
 - ``TTTState`` / ``initial_state``: the recurrent state carried between calls.
 
 Chain of trust: ``naive`` (primal, per token, the ground truth) <= ``dual`` (PyTorch)
@@ -10,7 +11,16 @@ Chain of trust: ``naive`` (primal, per token, the ground truth) <= ``dual`` (PyT
 Derivations: ``kernels/README.md``.
 """
 
-from ttt_video.kernels.api import IMPLS, ttt_decode, ttt_linear, ttt_mlp
+from ttt_video.kernels.api import IMPLS, Impl, check_impl, ttt_decode, ttt_linear, ttt_mlp
 from ttt_video.kernels.state import TTTState, initial_state
 
-__all__ = ["IMPLS", "TTTState", "initial_state", "ttt_decode", "ttt_linear", "ttt_mlp"]
+__all__ = [
+    "IMPLS",
+    "Impl",
+    "TTTState",
+    "check_impl",
+    "initial_state",
+    "ttt_decode",
+    "ttt_linear",
+    "ttt_mlp",
+]

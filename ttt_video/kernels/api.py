@@ -1,6 +1,18 @@
 """Public entry points: ``ttt_linear``, ``ttt_mlp`` and ``ttt_decode``, with argument checks
 and backend dispatch by argument (``impl=``), never by a global flag.
 
+``impl`` has one vocabulary, ``IMPLS`` (the ``Impl`` literal), shared by every entry point, the
+layers and their configs:
+
+- ``"naive"``: the primal form token by token (the reference; slow);
+- ``"dual"``: the PyTorch dual form with an explicit backward;
+- ``"triton"``: the Triton kernels (CUDA; CPU tensors only under ``TRITON_INTERPRET=1``);
+- ``"auto"``: ``"triton"`` for CUDA tensors, else ``"dual"``.
+
+Decoding one token is always the primal form: ``"naive"`` and ``"dual"`` run its PyTorch step,
+``"triton"`` its Triton kernel (no backward), and ``"auto"`` the Triton kernel for CUDA tensors
+when no gradient is needed, else the PyTorch step.
+
 Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
 ``m`` hidden width of TTT-MLP (``4d`` in the paper).
 """
@@ -8,6 +20,7 @@ Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -16,8 +29,17 @@ from ttt_video.kernels.decode import ttt_decode_torch
 from ttt_video.kernels.dual import ttt_dual
 from ttt_video.kernels.naive import ttt_naive
 from ttt_video.kernels.state import TTTState, initial_state
+from ttt_video.validation import check_positive
 
-IMPLS = ("auto", "naive", "dual", "triton")
+Impl = Literal["auto", "naive", "dual", "triton"]
+IMPLS: tuple[str, ...] = get_args(Impl)
+
+
+def check_impl(impl: object) -> None:
+    """Raise ``ValueError`` listing ``IMPLS`` unless ``impl`` is one of them."""
+    if impl not in IMPLS:
+        choices = ", ".join(repr(i) for i in IMPLS)
+        raise ValueError(f"impl: expected one of {choices}, got {impl!r}")
 
 
 def ttt_linear(
@@ -35,28 +57,27 @@ def ttt_linear(
     causal: bool = True,
     initial_state: TTTState | None = None,
     output_final_state: bool = False,
-    impl: str = "auto",
+    impl: Impl = "auto",
     save_every: int = 16,
     check_finite: bool = False,
     cu_seqlens: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, TTTState]:
-    """TTT-Linear over a stream: ``o_t = q_t + LN(q_t W_t + c_t)`` (TTT_SPEC sections 2-4).
+    """TTT-Linear over a stream: ``o_t = q_t + LN(q_t W_t + c_t)`` (kernels/README.md sections 1-4).
 
     Args:
-        q, k, v: ``[B, T, H, d]`` query, key and value views.
+        q, k, v: ``[B, T, H, d]`` query, key and value views (floating point).
         lam: ``[B, T, H]`` per-token inner learning rates.
         tau: ``[b]`` position weights inside a mini-batch (may be None when not causal).
         W1: ``[H, d, d]`` or ``[B, H, d, d]``; b1: ``[H, d]`` or ``[B, H, d]``: the inner
-            model's initial weights (may be None when ``initial_state`` is given).
+            model's initial weights; None when ``initial_state`` is given (which holds them).
         ln_weight, ln_bias: ``[H, d]`` the inner LayerNorm.
         mini_batch_size: ``b``.
         causal: False selects the non-causal video variant (update with the whole
             mini-batch, ``E[i, j] = lam_j / b``).
         initial_state: continue a stream from this state instead of ``(W1, b1)``.
         output_final_state: also return the final ``TTTState``.
-        impl: ``"auto"`` (Triton for CUDA tensors, else the dual form), ``"naive"`` (primal,
-            the reference), ``"dual"`` or ``"triton"`` (CPU tensors only under
-            ``TRITON_INTERPRET=1``).
+        impl: one of ``IMPLS`` (module docstring): ``"auto"`` (Triton for CUDA tensors, else
+            the dual form), ``"naive"`` (primal, the reference), ``"dual"`` or ``"triton"``.
         save_every: dual and Triton forms: states kept for the backward every this many
             mini-batches.
         check_finite: raise ``ValueError`` naming the first input holding NaN or inf.
@@ -66,6 +87,11 @@ def ttt_linear(
 
     Returns:
         ``o: [B, T, H, d]``, and the final state when ``output_final_state``.
+
+    Raises:
+        ValueError: naming the first argument that breaks the contract (a shape, ``impl``,
+            weights given together with ``initial_state``, ...).
+        TypeError: naming the first tensor argument that is not floating point.
     """
     return _run(
         q,
@@ -105,7 +131,7 @@ def ttt_mlp(
     causal: bool = True,
     initial_state: TTTState | None = None,
     output_final_state: bool = False,
-    impl: str = "auto",
+    impl: Impl = "auto",
     save_every: int = 16,
     check_finite: bool = False,
     cu_seqlens: Tensor | None = None,
@@ -147,7 +173,7 @@ def ttt_decode(
     state: TTTState,
     *,
     mini_batch_size: int = 16,
-    impl: str = "auto",
+    impl: Impl = "auto",
     check_finite: bool = False,
 ) -> tuple[Tensor, TTTState]:
     """One causal token per stream, primal form, for TTT-Linear and TTT-MLP alike.
@@ -155,14 +181,14 @@ def ttt_decode(
     Args:
         q, k, v: ``[B, 1, H, d]``; lam: ``[B, 1, H]``; tau: ``[b]``; ln_*: ``[H, d]``.
         state: the state after the tokens so far (``initial_state(...)`` at the start).
-        impl: ``"auto"`` (Triton for CUDA tensors), ``"torch"`` or ``"triton"`` (no
-            backward; ``kernels.triton.decode_step_`` updates a state in place).
+        impl: one of ``IMPLS``: ``"naive"`` and ``"dual"`` run the PyTorch step, ``"triton"``
+            the Triton kernel (no backward; ``kernels.triton.decode_step_`` updates a state in
+            place), ``"auto"`` the Triton kernel for CUDA tensors when no gradient is needed.
 
     Returns:
         ``o: [B, 1, H, d]`` and the new state. The given state is not modified.
     """
-    if impl not in ("auto", "torch", "triton"):
-        raise ValueError(f"impl: expected 'auto', 'torch' or 'triton' for decoding, got {impl!r}")
+    check_impl(impl)
     _check(
         q,
         k,
@@ -180,11 +206,24 @@ def ttt_decode(
     )
     if q.shape[1] != 1:
         raise ValueError(f"q: decoding takes one token, got T={q.shape[1]}")
-    if impl == "triton" or (impl == "auto" and q.is_cuda):
+    tensors = (q, k, v, lam, tau, ln_weight, ln_bias, *(t for ts in _fields(state) for t in ts))
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if decode_backend(impl, q.is_cuda, needs_grad) == "triton":
         from ttt_video.kernels.triton import ttt_decode_triton
 
         return ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
     return ttt_decode_torch(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
+
+
+def decode_backend(impl: Impl, is_cuda: bool, needs_grad: bool) -> str:
+    """The one-token step ``impl`` runs: ``"triton"`` or ``"torch"`` (the PyTorch step).
+
+    ``naive``/``dual`` -> torch; ``triton`` -> triton; ``auto`` -> triton for CUDA tensors
+    when no gradient is needed (the Triton step has no backward), torch otherwise.
+    """
+    if impl == "triton" or (impl == "auto" and is_cuda and not needs_grad):
+        return "triton"
+    return "torch"
 
 
 def _run(
@@ -206,13 +245,11 @@ def _run(
     check_finite,
     cu_seqlens=None,
 ):
-    if impl not in IMPLS:
-        raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
+    check_impl(impl)
     batch = q.shape[0] if cu_seqlens is None else _check_cu_seqlens(cu_seqlens, q)
     if state is None:
-        for _i, t in enumerate(weights + biases):
-            if t is None:
-                raise ValueError("weights and biases are required when initial_state is None")
+        if any(t is None for t in weights + biases):
+            raise ValueError("weights and biases are required when initial_state is None")
         _check(
             q,
             k,
@@ -231,6 +268,17 @@ def _run(
         )
         state = initial_state(weights, biases, batch)
     else:
+        given = [
+            f"{kind}{i + 1}"
+            for i, pair in enumerate(zip(weights, biases))
+            for kind, t in zip("Wb", pair)
+            if t is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{given[0]}: pass None for {', '.join(given)} when initial_state is given "
+                "(the state holds the inner weights; these would be ignored)"
+            )
         _check(
             q,
             k,
@@ -251,8 +299,8 @@ def _run(
         tau = q.new_full((mini_batch_size,), 1.0 / mini_batch_size)
     if impl == "auto":
         impl = "triton" if q.is_cuda else "dual"
-    if impl != "naive" and (not isinstance(save_every, int) or save_every <= 0):
-        raise ValueError(f"save_every: expected a positive int, got {save_every!r}")
+    if impl != "naive":
+        check_positive({"save_every": save_every}, integer=True)
     args = (q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size, causal)
     if impl == "triton":
         from ttt_video.kernels.triton import ttt_triton
@@ -339,8 +387,7 @@ def _check(
 
     ``batch``: streams the state has (``B``, or the number of packed sequences).
     """
-    if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
-        raise ValueError(f"mini_batch_size: expected a positive int, got {b!r}")
+    check_positive({"mini_batch_size": b}, integer=True)
     for name, t in (
         ("q", q),
         ("k", k),
@@ -351,6 +398,13 @@ def _check(
     ):
         if not isinstance(t, Tensor):
             raise ValueError(f"{name}: expected a tensor, got {type(t).__name__}")
+    floats = [("q", q), ("k", k), ("v", v), ("lam", lam), ("tau", tau)]
+    floats += [(f"W{i + 1}", w) for i, w in enumerate(weights)]
+    floats += [(f"b{i + 1}", c) for i, c in enumerate(biases)]
+    floats += [("ln_weight", ln_weight), ("ln_bias", ln_bias)]
+    for name, t in floats:
+        if isinstance(t, Tensor) and not t.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
     if q.dim() != 4:
         raise _shape_error("q", q, "[B, T, H, d]")
     B, T, H, d = q.shape

@@ -1,8 +1,16 @@
-"""Pieces shared by every form of the TTT computation: the inner LayerNorm, its closed-form
-gradient, gelu_tanh and its derivatives, and the argument checks of the public entry points.
+"""Pieces shared by the PyTorch forms of the TTT computation (``naive``, ``dual``, ``decode``),
+the Triton wrappers and the layers:
 
-Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
-``...`` any leading dimensions. LayerNorm is always over the last dimension.
+- the inner LayerNorm: ``LN_EPS``, ``layer_norm``, ``ln_stats``;
+- its closed-form gradient (kernels/README.md section 2): ``ln_l2_grad``, and ``ln_backward``,
+  which the custom backward of the dual form reuses for the adjoint;
+- gelu_tanh and its derivatives: ``gelu_tanh``, ``gelu_tanh_vjp``, ``gelu_tanh_grad2``;
+- ``without_autocast``: keeps a form's inner state in float32 inside a mixed-precision region.
+
+The argument checks of the public entry points are in ``api.py``.
+
+Letters: ``H`` heads, ``d`` head dim, ``...`` any leading dimensions. LayerNorm is always over
+the last dimension (``d``).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ def ln_stats(z: Tensor, eps: float = LN_EPS) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def ln_l2_grad(z: Tensor, target: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """Closed-form ``dl/dz`` of ``l = 1/2 ||LN(z) - target||^2`` (TTT_SPEC section 2).
+    """Closed-form ``dl/dz`` of ``l = 1/2 ||LN(z) - target||^2`` (kernels/README.md section 2).
 
     ``z, target: [..., d]``; ``weight, bias`` broadcast to them. Returns ``[..., d]``.
     """

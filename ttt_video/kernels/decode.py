@@ -3,7 +3,7 @@
 Letters: ``B`` batch, ``H`` heads, ``d`` head dim, ``b`` mini-batch size, ``L`` inner layers.
 The step reads the state, never mutates it, and returns a new one: the weights stay at the
 mini-batch start while ``Gacc`` grows, and at the last position of the mini-batch
-``W0 <- W0 - tau_{b-1} Gacc`` is committed (TTT_SPEC section 4).
+``W0 <- W0 - tau_{b-1} Gacc`` is committed (kernels/README.md sections 3 and 5).
 """
 
 from __future__ import annotations

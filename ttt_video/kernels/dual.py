@@ -4,7 +4,7 @@ Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batc
 ``N`` mini-batches, ``R = B*H`` independent streams, ``L`` inner layers (1: TTT-Linear,
 2: TTT-MLP), ``d_l`` input width of inner layer ``l``.
 
-One inner layer ``l`` of mini-batch ``n`` (TTT_SPEC section 4; ``X_0 = K``, ``Xb_0 = Q``)::
+One inner layer ``l`` of mini-batch ``n`` (kernels/README.md section 3; ``X_0 = K``, ``Xb_0 = Q``)::
 
     Z_l   = X_l W_l + c_l                      X_{l+1} = gelu(Z_l)
     G_L-1 = dl/dZ_L-1 (closed form)            G_l = (G_{l+1} W_{l+1}^T) * gelu'(Z_l)

@@ -1,10 +1,10 @@
 """The primal form, token by token: the ground truth every faster form is tested against.
 
-Written to read like the paper (TTT_SPEC sections 2-4): for every token take the gradient
-of the inner loss at the weights the mini-batch started with (by ``torch.func.grad``, so the
-closed form used elsewhere is checked independently), accumulate it weighted by the
-token's learning rate, and answer the query with the weights of that position. It never
-mutates its inputs and computes in at least float32. Slow by design.
+Written to read like the paper (kernels/README.md sections 2, 3 and 7): for every token take
+the gradient of the inner loss at the weights the mini-batch started with (by
+``torch.func.grad``, so the closed form used elsewhere is checked independently), accumulate it
+weighted by the token's learning rate, and answer the query with the weights of that position.
+It never mutates its inputs and computes in at least float32. Slow by design.
 
 Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
 ``i`` position inside the mini-batch.

@@ -1,4 +1,4 @@
-"""One residual block with a pluggable sequence mixer (TTT_SPEC section 6).
+"""One residual block with a pluggable sequence mixer (kernels/README.md section 9).
 
 Letters: ``B`` batch, ``T`` tokens in this call, ``D`` model width, ``w`` conv width.
 

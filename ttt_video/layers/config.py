@@ -6,15 +6,12 @@ Letters: ``D`` model width, ``H`` heads, ``d = D/H`` head dim, ``b`` TTT mini-ba
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from ttt_video.kernels import check_impl
+from ttt_video.validation import check_positive
 
 MIXER_NAMES = ("ttt_linear", "ttt_mlp", "attention")
-TTT_IMPLS = ("auto", "naive", "dual")
-
-
-def check_positive_int(name: str, value: object) -> None:
-    """Raise ``ValueError`` naming the field unless ``value`` is an int > 0 (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
 @dataclass
@@ -23,6 +20,15 @@ class BlockConfig:
 
     The defaults are the paper's TTT-Linear "M" (Mamba-backbone) block at 125M width.
     """
+
+    POSITIVE_INTS: ClassVar[tuple[str, ...]] = (
+        "width",
+        "num_heads",
+        "ffn_width",
+        "conv_kernel",
+        "mini_batch_size",
+    )
+    """Fields that must be ints > 0 (a subclass that derives one of them checks it itself)."""
 
     width: int = 768
     """``D``, the model width."""
@@ -51,7 +57,8 @@ class BlockConfig:
     init_std: float = 0.02
     """Standard deviation of the normal init of every Linear, the embedding and W1/W2."""
     impl: str = "auto"
-    """TTT kernel backend: ``"auto"``, ``"naive"`` (slow reference) or ``"dual"``."""
+    """TTT kernel backend, one of ``kernels.IMPLS``: ``"auto"``, ``"naive"`` (slow reference),
+    ``"dual"`` or ``"triton"``; used on every path, one-token decode steps included."""
     gradient_checkpointing: bool = False
     """Recompute each block in the backward (``torch.utils.checkpoint``, non-reentrant)."""
     causal: bool = True
@@ -66,21 +73,16 @@ class BlockConfig:
     """Video variant: scale the mixer output by ``tanh(alpha)`` (``alpha: [D]``, init 0.1)."""
 
     def __post_init__(self) -> None:
-        for name in ("width", "num_heads", "ffn_width", "conv_kernel", "mini_batch_size"):
-            check_positive_int(name, getattr(self, name))
+        check_positive(self, *self.POSITIVE_INTS, integer=True)
         if self.width % self.num_heads:
             raise ValueError(f"width: {self.width} is not divisible by num_heads={self.num_heads}")
         if self.head_dim % 2:
             raise ValueError(f"num_heads: head dim {self.head_dim} must be even for RoPE")
         if self.mixer not in MIXER_NAMES:
             raise ValueError(f"mixer: unknown {self.mixer!r}; valid: {', '.join(MIXER_NAMES)}")
-        if self.impl not in TTT_IMPLS:
-            raise ValueError(f"impl: unknown {self.impl!r}; valid: {', '.join(TTT_IMPLS)}")
-        for name in ("norm_eps", "init_std", "rope_theta"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)!r}")
-        if self.ttt_base_lr is not None and self.ttt_base_lr <= 0:
-            raise ValueError(f"ttt_base_lr: expected > 0 or None, got {self.ttt_base_lr!r}")
+        check_impl(self.impl)
+        check_positive(self, "norm_eps", "init_std", "rope_theta")
+        check_positive(self, "ttt_base_lr", allow_none=True)
         if self.bidirectional and self.causal:
             raise ValueError("bidirectional: needs causal=False (a causal model cannot see ahead)")
 

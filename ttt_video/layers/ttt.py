@@ -1,4 +1,4 @@
-"""TTT-Linear and TTT-MLP sequence mixers (TTT_SPEC sections 3, 5, 7) and their state.
+"""TTT-Linear and TTT-MLP sequence mixers (kernels/README.md sections 7, 8, 10) and their state.
 
 Letters: ``B`` batch, ``T`` tokens in this call, ``D`` model width, ``H`` heads,
 ``d = D/H`` head dim, ``b`` mini-batch size, ``w`` conv width, ``m = 4d`` TTT-MLP hidden width.
@@ -12,7 +12,8 @@ One call maps ``x: [B, T, D]`` (the block's RMSNorm output) to ``y: [B, T, D]``:
     o      = kernel(q, k, v, lam, tau)                = q + LN(zbar)
     y      = o_proj(gelu_tanh(x thetaG) * post_norm(o))      (gate: M only)
 
-A call with ``T == 1`` on a causal layer is a decode step (``ttt_decode``, primal form).
+A call with ``T == 1`` on a causal layer is a decode step (``ttt_decode``, primal form), with
+the layer's ``impl`` as on every other path (``"naive"``/``"dual"``: the PyTorch step).
 The state carries the kernel state, the Q/K conv tail and the absolute stream position so
 that RoPE phases and conv history continue across calls.
 
@@ -169,7 +170,16 @@ class TTTBase(nn.Module):
         ln_w, ln_b, tau = self.ttt_norm_weight, self.ttt_norm_bias, self.tau()
         if q.shape[1] == 1 and self.cfg.causal:
             return ttt_decode(
-                q, k, v, lam, tau, ln_w, ln_b, state, mini_batch_size=self.mini_batch_size
+                q,
+                k,
+                v,
+                lam,
+                tau,
+                ln_w,
+                ln_b,
+                state,
+                mini_batch_size=self.mini_batch_size,
+                impl=self.cfg.impl,
             )
         nones = (None,) * (2 * state.num_layers)
         return self.kernel(

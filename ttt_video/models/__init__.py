@@ -4,7 +4,9 @@
 - ``Backbone`` (state ``BackboneState``): the block stack on embeddings, shared with video.
 - ``LanguageModel``: ``forward(input_ids, state) -> (logits, state)``, ``generate(...)``.
 - ``from_name`` / ``register_model`` / ``list_models``: named presets.
-- ``from_official`` / ``to_official``: the paper's PyTorch checkpoints.
+- ``from_official`` / ``to_official``: the paper's PyTorch checkpoints (a dict or a folder).
+- ``model.save_pretrained(dir)`` / ``LanguageModel.from_pretrained(dir)`` (also ``VideoModel``):
+  a portable folder, ``config.json`` + ``model.safetensors`` (``pretrained.py``).
 """
 
 from ttt_video.models.backbone import Backbone, BackboneState

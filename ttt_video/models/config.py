@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ttt_video.layers.config import BlockConfig, check_positive_int
+from ttt_video.layers.config import BlockConfig
+from ttt_video.validation import check_positive
 
 
 @dataclass
@@ -20,7 +21,7 @@ class BackboneConfig(BlockConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_int("num_layers", self.num_layers)
+        check_positive(self, "num_layers", integer=True)
 
 
 @dataclass
@@ -34,4 +35,4 @@ class LMConfig(BackboneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_int("vocab_size", self.vocab_size)
+        check_positive(self, "vocab_size", integer=True)

@@ -11,6 +11,7 @@ primal ``ttt_decode`` path; the state of a TTT model has a fixed size).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,13 +23,22 @@ from ttt_video.models.official import (
     config_from_official,
     config_to_official,
     from_official_state_dict,
+    read_official_folder,
     to_official_state_dict,
 )
+from ttt_video.models.pretrained import Pretrained
 from ttt_video.models.token_sampling import sample_next
 
 
-class LanguageModel(nn.Module):
-    """Causal language model over a token stream (see the module docstring)."""
+class LanguageModel(Pretrained, nn.Module):
+    """Causal language model over a token stream (see the module docstring).
+
+    ``save_pretrained(dir)`` / ``LanguageModel.from_pretrained(dir)``: a portable folder
+    (``ttt_video.models.pretrained``).
+    """
+
+    model_type = "lm"
+    config_class = LMConfig
 
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()
@@ -104,13 +114,27 @@ class LanguageModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def from_official(config: dict[str, Any], state_dict: dict[str, Tensor]) -> LanguageModel:
-    """Build our model from an official (``ttt-lm-pytorch``) config dict and state_dict.
+def from_official(
+    config: dict[str, Any] | str | Path, state_dict: dict[str, Tensor] | None = None
+) -> LanguageModel:
+    """Build our model from an official (``ttt-lm-pytorch``) checkpoint.
+
+    Args:
+        config: the official config dict, or the official model's folder (``config.json`` and
+            ``model.safetensors`` or ``pytorch_model.bin``; see
+            ``official.read_official_folder``).
+        state_dict: the official tensors (only with a config dict).
 
     Raises:
         official.CheckpointMismatchError: names or shapes do not match the config, listing
             the missing, unexpected and wrongly shaped keys.
     """
+    if isinstance(config, (str, Path)):
+        if state_dict is not None:
+            raise ValueError("state_dict: pass either a folder or a config dict and a state_dict")
+        config, state_dict = read_official_folder(config)
+    elif state_dict is None:
+        raise ValueError("state_dict: required with a config dict")
     cfg = config_from_official(config)
     with torch.device("meta"):
         shapes = LanguageModel(cfg).state_dict()

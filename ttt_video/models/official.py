@@ -20,12 +20,17 @@ Translation rules (official <- ours):
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor
 
 from ttt_video.models.config import LMConfig
+from ttt_video.models.pretrained import torch_load_safe
 
 OFFICIAL_DEFAULTS: dict[str, Any] = {
     "vocab_size": 32000,
@@ -67,6 +72,7 @@ _MIXER_RENAMES = {
     "tau_offset": "learnable_token_idx",
 }
 _UNSQUEEZED = {"lr_weight", "lr_bias", "b1", "b2"}
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class CheckpointMismatchError(ValueError):
@@ -189,3 +195,31 @@ def to_official_state_dict(cfg: LMConfig, ours: dict[str, Tensor]) -> dict[str, 
     if cfg.tie_embeddings:
         out["lm_head.weight"] = out["model.embed_tokens.weight"]
     return out
+
+
+def read_official_folder(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The config dict and state_dict of an official model folder: ``config.json`` plus
+    ``model.safetensors`` or ``pytorch_model.bin`` (read with ``weights_only=True``: a file
+    holding anything but tensors and plain data is refused).
+
+    Raises:
+        FileNotFoundError: the folder, its ``config.json`` or both weight files are missing.
+        ValueError: a file that cannot be read (named in the message).
+    """
+    folder = Path(path)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: missing; {folder} is not an official model folder")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_path}: not valid JSON ({err})") from err
+    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{folder}: holds neither {' nor '.join(WEIGHT_FILES)}")
+    if weights.suffix == ".bin":
+        return config, torch_load_safe(weights)
+    try:
+        return config, load_file(weights)
+    except SafetensorError as err:
+        raise ValueError(f"{weights}: not a readable safetensors file ({err})") from err

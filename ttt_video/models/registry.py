@@ -2,7 +2,7 @@
 
 Names: ``{mixer}_{size}`` for the paper's M (Mamba-backbone) TTT models, ``{mixer}_t_{size}``
 for the T (Transformer-backbone) variant, ``attention_{size}`` for the Transformer baseline;
-``size`` in ``125m, 350m, 760m, 1.3b`` (TTT_SPEC section 6, vocab 32000, b = 16) or
+``size`` in ``125m, 350m, 760m, 1.3b`` (kernels/README.md section 9, vocab 32000, b = 16) or
 ``debug`` (2 blocks, width 64, 4 heads, vocab 257: the byte-level tokenizer).
 Video presets: ``video_{mixer}_{size}`` with ``size`` in ``debug, small, base`` (``VideoConfig``).
 """
@@ -19,7 +19,10 @@ from ttt_video.models.lm import LanguageModel
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 
-_PRESETS: dict[str, Callable[[], LMConfig]] = {}
+ModelConfig = LMConfig | VideoConfig
+"""What a preset returns: ``LMConfig`` (language models) or ``VideoConfig`` (``video_*``)."""
+
+_PRESETS: dict[str, Callable[[], ModelConfig]] = {}
 
 PAPER_SIZES: dict[str, dict[str, int]] = {
     "125m": {"num_layers": 12, "width": 768, "num_heads": 12, "ffn_width": 2048},
@@ -34,13 +37,14 @@ BACKBONES: dict[str, dict[str, bool]] = {
 }
 
 
-def register_model(fn: Callable[[], LMConfig] | None = None, *, name: str | None = None):
-    """Register a preset: a function returning an ``LMConfig``, under its name (or ``name``).
+def register_model(fn: Callable[[], ModelConfig] | None = None, *, name: str | None = None):
+    """Register a preset: a function returning an ``LMConfig`` or a ``VideoConfig``, under its
+    name (or ``name``).
 
     Use as ``@register_model`` or ``register_model(factory, name="...")``.
     """
 
-    def add(f: Callable[[], LMConfig]) -> Callable[[], LMConfig]:
+    def add(f: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
         key = name or f.__name__
         if key in _PRESETS:
             raise ValueError(f"name: preset {key!r} is already registered")
@@ -55,8 +59,9 @@ def list_models() -> list[str]:
     return sorted(_PRESETS)
 
 
-def config_from_name(name: str, **overrides: Any) -> LMConfig:
-    """The ``LMConfig`` of preset ``name`` with fields replaced by ``overrides``."""
+def config_from_name(name: str, **overrides: Any) -> ModelConfig:
+    """The config of preset ``name`` (``VideoConfig`` for ``video_*``, else ``LMConfig``) with
+    fields replaced by ``overrides``."""
     if name not in _PRESETS:
         raise ValueError(f"name: unknown preset {name!r}; valid: {', '.join(list_models())}")
     return replace(_PRESETS[name](), **overrides)

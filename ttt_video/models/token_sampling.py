@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ttt_video.validation import check_positive
+
 
 def sample_next(
     logits: Tensor,
@@ -23,8 +25,7 @@ def sample_next(
     """
     if temperature < 0:
         raise ValueError(f"temperature: expected >= 0, got {temperature}")
-    if top_k is not None and top_k <= 0:
-        raise ValueError(f"top_k: expected a positive int or None, got {top_k}")
+    check_positive({"top_k": top_k}, integer=True, allow_none=True)
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p: expected a value in (0, 1] or None, got {top_p}")
     if temperature == 0:

@@ -24,10 +24,11 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from ttt_video.data.video.frames import frames_to_float
 from ttt_video.encoders import ConvDecoder, LinearUnpatchify, PatchEmbed, TimmFrameEncoder
-from ttt_video.encoders.base import as_float
 from ttt_video.layers import RMSNorm
 from ttt_video.models.backbone import Backbone, BackboneState
+from ttt_video.models.pretrained import Pretrained
 from ttt_video.models.video_config import VideoConfig
 
 
@@ -104,26 +105,30 @@ def _build_encoder(cfg: VideoConfig) -> nn.Module:
     )
 
 
-class VideoModel(nn.Module):
+class VideoModel(Pretrained, nn.Module):
     """Frame prediction and/or per-frame classification over a video stream (module docstring).
 
-    ``self.cfg`` is the config as given except ``mini_batch_size``, which becomes
-    ``frames_per_mini_batch * N`` when ``frames_per_mini_batch > 0``.
+    ``self.cfg`` is the config exactly as given; the backbone runs ``cfg.backbone_config(N)``
+    (``self.backbone.cfg``), whose TTT mini-batch is ``self.mini_batch_size`` tokens.
+
+    ``save_pretrained(dir)`` / ``VideoModel.from_pretrained(dir)``: a portable folder
+    (``ttt_video.models.pretrained``).
     """
+
+    model_type = "video"
+    config_class = VideoConfig
 
     def __init__(self, cfg: VideoConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         self.encoder = _build_encoder(cfg)
         self.tokens_per_frame = N = self.encoder.tokens_per_frame
-        if cfg.frames_per_mini_batch:
-            cfg = replace(cfg, mini_batch_size=cfg.frames_per_mini_batch * N)
-        self.cfg = cfg
         self.in_proj = (
             nn.Identity()
             if self.encoder.dim == cfg.width
             else nn.Linear(self.encoder.dim, cfg.width)
         )
-        self.backbone = Backbone(cfg)
+        self.backbone = Backbone(cfg.backbone_config(N))
         self.mixer = FrameMixer(N, cfg.width, cfg.norm_eps) if cfg.frame_mixer else None
         self.decoder = self._build_decoder(cfg)
         self.classifier = nn.Linear(cfg.width, cfg.num_classes) if cfg.num_classes else None
@@ -131,6 +136,13 @@ class VideoModel(nn.Module):
             last = self.decoder.proj if cfg.decoder == "linear" else self.decoder.net[-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+
+    @property
+    def mini_batch_size(self) -> int:
+        """``b``, the TTT mini-batch in tokens the backbone runs with (``frames_per_mini_batch *
+        tokens_per_frame``, or the config's ``mini_batch_size`` when ``frames_per_mini_batch``
+        is 0)."""
+        return self.backbone.cfg.mini_batch_size
 
     @staticmethod
     def _build_decoder(cfg: VideoConfig) -> nn.Module | None:
@@ -172,7 +184,7 @@ class VideoModel(nn.Module):
             ``VideoOutput`` (features ``[B, F, N, D]``, next frames, logits, new state).
         """
         self.check_frames(frames)
-        x = as_float(frames)
+        x = frames_to_float(frames)
         B, F = x.shape[:2]
         k = self.cfg.frames_per_mini_batch
         if not self.cfg.causal and k and F % k:
@@ -249,6 +261,11 @@ class VideoModel(nn.Module):
     def num_parameters(self) -> int:
         """Trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def saved_config(self) -> VideoConfig:
+        """``self.cfg`` without ``timm_weights``: the saved tensors hold the encoder's weights,
+        so the folder does not depend on a file of this machine."""
+        return replace(self.cfg, timm_weights=None)
 
 
 def rollout_stream(

@@ -1,15 +1,20 @@
 """Typed configuration of the video models (frame encoder, backbone, heads).
 
 Letters: ``C`` channels, ``S`` frame side, ``p`` patch side, ``N`` tokens per frame, ``D`` width,
-``K`` classes, ``b`` TTT mini-batch size.
+``K`` classes, ``k`` frames per TTT mini-batch, ``b`` TTT mini-batch size in tokens.
+
+The TTT mini-batch of a video model is counted in frames: ``b = k N`` is derived, not given.
+``mini_batch_size`` stays unset (None) unless ``frames_per_mini_batch = 0``, where it gives
+``b`` in tokens; set together with ``k > 0`` it must equal ``k N``, so a config never says one
+mini-batch while the model runs another.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from ttt_video.layers.config import check_positive_int
 from ttt_video.models.config import BackboneConfig
+from ttt_video.validation import check_positive
 
 ENCODERS = ("patch", "timm")
 DECODERS = ("linear", "conv", "none")
@@ -19,9 +24,18 @@ DECODERS = ("linear", "conv", "none")
 class VideoConfig(BackboneConfig):
     """A video model: encoder -> frame-major tokens -> backbone -> prediction / class heads.
 
-    The backbone fields (``width``, ``mixer``, ``num_layers``, the video variants ``causal``,
-    ``qk_l2_norm``, ...) are those of ``BackboneConfig``.
+    The backbone fields (``width``, ``mixer``, ``num_layers``, ``gradient_checkpointing``, the
+    video variants ``causal``, ``qk_l2_norm``, ...) are those of ``BackboneConfig``, except
+    ``mini_batch_size`` (module docstring): ``backbone_config(N)`` gives the backbone's own
+    config with ``b`` resolved.
     """
+
+    POSITIVE_INTS = tuple(n for n in BackboneConfig.POSITIVE_INTS if n != "mini_batch_size")
+    """``mini_batch_size`` may be None here; ``__post_init__`` checks it."""
+
+    mini_batch_size: int | None = None
+    """TTT mini-batch in tokens: None (derived, ``frames_per_mini_batch * N``) unless
+    ``frames_per_mini_batch = 0``; a value that disagrees with the derived one is an error."""
 
     image_size: int = 64
     """``S``: frames are ``S x S`` (resize other videos before they reach the model)."""
@@ -52,12 +66,12 @@ class VideoConfig(BackboneConfig):
     num_classes: int = 0
     """``K`` of the per-frame classification readout (0: no classification head)."""
     frames_per_mini_batch: int = 1
-    """TTT mini-batch = this many frames of tokens (``b = k N``); 0 keeps ``mini_batch_size``."""
+    """``k``: the TTT mini-batch is this many frames of tokens (``b = k N``); 0: the mini-batch
+    is ``mini_batch_size`` tokens (required then)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("image_size", "patch_size", "decoder_hidden"):
-            check_positive_int(name, getattr(self, name))
+        check_positive(self, "image_size", "patch_size", "decoder_hidden", integer=True)
         if self.channels not in (1, 3):
             raise ValueError(f"channels: expected 1 or 3, got {self.channels!r}")
         if self.encoder not in ENCODERS:
@@ -79,8 +93,49 @@ class VideoConfig(BackboneConfig):
             raise ValueError("decoder/num_classes: the model needs a prediction or class head")
         if self.bidirectional:
             raise ValueError("bidirectional: video models stream causally; use causal layers")
+        check_positive(self, "mini_batch_size", integer=True, allow_none=True)
+        if self.mini_batch_size is None and self.frames_per_mini_batch == 0:
+            raise ValueError(
+                "mini_batch_size: required (in tokens) when frames_per_mini_batch is 0"
+            )
+        if self.tokens_per_frame is not None:
+            self.backbone_mini_batch_size(self.tokens_per_frame)
 
     @property
     def grid(self) -> int:
         """Tokens per side of the patch grid (``S / p``)."""
         return self.image_size // self.patch_size
+
+    @property
+    def tokens_per_frame(self) -> int | None:
+        """``N`` when the config fixes it (patch encoder ``(S / p)^2``, pooled timm encoder 1);
+        None for an unpooled timm encoder, whose ``N`` is known once it is built."""
+        if self.encoder == "patch":
+            return self.grid**2
+        return 1 if self.timm_pool else None
+
+    def backbone_mini_batch_size(self, tokens_per_frame: int) -> int:
+        """``b`` in tokens for ``N = tokens_per_frame``: ``frames_per_mini_batch * N``, or
+        ``mini_batch_size`` when ``frames_per_mini_batch`` is 0.
+
+        Raises ``ValueError`` naming both fields when ``mini_batch_size`` is set to another value.
+        """
+        k = self.frames_per_mini_batch
+        if k == 0:
+            return self.mini_batch_size
+        b = k * tokens_per_frame
+        if self.mini_batch_size not in (None, b):
+            raise ValueError(
+                f"mini_batch_size: {self.mini_batch_size} conflicts with frames_per_mini_batch={k} "
+                f"(x {tokens_per_frame} tokens per frame = {b} tokens); leave mini_batch_size "
+                "unset (null) for the derived value, or set frames_per_mini_batch to 0 to give "
+                "the mini-batch in tokens"
+            )
+        return b
+
+    def backbone_config(self, tokens_per_frame: int) -> BackboneConfig:
+        """The backbone's config: the ``BackboneConfig`` fields of this one, with
+        ``mini_batch_size`` resolved by ``backbone_mini_batch_size(tokens_per_frame)``."""
+        values = {f.name: getattr(self, f.name) for f in fields(BackboneConfig)}
+        values["mini_batch_size"] = self.backbone_mini_batch_size(tokens_per_frame)
+        return BackboneConfig(**values)

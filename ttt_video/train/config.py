@@ -22,7 +22,11 @@ same run.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import difflib
+import inspect
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,6 +37,7 @@ import yaml
 
 PRECISIONS = ("32", "bf16-mixed")
 STRATEGIES = ("auto", "ddp", "fsdp")
+LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
 
 
 class ConfigError(ValueError):
@@ -41,7 +46,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay (TTT_SPEC section 6, the paper's recipe)."""
+    """AdamW with linear warm-up then cosine decay (ttt_video/kernels/README.md section 9, the paper's recipe)."""
 
     lr: float = 3e-3
     """Peak learning rate."""
@@ -130,8 +135,15 @@ class TrainerConfig:
     """Peak FLOP/s of one device for the MFU metric (None: measured with a matmul at start)."""
     progress_bar: bool = True
     """Show a progress bar."""
+    logger: list[str] | str = field(default_factory=lambda: ["tensorboard"])
+    """Where metrics go: one name or a list of ``"csv"``, ``"tensorboard"``, ``"wandb"``,
+    ``"mlflow"`` (wandb and mlflow when their package is installed). The CSV log is always
+    written (the run folder's ``report.md`` is drawn from it); ``csv`` alone: only it."""
 
     def __post_init__(self) -> None:
+        self.logger = [self.logger] if isinstance(self.logger, str) else list(self.logger)
+        unknown = [name for name in self.logger if name not in LOGGERS]
+        _check("logger", not unknown, f"unknown {unknown}; expected any of {', '.join(LOGGERS)}")
         _check("strategy", self.strategy in STRATEGIES, f"expected one of {', '.join(STRATEGIES)}")
         _check(
             "precision", self.precision in PRECISIONS, f"expected one of {', '.join(PRECISIONS)}"
@@ -178,6 +190,55 @@ class RunConfig:
     def run_dir(self) -> Path:
         """``out_dir / name``."""
         return Path(self.out_dir) / str(self.name)
+
+
+LIGHTNING_NAMES = {
+    "default_root_dir": "out_dir (top level) and name",
+    "log_every_n_steps": "trainer.log_every",
+    "gradient_clip_val": "optim.grad_clip",
+    "check_val_every_n_epoch": "trainer.val_check_interval (in optimiser steps)",
+    "max_epochs": "trainer.max_steps",
+    "ckpt_path": "--resume (fit) or --ckpt (validate)",
+    "every_n_train_steps": "trainer.checkpoint_every",
+}
+"""Lightning ``Trainer`` argument names and the field that does the same thing here."""
+
+
+def _field_hint(key: str, names: list[str]) -> str:
+    """The tail of an unknown-field error: our name for a Lightning one, close names, or all."""
+    if key in LIGHTNING_NAMES:
+        return f"; Lightning's {key} is {LIGHTNING_NAMES[key]} here"
+    close = difflib.get_close_matches(key, names, n=3)
+    if close:
+        return f"; did you mean {' or '.join(close)}?"
+    return f"; valid fields: {', '.join(names)}"
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of dataclass ``cls`` (the string under each field), by name.
+
+    Read from the source, as documentation tools do; fields without one map to ``""``, and
+    inherited fields take their docs from the class that defines them.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for node, after in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
 
 
 def _check(name: str, ok: bool, what: str) -> None:
@@ -263,7 +324,7 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise ConfigError(f"{where}.{key}: unknown field; valid fields: {', '.join(names)}")
+            raise ConfigError(f"{where}.{key}: unknown field{_field_hint(key, names)}")
         kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
     try:
         return cls(**kwargs)
@@ -318,11 +379,40 @@ def set_dotted(tree: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""The run files shipped with the package (``configs/`` in the repository)."""
+
+
+def list_configs() -> dict[str, Path]:
+    """Shipped run files by name (``ttt_linear_debug``, ``mmnist_ttt_linear``, ...)."""
+    return {p.stem: p for p in sorted(CONFIGS_DIR.glob("*/*.yaml"))}
+
+
+def config_path(spec: str | Path) -> Path:
+    """The run file for ``spec``: an existing path, or the name of a shipped config.
+
+    ``ttt_linear_debug``, ``lm/ttt_linear_debug`` and ``configs/lm/ttt_linear_debug.yaml``
+    all name the shipped file, so a wheel install needs no repository checkout.
+    ``ConfigError`` lists close names when nothing matches.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    shipped = list_configs()
+    name = path.name.removesuffix(".yaml")
+    if name in shipped:
+        return shipped[name]
+    close = difflib.get_close_matches(name, list(shipped), n=4)
+    hint = (
+        f"; did you mean {', '.join(close)}?" if close else "; `ttt-video list configs` lists them"
+    )
+    raise ConfigError(f"{spec}: config file not found (not a path nor a shipped config name){hint}")
+
+
 def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML file; ``ConfigError`` naming the file when missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    """The mapping in a YAML file (a path or a shipped config name, see :func:`config_path`);
+    ``ConfigError`` naming the file when missing or malformed."""
+    path = config_path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

@@ -2,7 +2,7 @@
 
 Letters: ``B`` batch, ``T`` tokens per block, ``V`` vocabulary size.
 
-The paper's recipe (TTT_SPEC section 6), all from ``OptimConfig``:
+The paper's recipe (ttt_video/kernels/README.md section 9), all from ``OptimConfig``:
 
 - AdamW with weight decay on matrices only, linear warm-up then cosine to ``min_lr``
   (``ttt_video.train.optim``).

@@ -5,9 +5,8 @@ Run-file sections (see ``configs/lm/``)::
     model:  {preset: ttt_linear_debug, <any LMConfig field>: value, ...}
     data:   LMDataConfig fields (shard folder, block length, micro-batch size)
 
-``model.preset`` names a registered preset (``ttt_video.models.list_models()``) whose fields
-the other keys override; without it the fields fill a default ``LMConfig``. The resolved
-config lists every ``LMConfig`` field, so the saved run file does not depend on presets.
+``model`` is read by ``ttt_video.train.presets.parse_model`` (a preset plus overrides, every
+field listed once resolved); ``trainer.gradient_checkpointing`` turns it on in the model.
 
 Data order (exact resume): training batches come from
 :class:`ttt_video.data.text.dataset.StepBatchSampler`, an endless
@@ -21,16 +20,18 @@ uninterrupted run would, and a 2-process run sees the same global batches as a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ttt_video.data.text.dataset import LMDataModule
 from ttt_video.data.text.shards import META_FILE, read_meta
-from ttt_video.models import LanguageModel, LMConfig, config_from_name
+from ttt_video.models import LanguageModel, LMConfig
 from ttt_video.paths import cache_dir
-from ttt_video.train.config import ConfigError, RunConfig, from_dict, plain
+from ttt_video.train.config import ConfigError, RunConfig
 from ttt_video.train.lm_module import LMModule
+from ttt_video.train.presets import model_parser, with_trainer_options
 from ttt_video.train.tasks import register_task
+from ttt_video.validation import check_positive
 
 CACHE_PREFIX = "cache:"
 
@@ -41,7 +42,7 @@ class LMDataConfig:
 
     path: str = "cache:text/austen/byte"
     """Shard folder; ``cache:<rel>`` means ``<cache>/<rel>`` (``ttt_video.paths.cache_dir``)."""
-    prepare: str = "python data_prep/austen.py"
+    prepare: str = "ttt-video prepare austen"
     """The command that creates ``path`` (shown when the folder is missing)."""
     block_len: int = 256
     """``T``, tokens per training sequence (the context length)."""
@@ -51,9 +52,7 @@ class LMDataConfig:
     """DataLoader worker processes per device."""
 
     def __post_init__(self) -> None:
-        for name in ("block_len", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
+        check_positive(self, "block_len", "batch_size")
         if self.num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, got {self.num_workers}")
 
@@ -80,37 +79,21 @@ def check_shards(data: LMDataConfig) -> dict:
     return read_meta(folder)
 
 
-def parse_model(data: object, where: str) -> LMConfig:
-    """``LMConfig`` from a ``model`` mapping: an optional ``preset`` plus field overrides."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    fields = dict(data)
-    preset = fields.pop("preset", None)
-    base = {}
-    if preset is not None:
-        try:
-            base = plain(config_from_name(str(preset)))
-        except ValueError as err:
-            raise ConfigError(f"{where}.preset: {err}".replace("name: ", "")) from err
-    return from_dict(LMConfig, {**base, **fields}, where)
-
-
 @register_task(
-    "lm", model=parse_model, data=LMDataConfig, build_model=lambda run: LanguageModel(run.model)
+    "lm",
+    model=model_parser(LMConfig),
+    data=LMDataConfig,
+    build_model=lambda run: LanguageModel(with_trainer_options(run.model, run.trainer)),
 )
 def build_lm(run: RunConfig) -> tuple[LMModule, LMDataModule]:
     """The LM module and its data for a resolved run (checks the shards and the vocabulary)."""
     meta = check_shards(run.data)
-    model_cfg: LMConfig = run.model
+    model_cfg: LMConfig = with_trainer_options(run.model, run.trainer)
     if model_cfg.vocab_size < meta["vocab_size"]:
         raise ConfigError(
             f"model.vocab_size: {model_cfg.vocab_size} is smaller than the tokenizer's "
             f"{meta['vocab_size']} in {run.data.folder()}"
         )
-    if run.trainer.gradient_checkpointing:
-        model_cfg = replace(model_cfg, gradient_checkpointing=True)
     datamodule = LMDataModule(
         run.data.folder(),
         run.data.block_len,

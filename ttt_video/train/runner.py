@@ -8,12 +8,23 @@ Run folder ``<out_dir>/<name>/``::
     checkpoints/last.ckpt   every ``checkpoint_every`` steps and at the end
     checkpoints/best.ckpt   lowest ``val/loss`` so far
     logs/version_<i>/metrics.csv, tb/version_<i>/   CSV and TensorBoard logs, one
-                            version per (re)start
+                            version per (re)start (``trainer.logger``: TensorBoard, wandb,
+                            mlflow or none besides the CSV log, which is always written;
+                            each logger gets the resolved run as hyperparameters)
+    report.md, training.png the run for a person (``train/run_report.py``), written when it
+                            completes
+    val_rollout.gif         video prediction: the latest validation rollout
 
 Checkpoints are written to a hidden temporary file, flushed to disk, then renamed over
 the final name, so a crash never leaves a truncated file under a valid name. Each
 checkpoint also stores the resolved run (``checkpoint["run_config"]``), from which
-``load_run_from_checkpoint`` rebuilds the module for ``validate``/``generate``/``eval-lm``.
+``load_run_from_checkpoint`` rebuilds the module for ``validate``/``generate``/``eval-lm``
+and ``load_model`` the bare model.
+
+Checkpoints are read with ``torch.load(weights_only=True)``, here and in Lightning's resume
+and validation: ours hold only tensors and plain data (the Lightning state, optimiser and
+scheduler state dicts, callback states, the run as a plain mapping), and a file holding
+anything else (pickled classes or functions, which loading would run) is refused.
 
 Throughput: ``perf/tokens_per_s`` (all devices) and ``perf/mfu`` = ``flops_per_token *
 tokens_per_s / (world_size * peak_flops)``, the model FLOP utilisation with the module's
@@ -27,7 +38,7 @@ error leaves no run folder behind.
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -38,7 +49,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
 
+from ttt_video.devices import resolve_device
+from ttt_video.io_utils import atomic_open, write_atomic, write_json
+from ttt_video.models.pretrained import torch_load_safe
 from ttt_video.train.config import (
     ConfigError,
     RunConfig,
@@ -46,20 +61,11 @@ from ttt_video.train.config import (
     dump_yaml,
     resolved_dict,
 )
+from ttt_video.train.run_report import write_run_report
 from ttt_video.train.tasks import build_run_config, get_task
 
 CHECKPOINTS = "checkpoints"
 STATUS = "status.json"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -68,15 +74,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_open(path) as f:
+            torch.save(checkpoint, f)
 
 
 class RunConfigInCheckpoint(Callback):
@@ -97,7 +96,7 @@ class LastCheckpoint(Callback):
 
     def _save(self, trainer) -> None:
         if trainer.global_step != self.saved_at:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
             self.saved_at = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -199,8 +198,51 @@ def make_strategy(t: TrainerConfig):
     return FSDPStrategy(auto_wrap_policy={Block})
 
 
-def build_trainer(run: RunConfig, run_dir: Path | None, resolved: dict) -> L.Trainer:
-    """The Trainer of ``run``; ``run_dir=None`` for evaluation (no logs, no checkpoints)."""
+def lightning_device(device: torch.device) -> dict[str, Any]:
+    """Trainer arguments (accelerator, devices, strategy, nodes) of one process on ``device``."""
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        return {"accelerator": "gpu", "devices": [index], "strategy": "auto", "num_nodes": 1}
+    return {"accelerator": "cpu", "devices": 1, "strategy": "auto", "num_nodes": 1}
+
+
+def build_loggers(run: RunConfig, run_dir: Path) -> list:
+    """The CSV log and the loggers ``trainer.logger`` names, writing under ``run_dir``.
+
+    ``ConfigError`` naming the pip package when wandb or mlflow is asked for but missing.
+    TensorBoard's HParams tab gets the run (with its final validation metrics) when it
+    completes (see :func:`fit`).
+    """
+    names = run.trainer.logger
+    for name in ("wandb", "mlflow"):
+        if name in names and importlib.util.find_spec(name) is None:
+            raise ConfigError(
+                f"trainer.logger: {name!r} needs its package, not installed here "
+                f"(pip install {name}), or drop it from the list"
+            )
+    loggers: list = [CSVLogger(run_dir, name="logs")]
+    if "tensorboard" in names:
+        loggers.append(TensorBoardLogger(run_dir, name="tb", default_hp_metric=False))
+    if "wandb" in names:
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers.append(WandbLogger(name=run.name, save_dir=run_dir, project="ttt_video"))
+    if "mlflow" in names:
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        mlruns = str(run_dir / "mlruns")
+        loggers.append(MLFlowLogger("ttt_video", run_name=run.name, save_dir=mlruns))
+    return loggers
+
+
+def build_trainer(
+    run: RunConfig, run_dir: Path | None, resolved: dict, device: torch.device | None = None
+) -> L.Trainer:
+    """The Trainer of ``run``; ``run_dir=None`` for evaluation (no logs, no checkpoints).
+
+    ``device`` replaces the run's accelerator, devices, strategy and nodes by one process on
+    that device (evaluation); None keeps the run's own.
+    """
     t = run.trainer
     acc = accumulation(run)
     callbacks: list[Callback] = [RunConfigInCheckpoint(resolved)]
@@ -220,14 +262,21 @@ def build_trainer(run: RunConfig, run_dir: Path | None, resolved: dict) -> L.Tra
             ),
             Throughput(t.log_every, t.peak_flops, t.precision),
         ]
-        loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tb")]
+        loggers = build_loggers(run, run_dir)
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, acc)))
+    placement = (
+        lightning_device(device)
+        if device is not None
+        else {
+            "accelerator": t.accelerator,
+            "devices": t.devices,
+            "num_nodes": t.num_nodes,
+            "strategy": make_strategy(t),
+        }
+    )
     return L.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=make_strategy(t),
+        **placement,
         precision=t.precision,
         max_steps=t.max_steps,
         max_epochs=-1,
@@ -272,7 +321,7 @@ def resume_path(run_dir: Path, resume: str | None) -> Path | None:
 
 def write_status(run_dir: Path, **status: Any) -> None:
     """Atomically replace ``status.json``."""
-    write_atomic(run_dir / STATUS, (json.dumps(status, indent=2) + "\n").encode())
+    write_json(run_dir / STATUS, status)
 
 
 def _metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -297,10 +346,12 @@ def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
     trainer = build_trainer(run, run_dir, resolved)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / "config.yaml", dump_yaml(resolved).encode())
+        write_atomic(run_dir / "config.yaml", dump_yaml(resolved))
         write_status(run_dir, state="running", resumed_from=str(ckpt) if ckpt else None)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(resolved)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         if trainer.global_step % run.trainer.val_check_interval:
             trainer.validate(module, datamodule=datamodule, verbose=False)
     except BaseException as err:
@@ -311,34 +362,75 @@ def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
     status["last_checkpoint"] = str(run_dir / CHECKPOINTS / "last.ckpt")
     if trainer.is_global_zero:
         write_status(run_dir, **status)
+        final = {k: v for k, v in status.items() if k.startswith("val/")}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(resolved, final, step=trainer.global_step)
+        write_run_report(run_dir)
     return status
 
 
 def load_run_from_checkpoint(ckpt: str | Path) -> tuple[RunConfig, dict]:
-    """The resolved run stored in a checkpoint, and the checkpoint itself."""
+    """The resolved run stored in a checkpoint, and the checkpoint itself (read with
+    ``weights_only=True``; ``ValueError`` for a file holding anything else)."""
     path = Path(ckpt)
     if not path.is_file():
         raise FileNotFoundError(f"--ckpt: checkpoint {path} not found")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if "run_config" not in checkpoint:
+    checkpoint = torch_load_safe(path)
+    if not isinstance(checkpoint, dict) or "run_config" not in checkpoint:
         raise ConfigError(f"{path}: not a ttt-video checkpoint (no run_config)")
     return build_run_config(checkpoint["run_config"], str(path)), checkpoint
 
 
-def load_module(ckpt: str | Path) -> tuple[RunConfig, L.LightningModule, L.LightningDataModule]:
-    """Rebuild the run's module (weights loaded, eval mode) and data module from a checkpoint."""
+def model_from_checkpoint(run: RunConfig, checkpoint: dict) -> nn.Module:
+    """The run's bare model (``LanguageModel``, ``VideoModel``) on the CPU with the weights of
+    ``checkpoint`` (its LightningModule keys, ``model.*``), in eval mode; needs no data."""
+    model = get_task(run.task).build_model(run)
+    prefix = "model."
+    model.load_state_dict(
+        {
+            k.removeprefix(prefix): v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith(prefix)
+        }
+    )
+    return model.eval()
+
+
+def load_model(ckpt: str | Path, device: str = "cpu") -> nn.Module:
+    """The bare model of a run checkpoint in eval mode on ``device`` (``"auto"``, ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"``), without Lightning or the run's data."""
+    target = resolve_device(device)
+    run, checkpoint = load_run_from_checkpoint(ckpt)
+    return model_from_checkpoint(run, checkpoint).to(target)
+
+
+def load_module(
+    ckpt: str | Path, device: str = "cpu"
+) -> tuple[RunConfig, L.LightningModule, L.LightningDataModule]:
+    """Rebuild the run's module (weights loaded, eval mode, on ``device``: ``"auto"``,
+    ``"cpu"``, ``"cuda"``, ``"cuda:N"``) and data module from a checkpoint. Inputs must be
+    moved to ``module.device`` by the caller."""
+    target = resolve_device(device)
     run, checkpoint = load_run_from_checkpoint(ckpt)
     module, datamodule = get_task(run.task).build(run)
     module.load_state_dict(checkpoint["state_dict"])
-    return run, module.eval(), datamodule
+    return run, module.to(target).eval(), datamodule
 
 
-def validate(run: RunConfig, ckpt: str | Path) -> dict[str, float]:
-    """Validation metrics of the checkpoint ``ckpt`` under ``run``'s data and devices."""
+def validate(run: RunConfig, ckpt: str | Path, device: str | None = "auto") -> dict[str, float]:
+    """Validation metrics of the checkpoint ``ckpt`` under ``run``'s data.
+
+    ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``): one process on that device;
+    None: the run's own accelerator, devices, strategy and nodes (e.g. several GPUs).
+    """
+    target = None if device is None else resolve_device(device)
     if not Path(ckpt).is_file():
         raise FileNotFoundError(f"--ckpt: checkpoint {ckpt} not found")
     module, datamodule = get_task(run.task).build(run)
     run.trainer.progress_bar = False
-    trainer = build_trainer(run, None, resolved_dict(run))
-    trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
+    trainer = build_trainer(run, None, resolved_dict(run), target)
+    trainer.validate(
+        module, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False, weights_only=True
+    )
     return _metrics(trainer)

@@ -30,6 +30,7 @@ are imported on first lookup, so importing this registry stays cheap.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,15 +124,24 @@ def build_run_config(raw: dict, source: str, overrides: dict[str, Any] | None = 
 
 
 def _with_source(message: str, source: str, overrides: dict[str, Any]) -> str:
+    """``message`` prefixed with the file, and naming the flag that set the field, if any.
+
+    A flag is blamed when it set the field itself (or a field under it), or when the message
+    is about a field of the same section and names the flag's field as a whole word (a
+    cross-field rule such as ``val_check_interval ... max_steps``). The list of valid names
+    after an unknown field is not such a mention.
+    """
     message = message.removeprefix("run.")
     field_path = message.split(":", 1)[0]
     section = field_path.rpartition(".")[0]
+    reason = message.split(":", 1)[1] if ":" in message else ""
+    reason = reason.split("; valid fields:")[0].split("; did you mean")[0]
 
     def involved(key: str) -> bool:
         if field_path == key or field_path.startswith(key + "."):
             return True
         key_section, _, leaf = key.rpartition(".")
-        return key_section == section and leaf in message
+        return key_section == section and re.search(rf"\b{re.escape(leaf)}\b", reason) is not None
 
     flags = [k for k in overrides if involved(k)]
     hint = f" (set by --{flags[0]} on the command line)" if flags else ""

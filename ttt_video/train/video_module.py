@@ -3,16 +3,17 @@
 Letters: ``B`` batch, ``F`` frames per clip, ``F0`` context frames, ``R`` predicted frames,
 ``C`` channels, ``S`` frame side, ``K`` classes.
 
-Batches are normalised by ``clip_batch``: Moving-MNIST-style ``(inputs, targets)`` pairs,
-long-range ``(frames, label)`` pairs and manifest dicts ``{"frames", "label"}`` all become
-``(frames uint8 [B, F, C, S, S], labels [B] or None)``.
+Every video source yields the same batches, ``{"frames": uint8 [B, F, C, S, S], "label":
+int64 [B]}`` (``"label"`` for classification only); ``frames_to_float`` makes the frames
+float in [0, 1] (``ttt_video.data.video.frames``).
 
 - ``VideoPredictModule``: next-frame MSE (or L1), teacher-forced on the whole clip; with
   ``rollout_training`` the last ``R`` frames are instead predicted from the model's own
   predictions (fed back; the gradient is cut at the feedback unless ``feedback_grad``), as at
   test time, and ``context_weight`` weighs the teacher-forced frames' loss against them
   (per frame). Validation rolls out
-  ``R`` frames after ``F0`` and logs MSE per frame, PSNR, SSIM and a sample image.
+  ``R`` frames after ``F0`` and logs MSE per frame, PSNR, SSIM and the first clip's rollout
+  as a captioned video (TensorBoard, and ``val_rollout.gif`` in the run folder).
 - ``VideoClassifyModule``: cross-entropy of the per-frame readout at the last frame (or the
   mean over frames); top-1/top-5. ``window_frames`` shows the model only the last frames.
 
@@ -24,27 +25,30 @@ busy machine ends on time with a finished schedule.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import lightning as L
-import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
+from ttt_video.data.video.frames import frames_to_float
+from ttt_video.data.video.writer import comparison_video, write_video
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 from ttt_video.train.config import OptimConfig
 from ttt_video.train.optim import adamw_with_schedule, warmup_steps
 from ttt_video.train.video_metrics import frame_metrics, topk_accuracy
+from ttt_video.train.video_objectives import ClassifyObjective, PredictObjective
+
+ROLLOUT_GIF = "val_rollout.gif"
+"""The latest validation rollout, in the run folder."""
 
 
-def clip_batch(batch) -> tuple[Tensor, Tensor | None]:
-    """Any video batch -> ``(frames [B, F, C, S, S], labels [B] or None)`` (see module docstring)."""
-    if isinstance(batch, dict):
-        return batch["frames"], batch["label"]
-    first, second = batch
-    if second.ndim == 5:
-        return torch.cat((first, second), dim=1), None
-    return first, second
+def clip_batch(batch: dict) -> tuple[Tensor, Tensor | None]:
+    """A video batch -> ``(frames uint8 [B, F, C, S, S], labels int64 [B] or None)``."""
+    return batch["frames"], batch.get("label")
 
 
 class VideoModule(L.LightningModule):
@@ -98,12 +102,7 @@ class VideoPredictModule(VideoModule):
     Args:
         num_input: ``F0`` context frames of the evaluation protocol.
         num_output: ``R`` frames rolled out at evaluation (and in ``rollout_training``).
-        loss: ``"mse"`` or ``"l1"`` per pixel.
-        rollout_training: train the last ``R`` frames on fed-back predictions.
-        feedback_grad: back-propagate through the fed-back frames too (slower, closer to the
-            test-time rollout).
-        context_weight: with ``rollout_training``, the weight of each teacher-forced frame's
-            loss relative to a rolled-out frame's (1: the plain mean over all frames).
+        objective: the loss and rollout training (``PredictObjective``, validated when built).
     """
 
     def __init__(
@@ -113,38 +112,32 @@ class VideoPredictModule(VideoModule):
         total_steps: int,
         num_input: int,
         num_output: int,
-        loss: str = "mse",
-        rollout_training: bool = False,
+        objective: PredictObjective | None = None,
         time_budget_s: float | None = None,
-        feedback_grad: bool = False,
-        context_weight: float = 1.0,
     ) -> None:
         super().__init__(model_cfg, optim, total_steps, time_budget_s)
-        self.feedback_grad, self.context_weight = feedback_grad, context_weight
-        if loss not in ("mse", "l1"):
-            raise ValueError(f"loss: expected 'mse' or 'l1', got {loss!r}")
         self.num_input, self.num_output = num_input, num_output
-        self.loss_name, self.rollout_training = loss, rollout_training
+        self.objective = objective or PredictObjective()
 
     def pixel_loss(self, pred: Tensor, target: Tensor) -> Tensor:
         """Mean per-pixel loss of ``[B, F, C, S, S]`` predictions."""
-        if self.loss_name == "l1":
+        if self.objective.loss == "l1":
             return F.l1_loss(pred, target)
         return F.mse_loss(pred, target)
 
     def loss(self, frames: Tensor) -> Tensor:
         """Training loss of a clip ``frames [B, F, C, S, S]`` (uint8 or float)."""
-        x = frames.float() / 255 if frames.dtype == torch.uint8 else frames
-        if not self.rollout_training:
+        x, o = frames_to_float(frames), self.objective
+        if not o.rollout_training:
             return self.pixel_loss(self.model(x[:, :-1]).next_frames, x[:, 1:])
         F0, R = x.shape[1] - self.num_output, self.num_output
         out = self.model(x[:, :F0])
-        detach = not self.feedback_grad
+        detach = not o.feedback_grad
         rolled, _ = self.model.feed_back(out.next_frames[:, -1], R, out.state, detach=detach)
         loss = self.pixel_loss(rolled, x[:, F0:])
         if F0 == 1:
             return loss
-        w = self.context_weight * (F0 - 1)
+        w = o.context_weight * (F0 - 1)
         return (w * self.pixel_loss(out.next_frames[:, :-1], x[:, 1:F0]) + R * loss) / (w + R)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
@@ -156,7 +149,7 @@ class VideoPredictModule(VideoModule):
 
     def evaluate(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         """Roll out ``R`` frames after the first ``F0``: (predictions, targets) ``[B, R, ...]``."""
-        x = frames.float() / 255 if frames.dtype == torch.uint8 else frames
+        x = frames_to_float(frames)
         context, target = x[:, : self.num_input], x[:, self.num_input :][:, : self.num_output]
         preds, _ = self.model.rollout(context, target.shape[1])
         return preds, target
@@ -167,26 +160,41 @@ class VideoPredictModule(VideoModule):
         metrics = frame_metrics(preds, target)
         B = frames.shape[0]
         for name, value in metrics.items():
-            self.log(f"val/{name}", value, batch_size=B, prog_bar=name == "mse")
-        self.log("val/loss", self.pixel_loss(preds, target), batch_size=B)
+            self.log(f"val/{name}", value, batch_size=B, prog_bar=name == "mse", sync_dist=True)
+        self.log("val/loss", self.pixel_loss(preds, target), batch_size=B, sync_dist=True)
         if batch_idx == 0:
-            self.log_sample(target[0], preds[0])
+            self.log_rollout(target[0], preds[0])
 
-    def log_sample(self, truth: Tensor, pred: Tensor) -> None:
-        """Log truth (top row) over prediction (bottom row), ``[R, C, S, S]`` each, to TensorBoard."""
-        grid = torch.cat((torch.cat(list(truth), -1), torch.cat(list(pred), -1)), dim=-2)
+    def log_rollout(self, truth: Tensor, pred: Tensor) -> None:
+        """Truth | prediction of one rollout (``[R, C, S, S]`` each) as a captioned video.
+
+        Written by the first process when the trainer has loggers: ``val_rollout.gif`` in the
+        run folder (the latest validation's), and the same GIF in TensorBoard under
+        ``val/rollout`` at the step (what ``SummaryWriter.add_video`` writes, without its
+        moviepy dependency), played in the Images tab.
+        """
+        if not self.loggers or not self.trainer.is_global_zero:
+            return
+        scale = max(1, 128 // truth.shape[-1])
+        video = comparison_video(truth, pred.clamp(0, 1), 0, "prediction", scale)
+        gif = write_video(Path(self.trainer.default_root_dir) / ROLLOUT_GIF, video, fps=4)
+        image = Summary.Image(
+            height=video.shape[-2],
+            width=video.shape[-1],
+            colorspace=3,
+            encoded_image_string=gif.read_bytes(),
+        )
+        summary = Summary(value=[Summary.Value(tag="val/rollout", image=image)])
         for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_image"):
-                experiment.add_image("val/sample", grid.clamp(0, 1), self.global_step)
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment._get_file_writer().add_summary(summary, self.global_step)
 
 
 class VideoClassifyModule(VideoModule):
     """Per-frame classification read at the end of the clip (see the module docstring).
 
     Args:
-        readout: ``"last"`` (loss on the last frame's logits) or ``"mean"`` (all frames).
-        window_frames: show the model only the last this many frames (None: all of them).
+        objective: the readout and window (``ClassifyObjective``, validated when built).
     """
 
     def __init__(
@@ -194,26 +202,24 @@ class VideoClassifyModule(VideoModule):
         model_cfg: VideoConfig,
         optim: OptimConfig,
         total_steps: int,
-        readout: str = "last",
-        window_frames: int | None = None,
+        objective: ClassifyObjective | None = None,
         time_budget_s: float | None = None,
     ) -> None:
         super().__init__(model_cfg, optim, total_steps, time_budget_s)
-        if readout not in ("last", "mean"):
-            raise ValueError(f"readout: expected 'last' or 'mean', got {readout!r}")
-        self.readout, self.window_frames = readout, window_frames
+        self.objective = objective or ClassifyObjective()
 
     def logits(self, frames: Tensor) -> Tensor:
         """``frames [B, F, C, S, S]`` -> per-frame logits ``[B, F', K]`` (``F'`` the window)."""
-        if self.window_frames is not None:
-            frames = frames[:, -self.window_frames :]
+        window = self.objective.window_frames
+        if window is not None:
+            frames = frames[:, -window:]
         return self.model(frames).logits
 
     def loss_and_final(self, batch) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, final logits ``[B, K]``, labels ``[B]``) of a batch."""
         frames, labels = clip_batch(batch)
         logits = self.logits(frames)
-        if self.readout == "last":
+        if self.objective.readout == "last":
             loss = F.cross_entropy(logits[:, -1], labels)
         else:
             loss = F.cross_entropy(logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]))
@@ -229,6 +235,7 @@ class VideoClassifyModule(VideoModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, final, labels = self.loss_and_final(batch)
         B = labels.shape[0]
-        self.log("val/loss", loss, batch_size=B)
-        self.log("val/top1", topk_accuracy(final, labels, 1), batch_size=B, prog_bar=True)
-        self.log("val/top5", topk_accuracy(final, labels, 5), batch_size=B)
+        self.log("val/loss", loss, batch_size=B, sync_dist=True)
+        top1 = topk_accuracy(final, labels, 1)
+        self.log("val/top1", top1, batch_size=B, prog_bar=True, sync_dist=True)
+        self.log("val/top5", topk_accuracy(final, labels, 5), batch_size=B, sync_dist=True)

@@ -2,19 +2,27 @@
 
 Run-file sections (see ``configs/video/``)::
 
-    model:  {preset: video_ttt_linear_small, <any VideoConfig field>: value, ...}
-    data:   VideoPredictData or VideoClassifyData fields (source, protocol, loss options)
+    model:  {preset: video_ttt_linear_small, <any VideoConfig field>: value, ...,
+             objective: {<PredictObjective or ClassifyObjective field>: value, ...}}
+    data:   VideoPredictData or VideoClassifyData fields (source, protocol, batches)
+
+``model`` configures the LightningModule: the network (``VideoConfig``, from a preset plus
+overrides, see ``ttt_video.train.presets``) and its training objective (loss, rollout
+training, readout: ``ttt_video.train.video_objectives``); ``trainer.gradient_checkpointing``
+turns checkpointing on in the network.
 
 Sources: ``video_predict`` reads Moving-MNIST-style sequences (``source: moving_mnist``,
-``python data_prep/moving_mnist.py``) or clips from a folder/manifest of videos (``source:
-folder``); ``video_classify`` reads the long-range recall task (``source: long_range``) or a
+``ttt-video prepare mnist``), clips from a folder/manifest of videos (``source:
+folder``) or random windows of one video file (``source: file``, what ``demo predict`` fits
+on); ``video_classify`` reads the long-range recall task (``source: long_range``) or a
 labelled folder-per-class / CSV / JSON manifest (``source: manifest``, UCF101/Breakfast/COIN
-style, ``python data_prep/index_videos.py``).
+style, ``ttt-video prepare index``). Every source yields the same batches,
+``{"frames": uint8 [B, F, C, S, S], "label": int64 [B]}`` (``"label"`` for classification).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ttt_video.data.synthetic.long_range import LongRangeConfig, LongRangeDataModule
@@ -23,37 +31,44 @@ from ttt_video.data.video.clips import ClipSpec
 from ttt_video.data.video.folder import VideoDataModule
 from ttt_video.data.video.frames import FrameFormat
 from ttt_video.data.video.manifest import load_items
-from ttt_video.models import config_from_name
+from ttt_video.data.video.windows import VideoFileDataModule
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
-from ttt_video.train.config import ConfigError, RunConfig, from_dict, plain
+from ttt_video.train.config import ConfigError, RunConfig, from_dict
+from ttt_video.train.presets import model_parser, with_trainer_options
 from ttt_video.train.runner import world_size
 from ttt_video.train.tasks import register_task
 from ttt_video.train.video_module import VideoClassifyModule, VideoPredictModule
+from ttt_video.train.video_objectives import ClassifyObjective, PredictObjective
+from ttt_video.validation import check_positive
+
+PREDICT_SOURCES = ("moving_mnist", "folder", "file")
+CLASSIFY_SOURCES = ("long_range", "manifest")
 
 
-def parse_video_model(data: object, where: str) -> VideoConfig:
-    """``VideoConfig`` from a ``model`` mapping: an optional video ``preset`` plus overrides."""
-    if not isinstance(data, dict | type(None)):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    fields = dict(data or {})
-    preset = fields.pop("preset", None)
-    base = {}
-    if preset is not None:
-        try:
-            cfg = config_from_name(str(preset))
-        except ValueError as err:
-            raise ConfigError(f"{where}.preset: {err}".replace("name: ", "")) from err
-        if not isinstance(cfg, VideoConfig):
-            raise ConfigError(f"{where}.preset: {preset!r} is not a video preset (video_*)")
-        base = plain(cfg)
-    return from_dict(VideoConfig, {**base, **fields}, where)
+@dataclass
+class VideoModelSection(VideoConfig):
+    """A video task's ``model`` section: the ``VideoConfig`` fields plus the task's objective."""
+
+    def network(self) -> VideoConfig:
+        """The ``VideoConfig`` fields alone: what ``VideoModel`` is built from (and saves)."""
+        return VideoConfig(**{f.name: getattr(self, f.name) for f in fields(VideoConfig) if f.init})
 
 
-def _positive(obj, *names: str) -> None:
-    for name in names:
-        if getattr(obj, name) <= 0:
-            raise ValueError(f"{name}: expected > 0, got {getattr(obj, name)!r}")
+@dataclass
+class PredictModelSection(VideoModelSection):
+    """``model`` of ``video_predict``."""
+
+    objective: PredictObjective = field(default_factory=PredictObjective)
+    """Loss and rollout training (``ttt_video.train.video_objectives.PredictObjective``)."""
+
+
+@dataclass
+class ClassifyModelSection(VideoModelSection):
+    """``model`` of ``video_classify``."""
+
+    objective: ClassifyObjective = field(default_factory=ClassifyObjective)
+    """Readout and window (``ttt_video.train.video_objectives.ClassifyObjective``)."""
 
 
 @dataclass
@@ -61,47 +76,42 @@ class VideoPredictData:
     """Clips for next-frame prediction and the evaluation protocol (``num_input`` -> ``num_output``)."""
 
     source: str = "moving_mnist"
-    """``"moving_mnist"`` (generated from real digits) or ``"folder"`` (videos on disk)."""
+    """``"moving_mnist"`` (generated from real digits), ``"folder"`` (videos on disk) or
+    ``"file"`` (random windows of one video)."""
     variant: str = "standard"
     """Moving-MNIST protocol: ``standard`` (10 -> 10), ``long200`` (100 -> 100), ``long1000``."""
     path: str | None = None
-    """``folder``: a folder of videos or a CSV/JSON manifest for training."""
+    """``folder``: a folder of videos or a CSV/JSON manifest for training; ``file``: the video."""
     val_path: str | None = None
     """``folder``: the same for validation (None: no validation)."""
     num_input: int = 10
     """Context frames before the rollout (must match the Moving-MNIST variant)."""
     num_output: int = 10
-    """Frames rolled out at evaluation (and trained on with ``rollout_training``)."""
+    """Frames rolled out at evaluation (and trained on with ``model.objective.rollout_training``)."""
     size: int = 64
-    """``folder``: frames are resized (centre crop) to ``size x size``."""
+    """``folder``, ``file``: frames are resized (centre crop) to ``size x size``."""
     channels: int = 1
-    """``folder``: 1 (grayscale) or 3 (RGB)."""
+    """``folder``, ``file``: 1 (grayscale) or 3 (RGB)."""
     fps: float | None = None
-    """``folder``: resample to this rate (None: every frame at the native rate)."""
+    """``folder``, ``file``: resample to this rate (None: every frame at the native rate)."""
+    max_frames: int | None = None
+    """``file``: train on the first this many frames only (None: all)."""
     batch_size: int = 16
     """Clips per batch."""
     train_length: int = 10_000
-    """``moving_mnist``: sequences per training epoch (generated on the fly)."""
+    """``moving_mnist``: sequences per training epoch (generated on the fly); ``file``: windows."""
     num_workers: int = 0
     """DataLoader worker processes."""
-    loss: str = "mse"
-    """Per-pixel loss: ``"mse"`` or ``"l1"``."""
-    rollout_training: bool = False
-    """Train the last ``num_output`` frames on the model's own fed-back predictions."""
-    feedback_grad: bool = False
-    """With ``rollout_training``: back-propagate through the fed-back frames too."""
-    context_weight: float = 1.0
-    """With ``rollout_training``: loss weight of a teacher-forced frame relative to a rolled-out
-    one (1: the plain mean over all frames)."""
     time_budget_s: float | None = None
     """Stop training after this many seconds (the LR schedule follows elapsed time)."""
 
     def __post_init__(self) -> None:
-        _positive(
-            self, "num_input", "num_output", "size", "batch_size", "train_length", "context_weight"
-        )
-        if self.source not in ("moving_mnist", "folder"):
-            raise ValueError(f"source: expected 'moving_mnist' or 'folder', got {self.source!r}")
+        check_positive(self, "num_input", "num_output", "size", "batch_size", "train_length")
+        check_positive(self, "max_frames", allow_none=True)
+        if self.source not in PREDICT_SOURCES:
+            raise ValueError(
+                f"source: expected one of {', '.join(PREDICT_SOURCES)}, got {self.source!r}"
+            )
         if self.source == "moving_mnist":
             if self.variant not in VARIANTS:
                 raise ValueError(f"variant: unknown {self.variant!r}; valid: {', '.join(VARIANTS)}")
@@ -112,9 +122,7 @@ class VideoPredictData:
                     f"{self.variant} protocol ({v.num_input} -> {v.num_output})"
                 )
         elif self.path is None:
-            raise ValueError("path: source 'folder' needs a folder or manifest of videos")
-        if self.loss not in ("mse", "l1"):
-            raise ValueError(f"loss: expected 'mse' or 'l1', got {self.loss!r}")
+            raise ValueError(f"path: source {self.source!r} needs a video file or folder")
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -152,25 +160,36 @@ class VideoClassifyData:
     """``long_range``: validation sequences."""
     num_workers: int = 0
     """DataLoader worker processes."""
-    readout: str = "last"
-    """Loss on the last frame's logits (``"last"``) or on every frame's (``"mean"``)."""
-    window_frames: int | None = None
-    """Show the model only the last this many frames (a local-window baseline)."""
     time_budget_s: float | None = None
     """Stop training after this many seconds (the LR schedule follows elapsed time)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "size", "num_frames", "batch_size", "train_length", "eval_length")
-        if self.source not in ("long_range", "manifest"):
-            raise ValueError(f"source: expected 'long_range' or 'manifest', got {self.source!r}")
+        check_positive(self, "size", "num_frames", "batch_size", "train_length", "eval_length")
+        if self.source not in CLASSIFY_SOURCES:
+            raise ValueError(
+                f"source: expected one of {', '.join(CLASSIFY_SOURCES)}, got {self.source!r}"
+            )
         if self.source == "manifest" and self.train is None:
             raise ValueError("train: source 'manifest' needs class folders or a manifest file")
         if self.source == "long_range" and (self.size < 28 or self.channels != 1):
             raise ValueError(f"size: long_range needs size >= 28 and channels 1, got {self.size}")
-        if self.readout not in ("last", "mean"):
-            raise ValueError(f"readout: expected 'last' or 'mean', got {self.readout!r}")
-        if self.window_frames is not None and self.window_frames <= 0:
-            raise ValueError(f"window_frames: expected > 0 or null, got {self.window_frames}")
+
+
+def data_parser(cls: type, objective: type):
+    """The ``data`` parser of a video task: ``cls`` from the mapping, with a pointer to
+    ``model.objective`` for the ``objective`` fields that older run files put in ``data``."""
+    moved = [f.name for f in fields(objective)]
+
+    def parse(data: object, where: str):
+        for key in moved if isinstance(data, dict) else ():
+            if key in data:
+                raise ConfigError(
+                    f"{where}.{key}: the training objective moved to the model section; "
+                    f"write it as model.objective.{key}"
+                )
+        return from_dict(cls, data, where)
+
+    return parse
 
 
 def _check_frames(model: VideoConfig, size: int, channels: int) -> None:
@@ -179,6 +198,11 @@ def _check_frames(model: VideoConfig, size: int, channels: int) -> None:
             f"model.image_size: the model takes {model.channels}x{model.image_size}^2 frames, "
             f"the data gives {channels}x{size}^2 (set model.image_size/model.channels)"
         )
+
+
+def _network(run: RunConfig) -> VideoConfig:
+    """The run's ``VideoConfig`` with the trainer's model options applied."""
+    return with_trainer_options(run.model.network(), run.trainer)
 
 
 def _total_steps(run: RunConfig) -> int:
@@ -199,22 +223,36 @@ def predict_datamodule(data: VideoPredictData, seed: int):
             if not fixed_set_path(data.variant, split).exists():
                 raise FileNotFoundError(
                     f"data.variant: {fixed_set_path(data.variant, split)} is missing; "
-                    f"run: python data_prep/moving_mnist.py --variants {data.variant}"
+                    f"run: ttt-video prepare mnist --variants {data.variant}"
                 )
         return MovingMNISTDataModule(
             data.variant, data.batch_size, data.num_workers, data.train_length, seed
         )
-    spec = ClipSpec(fps=data.fps, num_frames=data.num_input + data.num_output)
+    fmt = FrameFormat(size=data.size, channels=data.channels)
+    num_frames = data.num_input + data.num_output
+    if data.source == "file":
+        return VideoFileDataModule(
+            _existing(data.path, "data.path"),
+            fmt,
+            num_frames,
+            length=data.train_length,
+            batch_size=data.batch_size,
+            num_workers=data.num_workers,
+            seed=seed,
+            fps=data.fps,
+            max_frames=data.max_frames,
+        )
     train = _existing(data.path, "data.path")
     val = None if data.val_path is None else _existing(data.val_path, "data.val_path")
     return VideoDataModule(
         train,
         val,
-        spec=spec,
-        fmt=FrameFormat(size=data.size, channels=data.channels),
+        spec=ClipSpec(fps=data.fps, num_frames=num_frames),
+        fmt=fmt,
         batch_size=data.batch_size,
         num_workers=data.num_workers,
         seed=seed,
+        labelled=False,
     )
 
 
@@ -235,13 +273,13 @@ def _time_budget(run: RunConfig) -> float | None:
 
 @register_task(
     "video_predict",
-    model=parse_video_model,
-    data=VideoPredictData,
-    build_model=lambda run: VideoModel(run.model),
+    model=model_parser(PredictModelSection, preset_type=VideoConfig),
+    data=data_parser(VideoPredictData, PredictObjective),
+    build_model=lambda run: VideoModel(_network(run)),
 )
 def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
     """The prediction module and its data for a resolved run."""
-    model, data = run.model, run.data
+    model, data = _network(run), run.data
     _check_frames(model, *data.frame_size)
     if model.decoder == "none":
         raise ConfigError("model.decoder: video_predict needs a pixel decoder, got 'none'")
@@ -252,11 +290,8 @@ def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
         _total_steps(run),
         data.num_input,
         data.num_output,
-        data.loss,
-        data.rollout_training,
+        run.model.objective,
         _time_budget(run),
-        data.feedback_grad,
-        data.context_weight,
     )
     return module, datamodule
 
@@ -286,13 +321,13 @@ def classify_datamodule(data: VideoClassifyData, seed: int) -> tuple[object, int
 
 @register_task(
     "video_classify",
-    model=parse_video_model,
-    data=VideoClassifyData,
-    build_model=lambda run: VideoModel(run.model),
+    model=model_parser(ClassifyModelSection, preset_type=VideoConfig),
+    data=data_parser(VideoClassifyData, ClassifyObjective),
+    build_model=lambda run: VideoModel(_network(run)),
 )
 def build_video_classify(run: RunConfig) -> tuple[VideoClassifyModule, object]:
     """The classification module and its data for a resolved run."""
-    model, data = run.model, run.data
+    model, data = _network(run), run.data
     _check_frames(model, data.size, data.channels)
     datamodule, classes = classify_datamodule(data, run.trainer.seed)
     if model.num_classes < max(classes, 1):
@@ -300,6 +335,6 @@ def build_video_classify(run: RunConfig) -> tuple[VideoClassifyModule, object]:
             f"model.num_classes: {model.num_classes} is fewer than the data's {classes} classes"
         )
     module = VideoClassifyModule(
-        model, run.optim, _total_steps(run), data.readout, data.window_frames, _time_budget(run)
+        model, run.optim, _total_steps(run), run.model.objective, _time_budget(run)
     )
     return module, datamodule

@@ -25,7 +25,7 @@ from ttt_video.data.synthetic.moving_mnist import (
 )
 
 real_digits = pytest.mark.skipif(
-    not mnist_path().exists(), reason="digits not prepared: run python data_prep/moving_mnist.py"
+    not mnist_path().exists(), reason="digits not prepared: run ttt-video prepare mnist"
 )
 
 
@@ -67,12 +67,12 @@ def test_split_digits_is_disjoint_and_stratified():
 def test_train_items_depend_on_index_and_epoch_only(shapes):
     images, _ = shapes
     ds = MovingMNIST("standard", "train", length=8, seed=3, images=images)
-    x, y = ds[2]
+    x, y = ds[2]["frames"][:10], ds[2]["frames"][10:]
     assert x.shape == (10, 1, 64, 64) and y.shape == (10, 1, 64, 64) and x.dtype == torch.uint8
-    assert torch.equal(ds[2][0], x)
-    assert not torch.equal(ds[8 + 2][0], x)
+    assert torch.equal(ds[2]["frames"][:10], x)
+    assert not torch.equal(ds[8 + 2]["frames"][:10], x)
     long = MovingMNIST("long1000", "train", length=2, images=images)
-    assert long[0][0].shape[0] == 500 and long[0][1].shape[0] == 500
+    assert long[0]["frames"][:500].shape[0] == 500 and long[0]["frames"][500:].shape[0] == 500
 
 
 def test_epoch_sampler_reshuffles_per_epoch():
@@ -92,14 +92,14 @@ def test_long_range_label_is_the_cue(shapes):
     ds = LongRangeDigits(cfg, "val", length=40, images=images, labels=labels)
     seen = set()
     for i in range(40):
-        frames, label = ds[i]
+        frames, label = ds[i]["frames"], ds[i]["label"]
         assert frames.shape == (303, 1, 64, 64)
         side = int((frames[0, 0] > 0).sum().item() ** 0.5)
-        assert side == 2 * label.item() + 8
+        assert side == 2 * label + 8
         assert torch.equal(frames[0], frames[2]) and not torch.equal(frames[2], frames[3])
-        seen.add(label.item())
+        seen.add(label)
     assert len(seen) >= 8
-    assert torch.equal(ds[5][0], ds[5][0])
+    assert torch.equal(ds[5]["frames"], ds[5]["frames"])
     with pytest.raises(ValueError):
         LongRangeConfig(cue_frames=0)
 
@@ -122,26 +122,28 @@ def test_fixed_sets_match_the_generator_and_protocol():
             assert np.array_equal(data[i], moving_digits(rng, pool, v.num_frames))
     targets = np.load(fixed_set_path("standard", "test"), mmap_mode="r")[:300, 10:] / 255.0
     zero_mse = (targets**2).sum(axis=(2, 3)).mean()
-    assert 140 < zero_mse < 200  # DATA.md: predicting zeros scores about 170
+    assert 140 < zero_mse < 200  # docs/data.md: predicting zeros scores 172.9
 
 
 @real_digits
 def test_datamodules_on_real_digits():
     dm = MovingMNISTDataModule("standard", batch_size=4, train_length=8)
     dm.setup("fit")
-    x, y = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
+    x, y = batch["frames"][:, :10], batch["frames"][:, 10:]
     assert x.shape == (4, 10, 1, 64, 64) and y.shape == (4, 10, 1, 64, 64)
-    vx, _ = next(iter(dm.val_dataloader()))
+    vx = next(iter(dm.val_dataloader()))["frames"][:, :10]
     assert vx.shape == (4, 10, 1, 64, 64)
     assert hasattr(dm.train_dataloader().sampler, "set_epoch")
     lr = LongRangeDataModule(
         LongRangeConfig(distance=50), batch_size=2, train_length=4, eval_length=4
     )
     lr.setup("fit")
-    frames, label = next(iter(lr.val_dataloader()))
+    batch = next(iter(lr.val_dataloader()))
+    frames, label = batch["frames"], batch["label"]
     assert frames.shape == (2, 54, 1, 64, 64) and label.shape == (2,)
     test_labels = LongRangeDigits(LongRangeConfig(distance=0), "test", length=200)
-    assert len({int(test_labels[i][1]) for i in range(200)}) == 10
+    assert len({int(test_labels[i]["label"]) for i in range(200)}) == 10
 
 
 def test_epoch_sampler_shares_an_epoch_between_ranks():

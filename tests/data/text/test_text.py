@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import pickle
 import struct
@@ -287,14 +286,13 @@ def test_datamodule_order_is_seeded_and_ranks_are_disjoint(shards):
 
 
 def test_tokenize_text_cli(corpus, tmp_path, capsys):
-    script = Path(__file__).resolve().parents[3] / "data_prep" / "tokenize_text.py"
-    spec = importlib.util.spec_from_file_location("tokenize_text", script)
-    tokenize_text = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tokenize_text)
-    args = ["--input", str(corpus[0]), "--out", str(tmp_path / "cli"), "--no-progress"]
-    assert tokenize_text.main([*args, "--val-fraction", "0.3"]) == 0
+    """``ttt-video prepare text`` (also ``data_prep/tokenize_text.py``); both flag spellings."""
+    from ttt_video.apps.prepare import text as tokenize_text
+
+    args = ["--input", str(corpus[0]), "--out", str(tmp_path / "cli"), "--no_progress"]
+    assert tokenize_text.main([*args, "--val_fraction", "0.3"]) == 0
     assert "wrote train" in capsys.readouterr().out
-    assert tokenize_text.main([*args, "--val-fraction", "0.3"]) == 0
+    assert tokenize_text.main([*args, "--val_fraction", "0.3"]) == 0
     assert "up to date" in capsys.readouterr().out
     bad = _bad(tmp_path, "bad.jsonl", b"{oops\n")
     assert tokenize_text.main(["--input", str(bad), "--out", str(tmp_path / "x")]) == 2
@@ -368,7 +366,7 @@ AUSTEN = cache_dir("text", "austen")
 
 @pytest.mark.skipif(
     not (AUSTEN / "byte" / "meta.json").is_file(),
-    reason=f"Austen corpus absent from {AUSTEN}: run python data_prep/austen.py",
+    reason=f"Austen corpus absent from {AUSTEN}: run ttt-video prepare austen",
 )
 def test_real_austen_corpus():
     meta = read_meta(AUSTEN / "byte")

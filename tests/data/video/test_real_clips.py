@@ -1,4 +1,4 @@
-"""The reader on the real clips of DATA.md (fetched by data_prep/fetch_clips.py into the cache)."""
+"""The reader on the real clips of docs/data.md (fetched by data_prep/fetch_clips.py into the cache)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ttt_video.data.video.reader import ClipSpec, FrameFormat, VideoReader, stre
 def need(name: str):
     path = clip_path(name)
     if path is None:
-        pytest.skip(f"{name} not in the cache: run python data_prep/fetch_clips.py")
+        pytest.skip(f"{name} not in the cache: run ttt-video prepare clips")
     return path
 
 
@@ -27,7 +27,7 @@ def plain_frames(path, indices) -> np.ndarray:
     return np.stack([frames[i] for i in indices if i in wanted])
 
 
-EXPECTED = {  # name -> (frames, width, height, codec), as DATA.md lists them
+EXPECTED = {  # name -> (frames, width, height, codec), as docs/data.md lists them
     "vtest.avi": (795, 768, 576, "msmpeg4v3"),
     "tree.avi": (68, 320, 240, "cinepak"),
     "cockatoo.mp4": (280, 1280, 720, "h264"),

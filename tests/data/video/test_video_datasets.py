@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -15,8 +14,6 @@ from ttt_video.data.video.folder import VideoClipDataset, VideoDataModule, colla
 from ttt_video.data.video.frames import FrameFormat
 from ttt_video.data.video.manifest import load_items, read_manifest
 from ttt_video.data.video.reader import ClipSpec
-
-DATA_PREP = Path(__file__).parents[3] / "data_prep"
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +91,10 @@ def test_datamodule_batches(class_root):
 
 
 def test_index_videos_script(class_root, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("index_videos", DATA_PREP / "index_videos.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from ttt_video.apps.prepare import index as module
+
     out = tmp_path / "index.json"
-    assert module.main([str(class_root), "--out", str(out), "--class-folders"]) == 0
+    assert module.main([str(class_root), "--out", str(out), "--class_folders"]) == 0
     rows = json.loads(out.read_text())
     assert len(rows) == 7 and "6 decodable, 1 not" in capsys.readouterr().out
     bad = [r for r in rows if not r["decodable"]]

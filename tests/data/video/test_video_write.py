@@ -14,6 +14,7 @@ from ttt_video.data.video.reader import (
     video_grid,
     write_video,
 )
+from ttt_video.data.video.writer import caption, comparison_video
 
 
 def index_frames(n: int, h: int, w: int) -> torch.Tensor:
@@ -74,3 +75,47 @@ def test_side_by_side_and_grid():
     grid = video_grid([a, b, a], cols=2, gap=1)
     assert grid.shape == (4, 3, 10 * 2 + 1, 12 * 2 + 1)
     assert grid[:, :, 11:, :12].eq(100).all()
+
+
+def test_gif_keeps_a_grey_ramp_exact_and_untinted(tmp_path):
+    """An adaptive palette: 256 grey levels come back within 2 levels, with R == G == B (the
+    fixed rgb8 palette made 16 tinted bands of them)."""
+    ramp = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(3, 1, 8, 256)
+    back = read_video(write_video(tmp_path / "ramp.gif", ramp, fps=4)).frames.int()
+    assert back.shape == (3, 3, 8, 256)
+    assert (back - ramp.int()).abs().max() <= 2
+    assert back[:, 0].eq(back[:, 1]).all() and back[:, 1].eq(back[:, 2]).all()
+
+
+def test_gif_of_many_colours_stays_close(tmp_path):
+    """More than 256 colours: one palette for the whole video, quantised and dithered (so the
+    colours hold on average over 8x8 blocks)."""
+    x, y = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 96), indexing="ij")
+    video = torch.stack([torch.stack((x, y, (x + y + t / 4) % 1)) for t in range(4)])
+    back = read_video(write_video(tmp_path / "colours.gif", video, fps=4)).frames.float() / 255
+    blur = torch.nn.functional.avg_pool2d
+    assert (blur(back, 8) - blur(video, 8)).abs().mean() < 0.02
+
+
+def test_caption_adds_a_strip_of_text_per_frame():
+    frames = torch.full((3, 1, 20, 64), 0.5)
+    out = caption(frames, "truth", ["given", "+1", "+2"])
+    assert out.shape == (3, 1, 34, 64) and out.dtype == frames.dtype
+    assert out[:, :, 14:].eq(0.5).all()  # the frames themselves are untouched
+    strips = out[:, 0, :14]
+    assert strips.max() > 0.9 and strips.min() == 0.0  # light text on black
+    assert strips[0].ne(strips[1]).any() and strips[1].ne(strips[2]).any()
+    assert strips[:, :, :20].eq(strips[0, :, :20]).all()  # the left text is the same
+    as_bytes = caption(torch.zeros(1, 3, 8, 40, dtype=torch.uint8), "x")
+    assert as_bytes.dtype == torch.uint8 and as_bytes.shape == (1, 3, 22, 40)
+    with pytest.raises(ValueError, match="one text or 3"):
+        caption(frames, ["a", "b"])
+
+
+def test_comparison_video_is_upscaled_and_captioned():
+    truth, pred = torch.zeros(5, 1, 16, 16), torch.ones(5, 1, 16, 16)
+    video = comparison_video(truth, pred, context=2, name="TTT-Linear", scale=4)
+    assert video.shape == (5, 1, 14 + 64, 64 + 4 + 64)
+    assert video[:, :, 14:, 68:].eq(1).all() and video[:, :, 14:, :64].eq(0).all()
+    tags = video[:, 0, :14, 40:64]  # the right end of the truth panel's strip
+    assert tags[0].eq(tags[1]).all() and tags[1].ne(tags[2]).any()  # given, given, +1

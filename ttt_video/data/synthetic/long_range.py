@@ -65,7 +65,7 @@ def recall_sequence(
 
 
 class LongRangeDigits(Dataset):
-    """Items ``(frames uint8 [F, 1, S, S], label int64)``; train digits and test digits disjoint.
+    """Items ``{"frames": uint8 [F, 1, S, S], "label": int}``; train and test digits disjoint.
 
     ``split="train"`` changes every epoch (through ``EpochSampler``); ``"val"``/``"test"`` are
     fixed by their seeds. ``images``/``labels`` override the real digits (e.g. in tests).
@@ -94,10 +94,10 @@ class LongRangeDigits(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict:
         rng = item_rng(self.seed, index, self.length)
         frames, label = recall_sequence(rng, self.images, self.labels, self.cfg)
-        return torch.from_numpy(frames).unsqueeze(1), torch.tensor(label)
+        return {"frames": torch.from_numpy(frames).unsqueeze(1), "label": label}
 
 
 class LongRangeDataModule(EpochDataModule):

@@ -133,7 +133,8 @@ def build_fixed_set(variant: str, split: str, root: Path | None = None, progress
 
 
 class MovingMNIST(Dataset):
-    """Moving-MNIST-style sequences as ``(inputs uint8 [T_in, 1, 64, 64], targets [T_out, 1, 64, 64])``.
+    """Moving-MNIST-style sequences as items ``{"frames": uint8 [F, 1, 64, 64]}`` (the first
+    ``num_input`` frames are the context of the protocol, the rest its targets).
 
     ``split="train"`` generates on the fly (``length`` items per epoch, from ``(seed, epoch, i)``
     when indexed through ``EpochSampler``); ``"val"``/``"test"`` read the fixed ``.npy`` files.
@@ -163,23 +164,20 @@ class MovingMNIST(Dataset):
         else:
             path = fixed_set_path(variant, split, root)
             if not path.exists():
-                raise FileNotFoundError(
-                    f"{path} is missing: run `python data_prep/moving_mnist.py`"
-                )
+                raise FileNotFoundError(f"{path} is missing: run `ttt-video prepare mnist`")
             self.data = np.load(path, mmap_mode="r")
             self.length = len(self.data)
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self.data is not None:
             frames = np.array(self.data[index])
         else:
             rng = item_rng(self.seed, index, self.length)
             frames = moving_digits(rng, self.images, self.variant.num_frames)
-        video = torch.from_numpy(frames).unsqueeze(1)
-        return video[: self.variant.num_input], video[self.variant.num_input :]
+        return {"frames": torch.from_numpy(frames).unsqueeze(1)}
 
 
 class MovingMNISTDataModule(EpochDataModule):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -39,6 +38,7 @@ from ttt_video.data.text.shards import (
     load_shard_tokenizer,
     prepare_text,
 )
+from ttt_video.io_utils import write_atomic, write_json
 from ttt_video.paths import cache_dir
 
 PACKAGE = "r-cran-janeaustenr"
@@ -135,12 +135,6 @@ def split_chapters(text: str) -> list[str]:
     return ["".join(lines[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def _write_atomic(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_raw_novels(raw_dir: Path, package_data: Path | None = None) -> dict:
     """Write ``raw_dir/<novel>.txt`` and ``manifest.json`` unless already complete.
 
@@ -155,14 +149,14 @@ def write_raw_novels(raw_dir: Path, package_data: Path | None = None) -> dict:
     raw_dir.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for name, text in novels.items():
-        _write_atomic(raw_dir / f"{name}.txt", text)
+        write_atomic(raw_dir / f"{name}.txt", text)
         manifest[name] = {
             "file": f"{name}.txt",
             "characters": len(text),
             "lines": text.count("\n"),
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         }
-    _write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    write_json(manifest_path, manifest)
     return manifest
 
 
@@ -176,7 +170,7 @@ def write_chapter_documents(raw_dir: Path, out_file: Path) -> int:
         text = (raw_dir / f"{name}.txt").read_text(encoding="utf-8")
         for k, chapter in enumerate(split_chapters(text), start=1):
             records.append(json.dumps({"text": chapter, "novel": name, "chapter": k}))
-    _write_atomic(out_file, "\n".join(records) + "\n")
+    write_atomic(out_file, "\n".join(records) + "\n")
     return len(records)
 
 

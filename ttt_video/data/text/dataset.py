@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ttt_video.data.epochs import replicas
 from ttt_video.data.text.shards import DTYPES, load_shard_tokenizer, read_meta
 from ttt_video.data.text.tokenizers import Tokenizer
+from ttt_video.validation import check_positive
 
 
 class TokenBlockDataset(Dataset):
@@ -49,8 +50,7 @@ class TokenBlockDataset(Dataset):
     """
 
     def __init__(self, folder: str | Path, split: str, block_len: int, stride: int | None = None):
-        if block_len < 1:
-            raise ValueError(f"block_len must be positive, got {block_len}")
+        check_positive({"block_len": block_len}, integer=True)
         stride = block_len if stride is None else stride
         if not 1 <= stride <= block_len:
             raise ValueError(f"stride must be in [1, block_len={block_len}], got {stride}")

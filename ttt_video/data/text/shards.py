@@ -45,6 +45,8 @@ from ttt_video.data.text.tokenizers import (
     load_tokenizer_file,
     train_bpe,
 )
+from ttt_video.io_utils import write_json
+from ttt_video.validation import check_positive
 
 FORMAT = "ttt_video.token_shards/1"
 META_FILE = "meta.json"
@@ -86,8 +88,7 @@ class TextPrepOptions:
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.shard_tokens < 1 or self.batch_docs < 1:
-            raise ValueError("shard_tokens and batch_docs must be positive")
+        check_positive(self, "shard_tokens", "batch_docs", integer=True)
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)} or None, got {self.dtype!r}")
 
@@ -272,7 +273,7 @@ def _build(files: list[Path], folder: Path, options: TextPrepOptions, fingerprin
         "fingerprint": fingerprint,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_json(folder / META_FILE, meta)
     return meta
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ttt_video.validation import check_positive
+
 # Timestamps closer than this (seconds) count as equal when sampling by time.
 TIME_EPS = 1e-4
 
@@ -36,12 +38,9 @@ class ClipSpec:
     random: bool = False
 
     def __post_init__(self):
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
-        if self.num_frames is not None and self.num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+        check_positive(self, "fps", allow_none=True)
+        check_positive(self, "stride", integer=True)
+        check_positive(self, "num_frames", integer=True, allow_none=True)
         if self.start is not None and self.start_frame is not None:
             raise ValueError("give start in seconds or start_frame, not both")
         if self.end is not None and self.end_frame is not None:

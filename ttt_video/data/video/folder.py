@@ -2,9 +2,10 @@
 
 Letters: B batch, F frames per clip, C channels, H height, W width.
 
-An item is ``{"frames": uint8 [F, C, H, W], "label": int64, "index": int}``. A file that cannot
-be read (missing, corrupt, too short, truncated when truncation is not allowed) is logged and
-yields ``None`` when ``skip_bad``; ``collate_clips`` drops those and counts them in the batch's
+An item is ``{"frames": uint8 [F, C, H, W], "label": int}`` (``"label"`` only when the dataset
+is ``labelled``: the items of every video dataset look alike). A file that cannot be read
+(missing, corrupt, too short, truncated when truncation is not allowed) is logged and yields
+``None`` when ``skip_bad``; ``collate_clips`` drops those and counts them in the batch's
 ``"skipped"``, so one bad file never ends an epoch. Training clips start at random offsets
 (seeded by ``(seed, epoch, index)``); evaluation clips are the first ``F`` of each video.
 """
@@ -15,8 +16,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ttt_video.data.epochs import EpochDataModule, item_rng
 from ttt_video.data.video.errors import VideoReadError
@@ -38,6 +38,7 @@ class VideoClipDataset(Dataset):
         skip_bad: log and skip unreadable files instead of raising.
         allow_truncated: return the decodable frames of truncated files (with a warning).
         seed: seeds the random clip offsets.
+        labelled: items carry the video's ``"label"`` (classification).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class VideoClipDataset(Dataset):
         skip_bad: bool = True,
         allow_truncated: bool = False,
         seed: int = 0,
+        labelled: bool = True,
     ):
         self.items, self.spec, self.fmt = items, spec, fmt or FrameFormat()
         self.backend, self.skip_bad, self.allow_truncated, self.seed = (
@@ -57,6 +59,7 @@ class VideoClipDataset(Dataset):
             allow_truncated,
             seed,
         )
+        self.labelled = labelled
         self.skipped: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -77,26 +80,28 @@ class VideoClipDataset(Dataset):
             self.skipped[item.path] = err.reason
             log.warning("skipping %s: %s", item.path, err.reason)
             return None
-        return {"frames": clip.frames, "label": torch.tensor(item.label), "index": index}
+        return (
+            {"frames": clip.frames, "label": item.label}
+            if self.labelled
+            else {"frames": clip.frames}
+        )
 
 
 def collate_clips(batch: list[dict | None]) -> dict:
-    """Stack items, dropping skipped ones: frames ``[B', F, C, H, W]``, label ``[B']``, skipped."""
+    """The default collation of the readable items (frames uint8 ``[B', F, C, H, W]``, label
+    int64 ``[B']`` when labelled) plus ``"skipped"``, the count of unreadable ones (frames
+    None when all were)."""
     good = [b for b in batch if b is not None]
     if not good:
-        return {"frames": None, "label": None, "index": [], "skipped": len(batch)}
-    return {
-        "frames": torch.stack([b["frames"] for b in good]),
-        "label": torch.stack([b["label"] for b in good]),
-        "index": [b["index"] for b in good],
-        "skipped": len(batch) - len(good),
-    }
+        return {"frames": None, "skipped": len(batch)}
+    return {**default_collate(good), "skipped": len(batch) - len(good)}
 
 
 class VideoDataModule(EpochDataModule):
     """Train / val / test clip loaders from class folders or manifests (``val``/``test`` optional).
 
-    ``spec.num_frames`` should be set so clips stack into batches.
+    ``spec.num_frames`` should be set so clips stack into batches; ``labelled=False`` (frame
+    prediction) leaves ``"label"`` out of the items.
     """
 
     def __init__(
@@ -110,11 +115,12 @@ class VideoDataModule(EpochDataModule):
         num_workers: int = 0,
         seed: int = 0,
         backend: Backend = "auto",
+        labelled: bool = True,
     ):
         super().__init__(batch_size, num_workers, seed)
         self.sources = {"train": train, "val": val, "test": test}
         self.spec = spec or ClipSpec(num_frames=16)
-        self.fmt, self.backend = fmt or FrameFormat(size=112), backend
+        self.fmt, self.backend, self.labelled = fmt or FrameFormat(size=112), backend, labelled
         self.classes: list[str] = []
         self.collate_fn = collate_clips
 
@@ -126,7 +132,9 @@ class VideoDataModule(EpochDataModule):
         if split == "train":
             self.classes = classes
         spec = replace(self.spec, random=split == "train")
-        return VideoClipDataset(items, spec, self.fmt, self.backend, seed=self.seed)
+        return VideoClipDataset(
+            items, spec, self.fmt, self.backend, seed=self.seed, labelled=self.labelled
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets (a missing val/test source gives no loader)."""
@@ -135,7 +143,7 @@ class VideoDataModule(EpochDataModule):
         self.test = self._dataset("test")
 
     def val_dataloader(self):
-        return self._loader(self.val) if self.val is not None else []
+        return self.eval_loader(self.val) if self.val is not None else []
 
     def test_dataloader(self):
-        return self._loader(self.test) if self.test is not None else []
+        return self.eval_loader(self.test) if self.test is not None else []

@@ -1,4 +1,5 @@
-"""Per-frame pixel operations on uint8 video tensors: resize (crop / pad / stretch), grayscale.
+"""Per-frame pixel operations on uint8 video tensors: resize (crop / pad / stretch), grayscale,
+and the one conversion to float that models, losses and reports use (``frames_to_float``).
 
 Letters: F frames, C channels (1 or 3), H height, W width.
 """
@@ -11,6 +12,8 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as nnf
+
+from ttt_video.validation import check_positive
 
 ResizeMode = Literal["crop", "pad", "stretch"]
 
@@ -38,8 +41,8 @@ class FrameFormat:
             raise ValueError(f"resize must be crop, pad or stretch, got {self.resize!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.size is not None and min(self.hw) < 1:
-            raise ValueError(f"size must be positive, got {self.size}")
+        if self.size is not None:
+            check_positive({"size": min(self.hw)}, integer=True)
 
     @property
     def hw(self) -> tuple[int, int] | None:
@@ -49,6 +52,20 @@ class FrameFormat:
         if isinstance(self.size, int):
             return (self.size, self.size)
         return (int(self.size[0]), int(self.size[1]))
+
+
+def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
+    """Frames ``[..., C, H, W]`` as float in [0, 1]: uint8 is divided by 255 (float32), floating
+    frames (already in [0, 1]) pass through unchanged.
+
+    Raises:
+        TypeError: any other dtype (an integer tensor other than uint8 has no agreed scale).
+    """
+    if frames.dtype == torch.uint8:
+        return frames.float().div_(255)
+    if frames.is_floating_point():
+        return frames
+    raise TypeError(f"frames: expected uint8 or floating point, got {frames.dtype}")
 
 
 def to_gray(frames: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Writing video (mp4 via libx264 or mpeg4, avi, gif) and laying videos side by side or in a grid.
+"""Writing video (mp4 via libx264 or mpeg4, avi, gif), captions, and laying videos side by side
+or in a grid.
 
 Letters: F frames, C channels (1 or 3), H height, W width.
 """
@@ -6,12 +7,14 @@ Letters: F frames, C channels (1 or 3), H height, W width.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from ttt_video.data.video.errors import VideoWriteError
 
@@ -20,7 +23,7 @@ _BY_SUFFIX = {
     ".mp4": ("mp4", "libx264", "yuv420p"),
     ".avi": ("avi", "mpeg4", "yuv420p"),
     ".mkv": ("matroska", "libx264", "yuv420p"),
-    ".gif": ("gif", "gif", "rgb8"),
+    ".gif": ("gif", "gif", "pal8"),
 }
 _SUBSAMPLED = ("yuv420p",)
 
@@ -83,17 +86,105 @@ def write_video(
 
 
 def _encode(path: Path, rgb: np.ndarray, fps: float, fmt: str, codec: str, pix: str, crf):
-    """Encode RGB ``[F, H, W, 3]`` with PyAV."""
+    """Encode RGB ``[F, H, W, 3]`` with PyAV (``pal8``: through :func:`_adaptive_palette`)."""
     options = {"crf": str(crf)} if crf is not None and codec == "libx264" else {}
     with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = rgb.shape[2], rgb.shape[1]
         stream.pix_fmt = pix
         stream.options = options
-        for image in rgb:
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frames = (av.VideoFrame.from_ndarray(image, format="rgb24") for image in rgb)
+        if pix == "pal8":
+            frames = _adaptive_palette(frames, rgb.shape, 1 / rate)
+        for frame in frames:
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def _adaptive_palette(frames, shape: tuple[int, ...], time_base: Fraction) -> list[av.VideoFrame]:
+    """rgb24 frames of a ``[F, H, W, 3]`` video -> pal8 frames sharing one 256-colour palette.
+
+    ffmpeg's ``palettegen`` (over all frames) then ``paletteuse``: a video with at most 256
+    colours (any grey video) keeps them exactly; more are quantised by median cut and dithered.
+    """
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=shape[2], height=shape[1], format="rgb24", time_base=time_base)
+    split = graph.add("split")
+    palette = graph.add("palettegen", "max_colors=256:reserve_transparent=0:stats_mode=full")
+    use = graph.add("paletteuse")
+    sink = graph.add("buffersink")
+    source.link_to(split)
+    split.link_to(palette, 0, 0)
+    split.link_to(use, 1, 0)
+    palette.link_to(use, 0, 1)
+    use.link_to(sink)
+    graph.configure()
+    for i, frame in enumerate(frames):
+        frame.pts = i
+        graph.push(frame)
+    graph.push(None)
+    out = []
+    while True:
+        try:
+            frame = graph.pull()
+        except av.error.EOFError:
+            return out
+        out.append(frame)
+
+
+def caption(
+    frames: torch.Tensor,
+    left: str | Sequence[str],
+    right: str | Sequence[str] = "",
+    height: int = 14,
+) -> torch.Tensor:
+    """Frames ``[F, C, H, W]`` (uint8, or float in [0, 1]) under a black strip of captions.
+
+    ``left``/``right``: one text for every frame or one per frame, drawn in white at the
+    strip's left and right ends with PIL's default font (about 11 pixels high; upscale small
+    frames first so the texts fit). Returns ``[F, C, height + H, W]`` of the frames' dtype.
+    """
+    F, C, _, W = frames.shape
+    lefts = [left] * F if isinstance(left, str) else list(left)
+    rights = [right] * F if isinstance(right, str) else list(right)
+    if len(lefts) != F or len(rights) != F:
+        raise ValueError(f"captions: expected one text or {F}, got {len(lefts)} and {len(rights)}")
+    font = ImageFont.load_default()
+    strips: dict[tuple[str, str], torch.Tensor] = {}
+    for texts in zip(lefts, rights):
+        if texts not in strips:
+            image = Image.new("L", (W, height))
+            draw = ImageDraw.Draw(image)
+            draw.text((2, height // 2), texts[0], fill=255, font=font, anchor="lm")
+            draw.text((W - 2, height // 2), texts[1], fill=255, font=font, anchor="rm")
+            strips[texts] = torch.from_numpy(np.array(image))
+    strip = torch.stack([strips[texts] for texts in zip(lefts, rights)])[:, None]
+    strip = strip.float() / 255 if frames.is_floating_point() else strip
+    return torch.cat((strip.to(frames).expand(-1, C, -1, -1), frames), dim=-2)
+
+
+def upscale(frames: torch.Tensor, factor: int) -> torch.Tensor:
+    """``[F, C, H, W]`` -> ``[F, C, factor H, factor W]`` (nearest), for watchable small frames."""
+    return frames.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+
+
+def comparison_video(
+    truth: torch.Tensor, pred: torch.Tensor, context: int, name: str = "model", scale: int = 1
+) -> torch.Tensor:
+    """Ground truth | prediction, ``[F, C, H, W]`` float in [0, 1] each -> one captioned video.
+
+    Each panel is upscaled by ``scale`` and captioned ``truth`` or ``name`` on the left, and
+    on the right ``given`` for the first ``context`` frames and ``+k`` for the ``k``-th frame
+    after them: ``[F, C, 14 + scale H, 2 scale W + 4]``. Upscale 64-pixel frames (``scale=2``)
+    before a long ``name``, so that the texts fit.
+    """
+    tags = ["given" if i < context else f"+{i - context + 1}" for i in range(truth.shape[0])]
+    panels = [
+        caption(upscale(video, scale) if scale > 1 else video, label, tags)
+        for video, label in ((truth, "truth"), (pred, name))
+    ]
+    return side_by_side(*panels, gap=4)
 
 
 def side_by_side(*videos: torch.Tensor, gap: int = 2) -> torch.Tensor:

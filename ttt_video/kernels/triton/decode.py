@@ -246,7 +246,9 @@ def ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_s
     if torch.is_grad_enabled() and any(
         t.requires_grad for t in (q, k, v, lam, tau, ln_weight, ln_bias)
     ):
-        raise ValueError("impl='triton' decoding has no backward: use impl='torch' for gradients")
+        raise ValueError(
+            "impl: 'triton' decoding has no backward; use 'naive' or 'dual' for gradients"
+        )
     fresh = TTTState(
         *(
             tuple(t.to(torch.float32).contiguous().clone() for t in ts)
