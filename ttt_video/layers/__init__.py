@@ -1,7 +1,8 @@
 """nn.Modules that own parameters and call a kernel: TTT mixers, attention, the block.
 
 - ``BlockConfig``: typed configuration of a block and its mixer.
-- ``TTTLinear`` / ``TTTMLP`` (state ``TTTLayerState``), ``CausalSelfAttention`` (``KVCache``).
+- ``TTTLinear`` / ``TTTMLP`` (state ``TTTLayerState``), ``CausalSelfAttention`` (``KVCache``),
+  ``LaCT`` (large-chunk TTT with window attention, state ``LaCTLayerState``).
 - ``Block`` (state ``BlockState``) with a pluggable mixer (``MIXERS``).
 - ``RMSNorm``, ``SwiGLU``, ``CausalConv1d``, ``apply_rope`` / ``rope_cos_sin``.
 """
@@ -9,6 +10,7 @@
 from ttt_video.layers.attention import CausalSelfAttention, KVCache
 from ttt_video.layers.block import MIXERS, Block, BlockState, build_mixer
 from ttt_video.layers.config import BlockConfig
+from ttt_video.layers.lact import LaCT, LaCTLayerState
 from ttt_video.layers.conv import CausalConv1d
 from ttt_video.layers.mlp import SwiGLU
 from ttt_video.layers.norms import RMSNorm
@@ -23,6 +25,8 @@ __all__ = [
     "CausalConv1d",
     "CausalSelfAttention",
     "KVCache",
+    "LaCT",
+    "LaCTLayerState",
     "RMSNorm",
     "SwiGLU",
     "TTTBase",

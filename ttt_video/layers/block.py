@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from ttt_video.layers.attention import CausalSelfAttention, KVCache
 from ttt_video.layers.config import BlockConfig
 from ttt_video.layers.conv import CausalConv1d
+from ttt_video.layers.lact import LaCT, LaCTLayerState
 from ttt_video.layers.mlp import SwiGLU
 from ttt_video.layers.norms import RMSNorm
 from ttt_video.layers.ttt import TTTMLP, TTTLayerState, TTTLinear
@@ -24,6 +25,7 @@ MIXERS: dict[str, type[nn.Module]] = {  # keys: config.MIXER_NAMES (tested)
     "ttt_linear": TTTLinear,
     "ttt_mlp": TTTMLP,
     "attention": CausalSelfAttention,
+    "lact": LaCT,
 }
 
 
@@ -39,11 +41,12 @@ class BlockState:
     """Recurrent state of one block.
 
     Attributes:
-        mixer: ``TTTLayerState`` (constant size) or ``KVCache`` (grows with the stream).
+        mixer: ``TTTLayerState`` (constant size), ``KVCache`` (grows with the stream) or
+            ``LaCTLayerState`` (fast weights and a window of keys and values: bounded).
         conv_tail: ``[B, w-1, D]`` last inputs of the pre-conv (None without ``pre_conv``).
     """
 
-    mixer: TTTLayerState | KVCache
+    mixer: TTTLayerState | KVCache | LaCTLayerState
     conv_tail: Tensor | None
 
     @property

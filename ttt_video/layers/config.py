@@ -11,7 +11,7 @@ from typing import ClassVar
 from ttt_video.kernels import check_impl
 from ttt_video.validation import check_positive
 
-MIXER_NAMES = ("ttt_linear", "ttt_mlp", "attention")
+MIXER_NAMES = ("ttt_linear", "ttt_mlp", "attention", "lact")
 
 
 @dataclass
@@ -37,7 +37,8 @@ class BlockConfig:
     ffn_width: int = 2048
     """Hidden width of the SwiGLU feed-forward network."""
     mixer: str = "ttt_linear"
-    """Sequence mixer: ``"ttt_linear"``, ``"ttt_mlp"`` or ``"attention"``."""
+    """Sequence mixer: ``"ttt_linear"``, ``"ttt_mlp"``, ``"attention"`` or ``"lact"`` (large-chunk
+    TTT with window attention, ``layers/lact.py``; its settings are the ``lact_*`` fields)."""
     pre_conv: bool = True
     """M backbone: a ``h + conv(RMSNorm(h))`` sub-block (depthwise causal) before the mixer."""
     share_qk: bool = True
@@ -47,7 +48,7 @@ class BlockConfig:
     conv_kernel: int = 4
     """Width of the causal convolutions (pre-conv and the Q/K convs)."""
     mini_batch_size: int = 16
-    """``b``, the TTT mini-batch size."""
+    """``b``, the TTT mini-batch size; for ``"lact"`` the chunk size ``C`` (tokens per update)."""
     ttt_base_lr: float | None = None
     """Inner learning-rate scale; None picks the paper's 1.0 (TTT-Linear) or 0.1 (TTT-MLP)."""
     rope_theta: float = 10000.0
@@ -58,7 +59,8 @@ class BlockConfig:
     """Standard deviation of the normal init of every Linear, the embedding and W1/W2."""
     impl: str = "auto"
     """TTT kernel backend, one of ``kernels.IMPLS``: ``"auto"``, ``"naive"`` (slow reference),
-    ``"dual"`` or ``"triton"``; used on every path, one-token decode steps included."""
+    ``"dual"`` or ``"triton"``; used on every path, one-token decode steps included. ``"lact"``
+    runs its ``"naive"`` form for ``"naive"``, its ``"chunked"`` form otherwise (no Triton form)."""
     gradient_checkpointing: bool = False
     """Recompute each block in the backward (``torch.utils.checkpoint``, non-reentrant)."""
     causal: bool = True
@@ -71,6 +73,20 @@ class BlockConfig:
     """Video variant: add a second TTT pass over the reversed stream (non-causal only)."""
     residual_gate: bool = False
     """Video variant: scale the mixer output by ``tanh(alpha)`` (``alpha: [D]``, init 0.1)."""
+    lact_window: int = 2048
+    """LaCT: tokens of the sliding-window attention in the same layer (0: no attention branch).
+    Causal: a token sees the last ``lact_window`` tokens up to itself; non-causal: a chunk sees
+    itself whole and the ``lact_window`` tokens before it."""
+    lact_num_heads: int | None = None
+    """LaCT: fast-weight heads (None: ``num_heads``); fewer, wider heads hold more state."""
+    lact_hidden_ratio: float = 1.0
+    """LaCT: ``r``, the SwiGLU fast weights' hidden width is ``round(r * D / lact_num_heads)``."""
+    lact_momentum: float = 0.0
+    """LaCT: momentum coefficient in ``[0, 1)`` on the chunk gradient (0: no momentum)."""
+    lact_muon: bool = True
+    """LaCT: orthogonalise each fast-weight step by 5 Newton-Schulz iterations (Muon)."""
+    lact_lr_init: float = 1e-3
+    """LaCT: initial per-token inner learning rate (``softplus`` of the bias at init)."""
 
     def __post_init__(self) -> None:
         check_positive(self, *self.POSITIVE_INTS, integer=True)
@@ -85,11 +101,44 @@ class BlockConfig:
         check_positive(self, "ttt_base_lr", allow_none=True)
         if self.bidirectional and self.causal:
             raise ValueError("bidirectional: needs causal=False (a causal model cannot see ahead)")
+        self._check_lact()
+
+    def _check_lact(self) -> None:
+        check_positive(self, "lact_hidden_ratio", "lact_lr_init")
+        check_positive(self, "lact_num_heads", integer=True, allow_none=True)
+        window = self.lact_window
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+            raise ValueError(f"lact_window: expected an int >= 0, got {window!r}")
+        if not 0.0 <= self.lact_momentum < 1.0:
+            raise ValueError(
+                f"lact_momentum: expected 0 <= momentum < 1, got {self.lact_momentum!r}"
+            )
+        if self.width % self.lact_heads:
+            raise ValueError(
+                f"lact_num_heads: width {self.width} is not divisible by {self.lact_heads}"
+            )
+        if self.mixer == "lact" and self.impl == "triton":
+            raise ValueError("impl: 'lact' has no Triton form; use 'auto', 'dual' or 'naive'")
+        if self.mixer == "lact" and self.bidirectional:
+            raise ValueError(
+                "bidirectional: not a 'lact' option (causal=False already updates "
+                "each chunk with the whole chunk before reading it)"
+            )
 
     @property
     def head_dim(self) -> int:
         """``d = D / H``."""
         return self.width // self.num_heads
+
+    @property
+    def lact_heads(self) -> int:
+        """Fast-weight heads of a LaCT layer (``lact_num_heads``, or ``num_heads``)."""
+        return self.lact_num_heads or self.num_heads
+
+    @property
+    def lact_hidden_width(self) -> int:
+        """``m``, hidden width of the SwiGLU fast weights: ``round(r * D / lact_heads)``, >= 1."""
+        return max(1, round(self.lact_hidden_ratio * self.width / self.lact_heads))
 
     @property
     def base_lr(self) -> float:

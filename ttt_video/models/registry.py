@@ -5,6 +5,8 @@ for the T (Transformer-backbone) variant, ``attention_{size}`` for the Transform
 ``size`` in ``125m, 350m, 760m, 1.3b`` (kernels/README.md section 9, vocab 32000, b = 16) or
 ``debug`` (2 blocks, width 64, 4 heads, vocab 257: the byte-level tokenizer).
 Video presets: ``video_{mixer}_{size}`` with ``size`` in ``debug, small, base`` (``VideoConfig``).
+LaCT (large-chunk TTT with window attention, T backbone): ``lact_{size}`` for the sizes above
+(``LACT_SETTINGS``) and ``video_lact_{size}``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,24 @@ for _size in PAPER_SIZES:
         register_model(partial(_paper_config, _mixer, "t", _size), name=f"{_mixer}_t_{_size}")
     register_model(partial(_paper_config, "attention", "t", _size), name=f"attention_{_size}")
 
+LACT_SETTINGS: dict[str, dict[str, int]] = {
+    # the paper's language models: chunk C = window = 2048 tokens, 4 wide fast-weight heads
+    **{
+        s: {"mini_batch_size": 2048, "lact_window": 2048, "lact_num_heads": 4}
+        for s in ("125m", "350m", "760m", "1.3b")
+    },
+    "debug": {"mini_batch_size": 64, "lact_window": 64, "lact_num_heads": 2},
+}
+"""Per size: chunk size (``mini_batch_size``), window and fast-weight heads of ``lact_{size}``."""
+
+
+def _lact_config(size: str) -> LMConfig:
+    return LMConfig(mixer="lact", **BACKBONES["t"], **PAPER_SIZES[size], **LACT_SETTINGS[size])
+
+
+for _size in PAPER_SIZES:
+    register_model(partial(_lact_config, _size), name=f"lact_{_size}")
+
 VIDEO_SIZES: dict[str, dict[str, int]] = {
     "debug": {"num_layers": 2, "width": 32, "num_heads": 2, "ffn_width": 64},
     "small": {"num_layers": 2, "width": 128, "num_heads": 4, "ffn_width": 256},
@@ -93,11 +113,15 @@ VIDEO_SIZES: dict[str, dict[str, int]] = {
 
 def _video_config(mixer: str, size: str) -> VideoConfig:
     """``video_{mixer}_{size}``: 64x64 grayscale, 16x16 patches, T backbone; TTT layers use the
-    video variant's non-causal mini-batches of one frame (attention stays causal)."""
+    video variant's non-causal mini-batches of one frame (attention stays causal). LaCT: chunks
+    of one frame (update, then read), a window of 64 tokens (4 frames of 16 tokens before the
+    chunk) and half as many fast-weight heads as attention heads."""
     ttt = {"causal": False, "frames_per_mini_batch": 1} if mixer != "attention" else {}
+    if mixer == "lact":
+        ttt.update(lact_window=64, lact_num_heads=VIDEO_SIZES[size]["num_heads"] // 2)
     return VideoConfig(mixer=mixer, **BACKBONES["t"], **VIDEO_SIZES[size], **ttt)
 
 
 for _size in VIDEO_SIZES:
-    for _mixer in ("ttt_linear", "ttt_mlp", "attention"):
+    for _mixer in ("ttt_linear", "ttt_mlp", "attention", "lact"):
         register_model(partial(_video_config, _mixer, _size), name=f"video_{_mixer}_{_size}")

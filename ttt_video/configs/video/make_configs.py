@@ -4,7 +4,8 @@
 
 Runs: Moving-MNIST-style 10 -> 10 and 100 -> 100 prediction, long-range recall
 classification, prediction on a folder of videos, classification on a labelled manifest;
-each with TTT-Linear, TTT-MLP and the attention baseline (a windowed one for long range).
+each with TTT-Linear, TTT-MLP, LaCT (large-chunk TTT with window attention) and the attention
+baseline (a windowed one for long range).
 ``quickstart.yaml`` is the run of ``ttt-video quickstart``: the 10 -> 10 TTT-Linear recipe with
 the quickstart's length, time budget and validation (the command overrides only the run's
 name, folder, step count and seed).
@@ -19,7 +20,7 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
-MIXERS = ("ttt_linear", "ttt_mlp", "attention")
+MIXERS = ("ttt_linear", "ttt_mlp", "attention", "lact")
 
 PREDICT_MODEL = {"motion_input": True}
 PREDICT_OPTIM = {"lr": 3.0e-3, "weight_decay": 0.0, "warmup_fraction": 0.02}
@@ -68,6 +69,8 @@ def long_range(mixer: str, distance: int, debug: bool) -> dict:
     model.update(num_classes=10, decoder="none", frame_mixer=False)
     if mixer != "attention":
         model.update(causal=True, frames_per_mini_batch=16)
+    if mixer == "lact":  # a larger chunk (64 one-token frames) and a window as long
+        model.update(frames_per_mini_batch=64, lact_window=64)
     data = {"source": "long_range", "distance": distance, "size": 32, "batch_size": 16}
     if mixer == "attention":
         model["objective"] = {"window_frames": 32}
