@@ -28,19 +28,23 @@ def load(path: str | Path, device: str = "cpu"):
 
     Args:
         path: a run checkpoint (``runs/<name>/checkpoints/last.ckpt``, read with
-            ``weights_only=True``) or a ``save_pretrained`` / ``ttt-video export`` folder.
+            ``weights_only=True``; a folder holding ``meta.pt`` for a sharded run) or a
+            ``save_pretrained`` / ``ttt-video export`` folder.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    The names of a classification model's classes, by label index: ``classes.json`` in the
+    run folder, or ``ttt_video.train.runner.load_class_names(checkpoint)``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist. ``ValueError``: a bad ``device``, or a
             file that is not one of ours (named in the message).
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not (path / "meta.pt").is_file():  # meta.pt: a sharded run checkpoint
         from ttt_video.models.pretrained import load_pretrained
 
         return load_pretrained(path, device)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(
             f"{path}: not found (expected a run checkpoint .ckpt or a save_pretrained folder)"
         )

@@ -1,5 +1,5 @@
 """What the runner and the apps share to write files and measure themselves: atomic writes,
-JSON files, matplotlib without a display, the process's resident memory."""
+JSON files, matplotlib without a display, the resident memory of this process or of a child."""
 
 from __future__ import annotations
 
@@ -60,3 +60,33 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return 0
+
+
+_LAUNCHER = """import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+"""Runs a command and writes its exit status and peak RSS (``ru_maxrss``) to a file."""
+
+
+def run_peak_rss(argv: list[str], **popen: Any) -> tuple[int, int]:
+    """Run ``argv`` in a fresh process and wait for it: ``(exit status, its peak resident memory
+    in bytes)``, the kernel's high-water mark of that process and of the children it waited for
+    (``os.wait4``; POSIX). ``popen`` goes to ``subprocess.run`` (``env``, ``stdout``, ...).
+
+    A small launcher process starts the command: Linux counts the pages a process shares with
+    its parent until ``exec`` in its peak, so a command started from a large process (one that
+    imported torch, say) would report at least that process's size.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "rusage"
+        subprocess.run([sys.executable, "-c", _LAUNCHER, str(result), *argv], **popen)
+        code, peak = result.read_text().split()
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
+    return int(code), int(peak) * scale

@@ -9,10 +9,14 @@ import pytest
 import torch
 
 from ttt_video.apps.cli import main
-from ttt_video.apps.demo import classify_demo
+from ttt_video.apps.demo import Rollout, classify_demo, stream_one_step
 from ttt_video.apps.quickstart import STEPS, quickstart_run
 from ttt_video.data.fetch import mnist_path
+from ttt_video.data.video.frames import FrameFormat, frames_to_float
+from ttt_video.data.video.reader import probe_video, read_video
 from ttt_video.data.video.writer import write_video
+from ttt_video.models import config_from_name
+from ttt_video.models.video import VideoModel
 from ttt_video.train.runner import fit
 from ttt_video.train.tasks import load_run_config
 
@@ -38,10 +42,13 @@ def test_predict_fits_on_the_video(clip, tmp_path):
     args = ["demo", "predict", str(clip), "--out", str(tmp_path), "--fit-steps", "2"]
     assert main([*args, "--horizon", "5", "--size", "32"]) == 0
     run = only_run(tmp_path)
-    for name in ("next_frame.mp4", "next_frame.gif", "rollout.mp4", "psnr.png", "metrics.json"):
+    for name in ("next_frame.gif", "rollout.mp4", "psnr.png", "metrics.json"):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["frames"] == 30 and len(metrics["psnr_rollout"]) == 5
+    assert probe_video(run / "next_frame.mp4").num_frames == 30  # every frame, streamed
+    rows = (run / "psnr.csv").read_text().splitlines()
+    assert rows[0] == "frame,psnr_model,psnr_copy_last" and len(rows) == 30  # frames 1..29
     fitted = load_run_config(run / "fit" / "config.yaml")  # the fit went through the runner
     assert (fitted.task, fitted.data.source, fitted.data.max_frames) == (
         "video_predict",
@@ -51,6 +58,42 @@ def test_predict_fits_on_the_video(clip, tmp_path):
     assert fitted.trainer.max_steps == 2 and fitted.model.objective.rollout_training
     assert (run / "fit" / "checkpoints" / "last.ckpt").is_file()
     assert json.loads((run / "fit" / "status.json").read_text())["state"] == "completed"
+
+
+@pytest.fixture(scope="module")
+def predictor() -> VideoModel:
+    """A small TTT-Linear predictor whose (residual) decoder is not zero, so that its
+    predictions depend on the frames before."""
+    torch.manual_seed(0)
+    model = VideoModel(config_from_name("video_ttt_linear_debug", image_size=32, channels=3))
+    torch.nn.init.normal_(model.decoder.proj.weight, std=0.05)
+    return model.eval()
+
+
+def test_streamed_predictions_equal_one_call_on_the_whole_clip(clip, predictor):
+    """Chunks of 7 frames, one cut at frame 10 for the rollout: the one-step predictions, the
+    rollout after frame 10 and the frames around it are those of the whole clip at once."""
+    fmt = FrameFormat(size=32, channels=3)
+    x = frames_to_float(read_video(clip, fmt=fmt).frames)
+    with torch.no_grad():
+        whole = predictor(x[None]).next_frames[0].clamp(0, 1)
+        expected_rollout = predictor.rollout(x[None, :10], 4)[0][0]
+    rollout = Rollout(context=10, horizon=4)
+    seen = []
+    for t, frames, pred, out in stream_one_step(predictor, clip, fmt, chunk=7, split_at=10):
+        assert t == sum(len(f) for f in seen) and len(frames) <= 7
+        assert torch.equal(frames, x[t : t + len(frames)])
+        assert torch.allclose(
+            pred[1 if t == 0 else 0 :], whole[max(t - 1, 0) : t + len(frames) - 1], atol=1e-5
+        )
+        seen.append(frames)
+        with torch.no_grad():
+            rollout.add(predictor, t, frames, out)
+    assert [len(f) for f in seen] == [7, 3, 4, 7, 7, 2]  # cut at frame 10
+    assert torch.allclose(rollout.pred, expected_rollout, atol=1e-5)
+    assert torch.equal(rollout.before, x[2:10]) and torch.equal(
+        torch.cat(rollout.truth)[:4], x[10:14]
+    )
 
 
 def test_stream_reports_flat_memory(clip, tmp_path):

@@ -3,13 +3,16 @@ PyTorch dual form on outputs, final states and every gradient; packed (varlen) b
 their sequences run alone; bf16 stays within 2x of a bf16 PyTorch run's error."""
 
 import dataclasses
+import re
+import warnings
 
 import pytest
 import torch
 from test_dual_vs_naive import check_same, grad_names, outputs_and_grads, probe_loss, state_tensors
 from test_invariances import part
 
-from ttt_video.kernels import TTTState, ttt_decode
+from ttt_video.kernels import TTTState, initial_state, ttt_decode
+from ttt_video.kernels import api as kernels_api
 from ttt_video.kernels.triton import decode_step_, scan
 from ttt_video.testing import TTTInputs, assert_close, error_stats, random_ttt_inputs, run_ttt
 
@@ -160,8 +163,192 @@ def test_impl_dispatch_and_device_errors(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the kernels pick their own dtypes
         mixed = run_ttt("linear", inp, 16, impl="triton")
     assert torch.equal(mixed, run_ttt("linear", inp, 16, impl="triton"))
-    with pytest.raises(ValueError, match="power of two >= 16"):
-        run_ttt("linear", dataclasses.replace(inp, tau=inp.tau[:8]), 8, impl="triton")
+    small_b = dataclasses.replace(inp, tau=inp.tau[:8])
+    with pytest.raises(ValueError, match=r"^impl='triton': mini_batch_size: .* got 8"):
+        run_ttt("linear", small_b, 8, impl="triton")
     monkeypatch.setattr(scan, "linear_fwd_kernel", object())  # as if compiled for a GPU
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         run_ttt("linear", inp, 16, impl="triton")
+    # the device problem is the one to report, not the mini-batch size it would also refuse
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        run_ttt("linear", small_b, 8, impl="triton")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        ttt_decode(*token(small_b, 0), initial_state_of(small_b), mini_batch_size=8, impl="triton")
+
+
+def initial_state_of(inp: TTTInputs) -> TTTState:
+    return initial_state(inp.weights, inp.biases, inp.q.shape[0])
+
+
+@pytest.mark.parametrize(
+    "dtype, d, b, m, reason",
+    [
+        (torch.float64, 64, 16, None, r"^q: the Triton kernels take float32, bfloat16, float16"),
+        (torch.float32, 64, 8, None, r"^mini_batch_size: .* got 8"),
+        (torch.bfloat16, 64, 48, None, r"^mini_batch_size: .* got 48"),
+        (torch.float32, 64, 128, None, r"^mini_batch_size: .* got 128"),
+        (torch.float16, 256, 16, None, r"^q: .* head dims up to 128, got 256"),
+        (torch.float32, 64, 16, 200, r"^W1: .* divisible by 16, got 200"),
+    ],
+)
+def test_triton_unsupported_names_the_reason(dtype, d, b, m, reason):
+    assert re.match(reason, kernels_api.triton_unsupported(dtype, d, b, m))
+
+
+def test_triton_supported_inputs():
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for d in (8, 16, 32, 64, 96, 128):
+            for b in (16, 32, 64):
+                for m in (None, 4 * d if d % 4 == 0 else 48):
+                    assert kernels_api.triton_unsupported(dtype, d, b, m) is None
+    # one decode step without gradient has no mini-batch tiles: any b
+    assert kernels_api.triton_unsupported(torch.float32, 64, None, 256) is None
+
+
+def test_triton_unsupported_where_shared_memory_is_short(monkeypatch):
+    """An input whose kernels need more shared memory per block than the GPU has is refused
+    for that GPU only (the needs: ``TRITON_SHARED_OVER_99KB``, measured by compile_check)."""
+    need = 200 * 1024
+    table = {("mlp", "float32", 128, 64): need}
+    monkeypatch.setattr(kernels_api, "TRITON_SHARED_OVER_99KB", table)
+    reason = kernels_api.triton_unsupported(torch.float32, 96, 64, 384, 163 * 1024)
+    assert reason == (
+        "the Triton TTT-MLP kernels need 200 KB of shared memory per block for float32 at "
+        "d=96, b=64; this GPU has 163 KB"
+    )
+    for limit in (None, need, 227 * 1024):
+        assert kernels_api.triton_unsupported(torch.float32, 96, 64, 384, limit) is None
+    for other in ((torch.bfloat16, 96, 64, 384), (torch.float32, 64, 64, 256)):
+        assert kernels_api.triton_unsupported(*other, 99 * 1024) is None
+    assert kernels_api.triton_unsupported(torch.float32, 96, 64, None, 99 * 1024) is None
+
+
+def test_auto_falls_back_to_pytorch_with_one_warning_per_reason(monkeypatch):
+    monkeypatch.setattr(kernels_api, "_warned", set())
+    assert kernels_api.auto_impl(False, "why") == "dual"  # CPU: no warning
+    assert kernels_api.auto_impl(True, None) == "triton"
+    with pytest.warns(UserWarning, match="impl='auto' on CUDA runs PyTorch here: why"):
+        assert kernels_api.auto_impl(True, "why") == "dual"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kernels_api.auto_impl(True, "why") == "dual"  # said once
+        assert kernels_api.decode_backend("auto", True, False, "why") == "torch"
+    with pytest.warns(UserWarning, match="because"):
+        assert kernels_api.decode_backend("auto", True, False, "because") == "torch"
+    assert kernels_api.decode_backend("auto", True, False, None) == "triton"
+    assert kernels_api.decode_backend("triton", True, True, None) == "triton"
+
+
+def narrow_hidden(inp: TTTInputs, m: int) -> TTTInputs:
+    """TTT-MLP inputs with the hidden width cut to ``m``."""
+    (w1, w2), (c1, c2) = inp.weights, inp.biases
+    return dataclasses.replace(inp, weights=(w1[..., :m], w2[:, :m]), biases=(c1[:, :m], c2))
+
+
+@pytest.mark.parametrize(
+    "kind, dtype, b, m, reason",
+    [
+        ("linear", torch.float64, 16, None, "q: the Triton kernels take"),
+        ("linear", torch.float32, 8, None, "mini_batch_size: "),
+        ("mlp", torch.float32, 16, 40, "W1: "),
+        ("mlp", torch.float32, 16, None, None),
+    ],
+)
+def test_auto_asks_why_triton_cannot_take_the_inputs(monkeypatch, kind, dtype, b, m, reason):
+    """``impl="auto"`` hands ``auto_impl`` the reason for these very inputs (None when the
+    kernels take them) and runs what it returns."""
+    seen = []
+
+    def spy(is_cuda, unsupported):
+        seen.append((is_cuda, unsupported))
+        return "dual"
+
+    monkeypatch.setattr(kernels_api, "auto_impl", spy)
+    inp = random_ttt_inputs(kind, B=1, T=b + 1, H=1, d=16, b=b, dtype=dtype, seed=0)
+    run_ttt(kind, narrow_hidden(inp, m) if m else inp, b)
+    assert len(seen) == 1 and seen[0][0] is False
+    assert seen[0][1] is None if reason is None else seen[0][1].startswith(reason)
+
+
+@pytest.mark.parametrize("kind, position", [("linear", 5), ("linear", 15), ("mlp", 15)])
+def test_triton_decode_with_gradient_goes_through_the_scan(kind, position):
+    """Rollout training decodes one token per call with gradients: ``impl="triton"`` runs
+    the Triton scan over the token (the decode kernel has no backward) and equals the
+    PyTorch step on the output, the new state and every gradient, through a commit."""
+    b = 16
+    inp = random_ttt_inputs(kind, B=2, T=position + 1, H=2, d=16, b=b, seed=position)
+    _, start = run_ttt(kind, part(inp, 0, position), b, output_final_state=True)
+    res = {}
+    for impl in ("dual", "triton"):
+        x = part(inp, position, position + 1).requires_grad_()
+        vals = [t.detach().clone().requires_grad_() for t in state_tensors(start).values()]
+        L = start.num_layers
+        state = TTTState(
+            tuple(vals[:L]),
+            tuple(vals[L : 2 * L]),
+            tuple(vals[2 * L : 3 * L]),
+            tuple(vals[3 * L :]),
+            position,
+        )
+        o, new = ttt_decode(*token(x, 0), state, mini_batch_size=b, impl=impl)
+        grads = torch.autograd.grad(
+            probe_loss(o, new), [*x.tensors()[:5], *x.tensors()[-2:], *vals]
+        )
+        res[impl] = (o, new, grads)
+    assert res["triton"][1].position == (position + 1) % b
+    assert_close("o", res["dual"][0], res["triton"][0], 2e-5)
+    for name, a in state_tensors(res["dual"][1]).items():
+        assert_close(f"new {name}", a, state_tensors(res["triton"][1])[name], 2e-5)
+    for i, (a, c) in enumerate(zip(res["dual"][2], res["triton"][2])):
+        assert_close(f"grad {i}", a, c, 2e-5)
+
+
+def test_triton_kernels_are_custom_ops(monkeypatch):
+    """``torch.ops.ttt_video.triton_scan`` and ``triton_decode`` pass
+    ``torch.library.opcheck`` (schema, fake tensors, autograd registration, AOT dispatch) on
+    the arguments ``ttt_triton`` / ``ttt_decode`` give them."""
+    calls = []
+    monkeypatch.setattr(scan, "triton_scan", lambda *a: calls.append(a) or op(*a))
+    op = torch.ops.ttt_video.triton_scan.default
+    inp = random_ttt_inputs("linear", B=1, T=20, H=2, d=16, b=16, seed=0)
+    run_ttt("linear", inp, 16, impl="triton")
+    args = list(calls[0])
+    args[0] = args[0].requires_grad_()
+    args[10] = [t.requires_grad_() for t in args[10]]  # the initial state
+    result = torch.library.opcheck(op, tuple(args))
+    assert set(result.values()) == {"SUCCESS"}, result
+    state = initial_state_of(inp)
+    flat = [*state.weights, *state.biases, *state.grad_weights, *state.grad_biases]
+    decode = (*token(inp, 0), [t.contiguous() for t in flat], 0, 16)
+    result = torch.library.opcheck(torch.ops.ttt_video.triton_decode.default, decode)
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
+def test_triton_path_compiles_and_exports_whole():
+    """``torch.compile(fullgraph=True)`` traces ``ttt_linear(impl="triton")`` forward and
+    backward without a break and equals eager; ``torch.export`` keeps the custom op."""
+    inp = random_ttt_inputs("linear", B=1, T=20, H=2, d=16, b=16, seed=0).requires_grad_()
+
+    def layer(q, k, v, lam):
+        x = dataclasses.replace(inp, q=q, k=k, v=v, lam=lam)
+        return run_ttt("linear", x, 16, impl="triton")
+
+    views = (inp.q, inp.k, inp.v, inp.lam)
+    eager = layer(*views)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)(*views)
+    assert torch.equal(eager, compiled)
+    grads = [torch.autograd.grad(o.square().sum(), views) for o in (eager, compiled)]
+    for a, c in zip(*grads):
+        assert torch.equal(a, c)
+
+    frozen = random_ttt_inputs("linear", B=1, T=20, H=2, d=16, b=16, seed=0)  # no grad
+
+    class Layer(torch.nn.Module):
+        def forward(self, q, k, v, lam):
+            x = dataclasses.replace(frozen, q=q, k=k, v=v, lam=lam)
+            return run_ttt("linear", x, 16, impl="triton")
+
+    program = torch.export.export(Layer(), tuple(t.detach() for t in views))
+    ops = {str(n.target) for n in program.graph.nodes}
+    assert "ttt_video.triton_scan.default" in ops
+    assert torch.equal(program.module()(*views), eager.detach())

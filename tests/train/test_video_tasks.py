@@ -1,8 +1,12 @@
 """Video tasks: one training step of every ``_debug`` video config, config errors, metrics,
-the batch every video dataset yields, the objective section, trainer options."""
+the batch every video dataset yields, the objective section, trainer options; one class index
+per run, unreadable files, exact resume."""
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +25,12 @@ from ttt_video.data.video.windows import VideoWindows
 from ttt_video.data.video.writer import write_video
 from ttt_video.models import config_from_name
 from ttt_video.train.config import ConfigError, OptimConfig
-from ttt_video.train.runner import fit
+from ttt_video.train.run_report import read_metrics_csv
+from ttt_video.train.runner import fit, load_class_names
 from ttt_video.train.tasks import get_task, load_run_config
 from ttt_video.train.video_metrics import frame_metrics, mse_per_frame, psnr, ssim, topk_accuracy
-from ttt_video.train.video_module import VideoPredictModule
+from ttt_video.train.video_module import VideoClassifyModule, VideoPredictModule
+from ttt_video.train.video_tasks import classify_datamodule
 
 ROOT = Path(__file__).resolve().parents[2]
 DEBUG = sorted((ROOT / "configs" / "video").glob("*_debug.yaml"))
@@ -149,7 +155,7 @@ def test_every_video_dataset_yields_the_same_item(videos):
     predict = {
         "moving_mnist": MovingMNIST("standard", "train", length=2, images=images),
         "folder": VideoClipDataset(items, spec, fmt, labelled=False),
-        "file": VideoWindows(torch.zeros(12, 1, 32, 32, dtype=torch.uint8), 8, length=2),
+        "file": VideoWindows(next(videos.glob("*/*.mp4")), 8, length=2, fmt=fmt),
     }
     classify = {
         "long_range": LongRangeDigits(
@@ -240,3 +246,114 @@ def test_file_source_trains_on_windows_of_one_video(videos, tmp_path):
     status = fit(run)
     assert status["state"] == "completed" and status["step"] == 2
     assert (run.run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+FOLDER_PREDICT = ROOT / "configs" / "video" / "folder_predict_ttt_linear_debug.yaml"
+MANIFEST_CLASSIFY = ROOT / "configs" / "video" / "manifest_classify_ttt_linear_debug.yaml"
+
+
+def copy_clips(folder: Path, files: dict[str, Path]) -> Path:
+    """``folder/<relative path>`` copies of ``files``."""
+    for relative, source in files.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folder / relative)
+    return folder
+
+
+def short_predict_run(tmp_path: Path, path: Path, **overrides):
+    """A folder-prediction run of 8-frame clips (4 in, 4 out) logging every step."""
+    common = {
+        "out_dir": str(tmp_path),
+        "data.path": str(path),
+        "data.val_path": None,
+        "data.num_input": 4,
+        "data.num_output": 4,
+        "trainer.log_every": 1,
+        "trainer.progress_bar": False,
+    }
+    return load_run_config(FOLDER_PREDICT, {**common, **overrides})
+
+
+def test_resumed_folder_run_gives_the_same_losses(videos, tmp_path, losses):
+    """4 videos in batches of 2: 2 steps per epoch, so the stop at step 3 is mid-epoch."""
+    steps = {"data.batch_size": 2, "trainer.val_check_interval": 3, "trainer.max_steps": 6}
+    fit(short_predict_run(tmp_path, videos, name="whole", **steps))
+    split = {**steps, "name": "split", "optim.schedule_steps": 6}
+    fit(short_predict_run(tmp_path, videos, **{**split, "trainer.max_steps": 3}))
+    fit(short_predict_run(tmp_path, videos, **split), resume="auto")
+    whole, resumed = losses(tmp_path / "whole"), losses(tmp_path / "split")
+    assert sorted(whole) == sorted(resumed) == list(range(6))
+    for step in whole:
+        assert resumed[step] == pytest.approx(whole[step], rel=1e-6, abs=1e-6), step
+
+
+def test_unreadable_videos_are_skipped_counted_and_bounded(videos, tmp_path, caplog):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video\n" * 20)
+    good = {f"good{k}.mp4": p for k, p in enumerate(sorted(videos.glob("left/*.mp4")))}
+    folder = copy_clips(tmp_path / "mixed", {**good, "bad0.mp4": text, "bad1.mp4": text})
+    options = {"data.batch_size": 1, "data.num_workers": 2, "trainer.val_check_interval": 8}
+    caplog.set_level(logging.WARNING, logger="ttt_video.train.video_module")
+    status = fit(
+        short_predict_run(tmp_path, folder, name="half", **options, **{"trainer.max_steps": 8})
+    )
+    assert status["state"] == "completed" and status["step"] == 8  # batches of one bad file too
+    rows = read_metrics_csv(tmp_path / "half" / "logs" / "version_0" / "metrics.csv")
+    assert [value for _, value in rows["train/skipped_files"]] == [2, 2]  # both epochs, all workers
+    assert caplog.text.count("2 of 4 training items had an unreadable video") == 2
+    copy_clips(folder, {"bad2.mp4": text})
+    run = short_predict_run(tmp_path, folder, name="most", **options, **{"trainer.max_steps": 8})
+    with pytest.raises(RuntimeError, match=r"3 of the 5 training items of epoch 0"):
+        fit(run)
+    assert json.loads((run.run_dir / "status.json").read_text())["state"] == "failed"
+
+
+def test_empty_or_flat_folders(videos, tmp_path):
+    (tmp_path / "empty").mkdir()
+    run = short_predict_run(tmp_path, tmp_path / "empty", name="on_empty")
+    with pytest.raises(ConfigError, match=r"data\.path: .*empty: no videos found"):
+        fit(run)
+    assert not run.run_dir.exists()
+    flat = copy_clips(
+        tmp_path / "flat", {f"{p.parent.name}_{p.name}": p for p in videos.glob("*/*")}
+    )
+    run = short_predict_run(tmp_path, flat, name="flat", **{"trainer.max_steps": 1})
+    assert fit(run)["state"] == "completed"
+
+
+def test_one_class_index_from_training_travels_with_the_run(videos, tmp_path):
+    clip = next(videos.glob("left/*.mp4"))
+    train = copy_clips(tmp_path / "train", {f"{c}/{c}.mp4": clip for c in ("left", "right", "up")})
+    val = copy_clips(tmp_path / "val", {"right/r.mp4": clip, "up/u.mp4": clip})  # no "left"
+    overrides = {
+        "out_dir": str(tmp_path / "runs"),
+        "data.train": str(train),
+        "data.val": str(val),
+        "data.num_frames": 8,
+        "trainer.max_steps": 1,
+        "trainer.val_check_interval": 1,
+        "trainer.progress_bar": False,
+    }
+    run = load_run_config(MANIFEST_CLASSIFY, overrides)
+    dm = classify_datamodule(run.data, 0)
+    assert [i.label for i in dm.items["val"]] == [1, 2]  # right, up: their training indices
+    assert fit(run)["state"] == "completed"
+    names = ["left", "right", "up"]
+    assert json.loads((run.run_dir / "classes.json").read_text()) == names
+    assert load_class_names(run.run_dir / "checkpoints" / "last.ckpt") == names
+    from ttt_video.apps.demo import class_names
+
+    shown = class_names(run, run.run_dir / "checkpoints" / "last.ckpt")
+    assert shown[:3] == names and len(shown) == run.model.num_classes
+    from ttt_video.apps.export import export_run
+
+    exported = export_run(run.run_dir / "checkpoints" / "last.ckpt", tmp_path / "shared")
+    assert json.loads((exported / "classes.json").read_text()) == names
+    module = VideoClassifyModule(run.model.network(), run.optim, 1, class_names=["left", "up"])
+    with pytest.raises(ValueError, match="class_names: the checkpoint was trained on classes"):
+        module.on_load_checkpoint({"class_names": names})
+    copy_clips(val, {"down/d.mp4": clip})
+    unknown = load_run_config(MANIFEST_CLASSIFY, {**overrides, "name": "unknown"})
+    with pytest.raises(ConfigError, match=r"data\.val: .*classes \['down'\] are not among"):
+        fit(unknown)
+    assert not unknown.run_dir.exists()

@@ -11,26 +11,40 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ttt_video.apps.report import comparison_video, new_run_dir, plot_lines, write_comparison
+from ttt_video.apps.report import (
+    comparison_video,
+    new_run_dir,
+    plot_lines,
+    write_comparison,
+    write_video,
+)
+from ttt_video.apps.series import BinnedSeries
 from ttt_video.data.video.frames import FrameFormat, frames_to_float
-from ttt_video.data.video.reader import probe_video, read_video
+from ttt_video.data.video.reader import probe_video
 from ttt_video.data.video.stream import stream_video
+from ttt_video.data.video.writer import VideoWriter
 from ttt_video.devices import resolve_device
 from ttt_video.io_utils import pyplot, rss_bytes, write_json
 from ttt_video.models import config_from_name
-from ttt_video.models.video import VideoModel, VideoState
+from ttt_video.models.video import VideoModel, VideoOutput, VideoState
 from ttt_video.train.config import RunConfig
 from ttt_video.train.video_metrics import psnr
 
 FIT_RUN = "fit"
 """The run folder of the fit on the video, inside the demo's folder."""
+GIF_FRAMES = 200
+"""Frames of ``next_frame.gif`` (the MP4 has them all): a GIF's palette is made from all its
+frames, so they are held in memory."""
+PLOT_BINS = 1024
+"""Most points per curve of the demos' plots: longer streams are plotted as bin means."""
 
 
 @dataclass
@@ -46,6 +60,9 @@ class FitOptions:
     horizon: int = 4
     batch_size: int = 4
     lr: float = 3e-3
+    workers: int = 1
+    """Loader processes decoding the training windows from the file while the model trains
+    (0: decode in the training process)."""
 
 
 def load_checkpoint_model(ckpt: str | Path) -> tuple[VideoModel, RunConfig]:
@@ -58,20 +75,14 @@ def load_checkpoint_model(ckpt: str | Path) -> tuple[VideoModel, RunConfig]:
     return module.model.eval(), run
 
 
-def read_frames(path: str | Path, size: int, channels: int) -> tuple[torch.Tensor, float]:
-    """Every frame of ``path`` resized (centre crop) to ``size``: (uint8 ``[F, C, S, S]``, fps)."""
-    info = probe_video(path)
-    clip = read_video(path, fmt=FrameFormat(size=size, channels=channels), allow_truncated=True)
-    return clip.frames, info.fps
-
-
 def fit_run(
     path: str | Path, num_frames: int, opts: FitOptions, out: Path, seed: int, device: str
 ) -> dict:
     """The run file of :func:`fit_on_video` as a mapping (``video_predict``, ``source: file``).
 
-    Windows of ``opts.window`` frames (at most ``num_frames``) train their last ``opts.horizon``
-    frames on fed-back predictions (``rollout_training``); AdamW, cosine from ``opts.lr`` to 0,
+    Windows of ``opts.window`` frames (at most ``num_frames``, decoded from the file window by
+    window: ``ttt_video.data.video.windows``) train their last ``opts.horizon`` frames on
+    fed-back predictions (``rollout_training``); AdamW, cosine from ``opts.lr`` to 0,
     no warm-up, gradients clipped at 1; ``opts.seconds`` or ``opts.max_steps``, whichever
     comes first. A ``device`` that resolves to CUDA trains on one GPU (the trainer's first).
     """
@@ -92,6 +103,7 @@ def fit_run(
             "num_input": window - horizon,
             "num_output": horizon,
             "batch_size": opts.batch_size,
+            "num_workers": opts.workers,
             "time_budget_s": opts.seconds,
         },
         "optim": {
@@ -134,18 +146,83 @@ def fit_on_video(
 
 
 @torch.no_grad()
-def one_step_predictions(model: VideoModel, frames: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    """Stream ``frames [F, C, S, S]`` (on the CPU) through the model on its device, ``chunk``
-    frames per call; ``[F - 1, C, S, S]`` predictions (on the CPU) of frames ``1..F-1``, each
-    from the frames before it only."""
+def stream_one_step(
+    model: VideoModel, path: str | Path, fmt: FrameFormat, chunk: int, split_at: int | None = None
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, VideoOutput]]:
+    """Stream ``path`` through ``model`` (on its device), ``chunk`` frames per call.
+
+    Yields per call ``(t, x, pred, out)``: the index ``t`` of its first frame, its frames
+    ``x [K, C, S, S]`` (float in [0, 1], on the CPU), the one-step predictions ``pred [K, C, S,
+    S]`` of those frames, each from the frames before it only (frame 0, which has none, is its
+    own), and the model's output (its state and the prediction of the frame after them). A chunk
+    that straddles frame ``split_at`` is cut there, so that a call ends just before it. Holds
+    one chunk at a time: memory does not grow with the file.
+    """
     device = next(model.parameters()).device
     state: VideoState | None = None
-    preds = []
-    for i in tqdm(range(0, frames.shape[0] - 1, chunk), desc="next-frame predictions"):
-        out = model(frames[None, i : min(i + chunk, frames.shape[0] - 1)].to(device), state)
-        state = out.state
-        preds.append(out.next_frames[0].clamp(0, 1).cpu())
-    return torch.cat(preds)
+    ahead: torch.Tensor | None = None
+    t = 0
+    for frames in stream_video(path, chunk, fmt=fmt, allow_truncated=True):
+        cut = split_at - t if split_at is not None and t < split_at < t + len(frames) else None
+        for piece in (frames,) if cut is None else (frames[:cut], frames[cut:]):
+            out = model(piece[None].to(device), state)
+            state = out.state
+            x = frames_to_float(piece)
+            nxt = out.next_frames[0].clamp(0, 1).cpu()
+            pred = torch.cat((x[:1] if ahead is None else ahead[None], nxt[:-1]))
+            ahead = nxt[-1]
+            yield t, x, pred, out
+            t += len(piece)
+
+
+@dataclass
+class Rollout:
+    """The rollout after ``context`` frames, assembled while the file streams past it: ``add``
+    every chunk in order, chunks cut at frame ``context`` (``stream_one_step(..., split_at=
+    context)``).
+
+    Attributes:
+        before: ``[<= shown, C, S, S]`` the last ``shown`` frames before frame ``context``.
+        pred: ``[horizon, C, S, S]`` the model's predictions fed back from the state after
+            frame ``context - 1`` (None until the stream gets there).
+        truth: chunks ``[K_i, C, S, S]`` of the true frames from ``context`` on (``horizon``
+            frames in all once the stream has passed them; fewer when the file ends first).
+    """
+
+    context: int
+    horizon: int
+    shown: int = 8
+    before: torch.Tensor | None = None
+    pred: torch.Tensor | None = None
+    truth: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, model: VideoModel, t: int, x: torch.Tensor, out: VideoOutput) -> None:
+        """Take the chunk ``x [K, C, S, S]`` starting at frame ``t`` and the model's output."""
+        end = t + x.shape[0]
+        if end <= self.context:
+            kept = x if self.before is None else torch.cat((self.before, x))
+            self.before = kept[-self.shown :]
+            if end == self.context:
+                with torch.no_grad():
+                    pred, _ = model.feed_back(out.next_frames[:, -1], self.horizon, out.state)
+                self.pred = pred[0].cpu()
+        elif sum(len(f) for f in self.truth) < self.horizon:
+            self.truth.append(x[max(0, self.context - t) :])
+
+    def write(self, run_dir: Path, fps: float) -> list[float]:
+        """Write ``rollout.mp4/.gif``; the PSNR of each predicted frame that has a true one."""
+        truth = torch.cat(self.truth)[: self.horizon] if self.truth else self.before[:0]
+        known = truth.shape[0]
+        roll_psnr = psnr(self.pred[None, :known], truth[None])[0].tolist() if known else []
+        video = comparison_video(
+            torch.cat((self.before, truth)),
+            torch.cat((self.before, self.pred)),
+            context=self.before.shape[0],
+            name="prediction",
+            scale=2,
+        )
+        write_comparison(run_dir / "rollout", [video], fps)
+        return roll_psnr
 
 
 def predict_demo(
@@ -156,14 +233,19 @@ def predict_demo(
     horizon: int = 16,
     fit: FitOptions | None = None,
     device: str = "auto",
+    chunk: int = 16,
 ) -> Path:
-    """Next-frame predictions over the whole file and a rollout after ``context`` frames.
+    """Next-frame predictions over the whole file and a rollout after ``context`` frames, in
+    memory that does not grow with the file (it streams through the model ``chunk`` frames at
+    a time; the fit reads random windows from the file).
 
-    Writes ``next_frame.mp4/.gif`` (truth | one-step prediction), ``rollout.mp4/.gif`` (truth |
-    prediction fed back from frame ``context`` on), ``psnr.png`` and ``metrics.json``; without
-    ``ckpt``, also the run folder ``fit/`` of the fit on the first ``context`` frames
-    (:func:`fit_on_video`). The model runs on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``,
-    ``"cuda:N"``).
+    Writes ``next_frame.mp4`` (truth | one-step prediction, every frame, encoded as it streams),
+    ``next_frame.gif`` (its first ``GIF_FRAMES`` frames), ``psnr.csv`` (per frame: the model's
+    and copy-last-frame's PSNR), ``psnr.png`` (those curves, as means over at most
+    ``PLOT_BINS`` bins of frames), ``rollout.mp4/.gif`` (truth | prediction fed back from frame
+    ``context`` on) and ``metrics.json``; without ``ckpt``, also the run folder ``fit/`` of the
+    fit on the first ``context`` frames (:func:`fit_on_video`). The model runs on ``device``
+    (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``).
     """
     fit = fit or FitOptions()
     target = resolve_device(device)
@@ -173,61 +255,70 @@ def predict_demo(
         size, channels = model.cfg.image_size, model.cfg.channels
     else:
         size, channels = fit.size, fit.channels
-    frames, fps = read_frames(path, size, channels)
-    F = frames.shape[0]
+    info = probe_video(path)
+    F = info.num_frames
     if F < 3:
         raise ValueError(f"{path}: {F} frames; the predict demo needs at least 3")
     context = min(context or max(2, (3 * F) // 4), F - 1)
     run_dir = new_run_dir(out, f"predict-{Path(path).stem}")
     print(
-        f"{path}: {F} frames at {fps:.2f} fps, resized to {channels}x{size}x{size}; run {run_dir}"
+        f"{path}: {F} frames at {info.fps:.2f} fps, resized to {channels}x{size}x{size}; "
+        f"run {run_dir}"
     )
     if ckpt is None:
         model = fit_on_video(path, context, fit, run_dir, device=device)
-    x = frames_to_float(frames)
-    one_step = one_step_predictions(model, x)
-    with torch.no_grad():
-        rolled = model.rollout(x[None, :context].to(target), horizon)[0].cpu()
-    truth_roll = x[context : context + horizon]
-    curves = {
-        "model (one step)": psnr(one_step[None], x[None, 1:])[0].tolist(),
-        "copy last frame": psnr(x[None, :-1], x[None, 1:])[0].tolist(),
-    }
-    roll_psnr = psnr(rolled[:, : truth_roll.shape[0]], truth_roll[None])[0].tolist()
+    fmt = FrameFormat(size=size, channels=channels)
+    curves = BinnedSeries(3, PLOT_BINS)  # frame, model PSNR, copy-last-frame PSNR
+    rollout = Rollout(context, horizon)
+    gif: list[torch.Tensor] = []
+    last: torch.Tensor | None = None
+    frames = 0
+    with (
+        VideoWriter(run_dir / "next_frame.mp4", info.fps, pad_to_even=True) as video,
+        (run_dir / "psnr.csv").open("w", newline="") as table,
+    ):
+        rows = csv.writer(table)
+        rows.writerow(["frame", "psnr_model", "psnr_copy_last"])
+        bar = tqdm(total=F, desc="next-frame predictions")
+        for t, x, pred, result in stream_one_step(model, path, fmt, chunk, split_at=context):
+            before = torch.cat((x[:1] if last is None else last[None], x[:-1]))
+            model_db = psnr(pred[None], x[None])[0].tolist()
+            copy_db = psnr(before[None], x[None])[0].tolist()
+            for i in range(1 if t == 0 else 0, x.shape[0]):
+                rows.writerow([t + i, f"{model_db[i]:.3f}", f"{copy_db[i]:.3f}"])
+                curves.add(t + i, model_db[i], copy_db[i])
+            tags = [f"frame {t + i}" for i in range(x.shape[0])]
+            shown = comparison_video(x, pred, 0, name="prediction", scale=2, tags=tags)
+            video.write(shown)
+            gif.extend((shown[: GIF_FRAMES - len(gif)] * 255).round().to(torch.uint8))
+            rollout.add(model, t, x, result)
+            last, frames = x[-1], t + x.shape[0]
+            bar.update(x.shape[0])
+        bar.close()
+    write_video(run_dir / "next_frame.gif", torch.stack(gif), info.fps)
+    binned = curves.means()
+    width = f" (means over {curves.width} frames)" if curves.width > 1 else ""
     plot_lines(
-        curves, run_dir / "psnr.png", f"next-frame PSNR, {Path(path).name}", "frame", "PSNR (dB)", 1
+        {"model (one step)": binned[:, 1], "copy last frame": binned[:, 2]},
+        run_dir / "psnr.png",
+        f"next-frame PSNR, {Path(path).name}{width}",
+        "frame",
+        "PSNR (dB)",
+        x=binned[:, 0],
     )
-    pred_full = torch.cat((x[:1], one_step))
-    write_comparison(
-        run_dir / "next_frame",
-        [comparison_video(x, pred_full, context=1, name="prediction", scale=2)],
-        fps,
-    )
-    truth_video = torch.cat((x[:context], truth_roll))
-    pred_video = torch.cat((x[:context], rolled[0]))
-    shown = slice(max(0, context - 8), None)
-    write_comparison(
-        run_dir / "rollout",
-        [
-            comparison_video(
-                truth_video[shown],
-                pred_video[shown],
-                context=min(8, context),
-                name="prediction",
-                scale=2,
-            )
-        ],
-        fps,
-    )
+    if rollout.pred is None:
+        print(f"{path}: decoding stopped after {frames} frames, before frame {context}: no rollout")
+    mean = curves.total_mean()
     metrics = {
         "file": str(path),
-        "frames": F,
+        "frames": frames,
         "context": context,
         "horizon": horizon,
         "fitted_on_video": ckpt is None,
-        "psnr_one_step_mean": float(np.mean(curves["model (one step)"])),
-        "psnr_copy_last_mean": float(np.mean(curves["copy last frame"])),
-        "psnr_rollout": roll_psnr,
+        "psnr_one_step_mean": float(mean[1]),
+        "psnr_copy_last_mean": float(mean[2]),
+        "psnr_rollout": rollout.write(run_dir, info.fps) if rollout.pred is not None else [],
+        "next_frame_gif_frames": len(gif),
     }
     write_json(run_dir / "metrics.json", metrics)
     print(
@@ -237,17 +328,14 @@ def predict_demo(
     return run_dir
 
 
-def class_names(run) -> list[str]:
-    """Names of the classes of a classification run (digits for long-range recall)."""
-    data = run.data
-    if getattr(data, "source", None) == "manifest" and data.train is not None:
-        from ttt_video.data.video.manifest import load_items
+def class_names(run, ckpt: str | Path) -> list[str]:
+    """Names of the ``run.model.num_classes`` classes of a classification checkpoint: the
+    training data's class index it stores (digits for long-range recall), the indices for
+    classes it does not name."""
+    from ttt_video.train.runner import load_class_names
 
-        try:
-            return load_items(data.train)[1]
-        except (OSError, ValueError):
-            pass
-    return [str(i) for i in range(run.model.num_classes)]
+    names = load_class_names(ckpt) or []
+    return names + [str(i) for i in range(len(names), run.model.num_classes)]
 
 
 def check_frame_format(
@@ -281,8 +369,10 @@ def classify_demo(
     ``channels``, when given, must equal them (``ValueError`` otherwise). The model runs on
     ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``).
 
-    Writes ``labels.csv`` (frame, top-1 class, its probability), ``labels_over_time.png``
-    (probabilities of the classes that are ever top-3) and ``metrics.json``.
+    Writes ``labels.csv`` (frame, top-1 class, its probability; row by row as the file streams),
+    ``labels_over_time.png`` (probabilities of the classes that are ever top-3, as means over
+    at most ``PLOT_BINS`` bins of frames) and ``metrics.json``. Memory does not grow with the
+    file.
     """
     target = resolve_device(device)
     model, run = load_checkpoint_model(ckpt)
@@ -290,38 +380,44 @@ def classify_demo(
         raise ValueError(f"--ckpt: {ckpt} has no classification head (num_classes = 0)")
     fmt = check_frame_format(model, ckpt, size, channels)
     model = model.to(target)
-    names = class_names(run)
-    probe_video(path)
+    names = class_names(run, ckpt)
+    info = probe_video(path)
     run_dir = new_run_dir(out, f"classify-{Path(path).stem}")
-    state, probs = None, []
-    for frames in tqdm(
-        stream_video(path, chunk, fmt=fmt, allow_truncated=True), desc="classifying"
-    ):
-        result = model(frames[None].to(target), state)
-        state = result.state
-        probs.append(result.logits[0].softmax(-1).cpu())
-    p = torch.cat(probs)
-    top = p.argmax(-1)
-    with (run_dir / "labels.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frame", "label", "probability"])
-        for t in range(p.shape[0]):
-            writer.writerow([t, names[int(top[t])], f"{float(p[t, top[t]]):.4f}"])
-    shown = sorted(set(p.topk(min(3, p.shape[1]), dim=-1).indices.flatten().tolist()))[:10]
-    curves = {names[k]: p[:, k].tolist() for k in shown}
+    K = len(names)
+    curves = BinnedSeries(1 + K, PLOT_BINS)  # frame, then the probability of each class
+    ever_top: set[int] = set()
+    state, frames, final = None, 0, None
+    with (run_dir / "labels.csv").open("w", newline="") as table:
+        rows = csv.writer(table)
+        rows.writerow(["frame", "label", "probability"])
+        for chunk_frames in tqdm(
+            stream_video(path, chunk, fmt=fmt, allow_truncated=True),
+            total=-(-info.num_frames // chunk),
+            desc="classifying",
+        ):
+            result = model(chunk_frames[None].to(target), state)
+            state = result.state
+            p = result.logits[0].softmax(-1).cpu()
+            top_p, top = p.max(-1)
+            ever_top.update(p.topk(min(3, K), dim=-1).indices.flatten().tolist())
+            for i, row in enumerate(p.double().numpy()):
+                rows.writerow([frames + i, names[int(top[i])], f"{float(top_p[i]):.4f}"])
+                curves.add(frames + i, *row)
+            frames += p.shape[0]
+            final = (names[int(top[-1])], float(top_p[-1]))
+    binned = curves.means()
+    width = f" (means over {curves.width} frames)" if curves.width > 1 else ""
     plot_lines(
-        curves,
+        {names[k]: binned[:, 1 + k] for k in sorted(ever_top)[:10]},
         run_dir / "labels_over_time.png",
-        f"class probabilities, {Path(path).name}",
+        f"class probabilities, {Path(path).name}{width}",
         "frame",
         "probability",
-        0,
+        x=binned[:, 0],
     )
-    final = {"file": str(path), "frames": p.shape[0], "final_label": names[int(top[-1])]}
-    write_json(run_dir / "metrics.json", {**final, "final_probability": float(p[-1, top[-1]])})
-    print(
-        f"{path}: {p.shape[0]} frames, label at the end: {final['final_label']}; outputs in {run_dir}"
-    )
+    metrics = {"file": str(path), "frames": frames, "final_label": final[0]}
+    write_json(run_dir / "metrics.json", {**metrics, "final_probability": final[1]})
+    print(f"{path}: {frames} frames, label at the end: {final[0]}; outputs in {run_dir}")
     return run_dir
 
 
@@ -339,10 +435,12 @@ def stream_demo(
     """Read every frame of ``path`` at native fps through the model, ``chunk`` frames per call.
 
     Records per chunk the wall time, the process's resident memory and the model state's
-    size; writes ``stream.csv``, ``stream.png`` (frames/s and memory against the frame index)
-    and ``metrics.json``. Without ``ckpt`` a randomly initialised ``preset`` is used (speed
-    and memory do not depend on the weights). The model runs on ``device`` (``"auto"``,
-    ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the time of a chunk waits for the GPU).
+    size; writes ``stream.csv`` (row by row as the file streams), ``stream.png`` (frames/s and
+    memory against the frame index, as means over at most ``PLOT_BINS`` bins of chunks) and
+    ``metrics.json`` (the median frames/s is over those bins). Without ``ckpt`` a randomly
+    initialised ``preset`` is used (speed and memory do not depend on the weights). The model
+    runs on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the time of a chunk
+    waits for the GPU).
     """
     target = resolve_device(device)
     if ckpt is not None:
@@ -354,52 +452,51 @@ def stream_demo(
     fmt = FrameFormat(size=model.cfg.image_size, channels=model.cfg.channels)
     info = probe_video(path)
     run_dir = new_run_dir(out, f"stream-{Path(path).stem}")
-    rows, state, seen = [], None, 0
-    bar = tqdm(
-        stream_video(path, chunk, fmt=fmt, allow_truncated=True),
-        total=info.num_frames // chunk,
-        desc="streaming",
-    )
-    for frames in bar:
-        t0 = time.perf_counter()
-        state = model(frames[None].to(target), state).state
-        if target.type == "cuda":
-            torch.cuda.synchronize(target)
-        dt = time.perf_counter() - t0
-        seen += frames.shape[0]
-        rows.append((seen, frames.shape[0] / dt, rss_bytes() / 2**20, state.nbytes() / 2**20))
-    return _write_stream_report(run_dir, path, info, model, rows)
-
-
-def _write_stream_report(run_dir: Path, path, info, model: VideoModel, rows: list) -> Path:
-    with (run_dir / "stream.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frames_seen", "frames_per_s", "rss_mib", "state_mib"])
-        writer.writerows(rows)
-    fps = [r[1] for r in rows]
-    rss = [r[2] for r in rows]
-    _plot_stream(run_dir / "stream.png", [r[0] for r in rows], fps, rss, [r[3] for r in rows])
-    half = len(rows) // 2
+    curves = BinnedSeries(4, PLOT_BINS)  # frames seen, frames/s, RSS MiB, state MiB
+    state, seen, rss_peak, state_mib = None, 0, 0.0, 0.0
+    with (run_dir / "stream.csv").open("w", newline="") as table:
+        rows = csv.writer(table)
+        rows.writerow(["frames_seen", "frames_per_s", "rss_mib", "state_mib"])
+        for frames in tqdm(
+            stream_video(path, chunk, fmt=fmt, allow_truncated=True),
+            total=-(-info.num_frames // chunk),
+            desc="streaming",
+        ):
+            t0 = time.perf_counter()
+            state = model(frames[None].to(target), state).state
+            if target.type == "cuda":
+                torch.cuda.synchronize(target)
+            dt = time.perf_counter() - t0
+            seen += frames.shape[0]
+            rss, state_mib = rss_bytes() / 2**20, state.nbytes() / 2**20
+            rss_peak = max(rss_peak, rss)
+            rows.writerow([seen, f"{frames.shape[0] / dt:.2f}", f"{rss:.2f}", f"{state_mib:.4f}"])
+            curves.add(seen, frames.shape[0] / dt, rss, state_mib)
+    binned = curves.means()
+    _plot_stream(run_dir / "stream.png", *binned.T)
     metrics = {
         "file": str(path),
-        "frames": rows[-1][0] if rows else 0,
+        "frames": seen,
         "native_fps": info.fps,
         "mixer": model.cfg.mixer,
-        "frames_per_s_median": float(np.median(fps)),
-        "rss_mib_peak": max(rss),
-        "rss_mib_growth_second_half": rss[-1] - rss[half] if rows else 0.0,
-        "state_mib_final": rows[-1][3] if rows else 0.0,
+        "frames_per_s_median": float(np.median(binned[:, 1])) if seen else 0.0,
+        "rss_mib_peak": rss_peak,
+        "rss_mib_growth_second_half": float(binned[-1, 2] - binned[len(binned) // 2, 2])
+        if seen
+        else 0.0,
+        "state_mib_final": state_mib,
     }
     write_json(run_dir / "metrics.json", metrics)
     print(
-        f"{path}: {metrics['frames']} frames, {metrics['frames_per_s_median']:.1f} frames/s (median), "
-        f"peak RSS {metrics['rss_mib_peak']:.0f} MiB (+{metrics['rss_mib_growth_second_half']:.1f} MiB over "
-        f"the second half), state {metrics['state_mib_final']:.3f} MiB; outputs in {run_dir}"
+        f"{path}: {seen} frames, {metrics['frames_per_s_median']:.1f} frames/s (median), "
+        f"peak RSS {rss_peak:.0f} MiB (+{metrics['rss_mib_growth_second_half']:.1f} MiB over "
+        f"the second half), state {state_mib:.3f} MiB; outputs in {run_dir}"
     )
     return run_dir
 
 
-def _plot_stream(path: Path, frames: list, fps: list, rss: list, state: list) -> None:
+def _plot_stream(path: Path, frames, fps, rss, state) -> None:
+    """Frames/s and memory (MiB) against the frames seen, each ``[n]``, as a PNG."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(frames, fps, lw=0.8)

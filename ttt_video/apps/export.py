@@ -3,6 +3,7 @@
 The folder (``out_dir``) holds what ``save_pretrained`` writes plus a model card::
 
     config.json         model type, library version, every field of the model config
+    classes.json        class names by label index (classification runs only)
     model.safetensors   the weights
     README.md           the model card: how to load it, the run's last metrics (from the
                         run folder, when the checkpoint still sits in it), model config, data
@@ -19,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ttt_video import __version__
+from ttt_video.io_utils import write_json
 from ttt_video.train.config import dump_yaml
 from ttt_video.train.runner import (
     CHECKPOINTS,
@@ -44,6 +46,8 @@ def export_run(ckpt: str | Path, out_dir: str | Path) -> Path:
     run, checkpoint = load_run_from_checkpoint(ckpt)
     model = model_from_checkpoint(run, checkpoint)
     out = model.save_pretrained(out_dir)
+    if checkpoint.get("class_names"):
+        write_json(out / "classes.json", checkpoint["class_names"])
     run_dir = ckpt.parent.parent if ckpt.parent.name == CHECKPOINTS else None
     card = [
         f"# {run.name}: a ttt_video `{run.task}` model",

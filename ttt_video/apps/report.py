@@ -5,6 +5,7 @@ Letters: ``F`` frames, ``C`` channels, ``H`` height, ``W`` width, ``R`` predicte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import Tensor
@@ -41,13 +42,21 @@ def write_comparison(
 
 
 def plot_lines(
-    curves: dict[str, list[float]], path: Path, title: str, xlabel: str, ylabel: str, x0: int = 1
+    curves: dict[str, Sequence[float]],
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    x0: int = 1,
+    x: Sequence[float] | None = None,
 ) -> Path:
-    """One line per named curve (x = ``x0, x0+1, ...``), as a PNG."""
+    """One line per named curve, as a PNG: against ``x`` (one per point) when given, else
+    against ``x0, x0+1, ...``."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for name, ys in curves.items():
-        ax.plot(range(x0, x0 + len(ys)), ys, label=name, marker="." if len(ys) <= 30 else None)
+        xs = range(x0, x0 + len(ys)) if x is None else x
+        ax.plot(xs, ys, label=name, marker="." if len(ys) <= 30 else None)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

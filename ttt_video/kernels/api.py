@@ -7,11 +7,13 @@ layers and their configs:
 - ``"naive"``: the primal form token by token (the reference; slow);
 - ``"dual"``: the PyTorch dual form with an explicit backward;
 - ``"triton"``: the Triton kernels (CUDA; CPU tensors only under ``TRITON_INTERPRET=1``);
-- ``"auto"``: ``"triton"`` for CUDA tensors, else ``"dual"``.
+- ``"auto"``: ``"triton"`` for CUDA tensors the kernels take (``triton_unsupported``), else
+  ``"dual"``; on CUDA a fallback is announced once per reason with a warning.
 
 Decoding one token is always the primal form: ``"naive"`` and ``"dual"`` run its PyTorch step,
-``"triton"`` its Triton kernel (no backward), and ``"auto"`` the Triton kernel for CUDA tensors
-when no gradient is needed, else the PyTorch step.
+``"triton"`` its Triton kernel (or, when a gradient is needed, the Triton scan over the token,
+which has a backward), and ``"auto"`` the Triton kernel for CUDA tensors it takes when no
+gradient is needed, else the PyTorch step.
 
 Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
 ``m`` hidden width of TTT-MLP (``4d`` in the paper).
@@ -19,6 +21,7 @@ Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batc
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -33,6 +36,81 @@ from ttt_video.validation import check_positive
 
 Impl = Literal["auto", "naive", "dual", "triton"]
 IMPLS: tuple[str, ...] = get_args(Impl)
+# What the Triton kernels are compiled and checked for (tests/kernels/test_triton_compile.py).
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+TRITON_MAX_HEAD_DIM = 128
+TRITON_MINI_BATCH_SIZES = (16, 32, 64)
+# Shared memory per block (bytes) the forward or the backward kernel needs where it is more
+# than the 99 KB of the smallest GPU compiled for (every other input fits every GPU):
+# (kind, dtype, d rounded up to a power of two, b) -> bytes, the most over sm_80/86/89/90
+# and over the variants (causal, accumulated gradient). Measured by compile_check
+# (benchmarks/kernels_gpu.md); tests/kernels/test_triton_compile.py checks it against that.
+TRITON_SHARED_OVER_99KB: dict[tuple[str, str, int, int], int] = {}
+_warned: set[str] = set()
+
+
+def triton_unsupported(
+    dtype: torch.dtype,
+    head_dim: int,
+    mini_batch_size: int | None,
+    hidden_width: int | None,
+    shared_limit: int | None = None,
+) -> str | None:
+    """Why the Triton kernels cannot take these inputs, or None when they can.
+
+    A pure function of the shapes, the dtype and the GPU's shared memory (no tensor):
+    ``impl="auto"`` on CUDA falls back to the dual form for a reason, ``impl="triton"``
+    raises it.
+
+    Args:
+        dtype: of ``q``; head_dim: ``d``; mini_batch_size: ``b`` (None for a one-token decode
+            step without gradient, whose kernel has no mini-batch tiles); hidden_width: ``m``
+            of TTT-MLP (None for TTT-Linear); shared_limit: bytes of shared memory a block
+            may use on the GPU (``shared_memory_per_block_optin``; None: not checked).
+    """
+    if dtype not in TRITON_DTYPES:
+        names = ", ".join(str(t).removeprefix("torch.") for t in TRITON_DTYPES)
+        return f"q: the Triton kernels take {names}, got {dtype}"
+    if mini_batch_size is not None and mini_batch_size not in TRITON_MINI_BATCH_SIZES:
+        return (
+            f"mini_batch_size: the Triton kernels take {TRITON_MINI_BATCH_SIZES}, "
+            f"got {mini_batch_size}"
+        )
+    if head_dim > TRITON_MAX_HEAD_DIM:
+        return f"q: the Triton kernels take head dims up to {TRITON_MAX_HEAD_DIM}, got {head_dim}"
+    if hidden_width is not None and hidden_width % 16:
+        return f"W1: the Triton kernels need a hidden width divisible by 16, got {hidden_width}"
+    kind = "linear" if hidden_width is None else "mlp"
+    block = max(16, 1 << (head_dim - 1).bit_length())
+    key = (kind, str(dtype).removeprefix("torch."), block, mini_batch_size)
+    need = TRITON_SHARED_OVER_99KB.get(key, 0)
+    if shared_limit is not None and need > shared_limit:
+        return (
+            f"the Triton {'TTT-Linear' if kind == 'linear' else 'TTT-MLP'} kernels need "
+            f"{need / 1024:.0f} KB of shared memory per block for {key[1]} at d={head_dim}, "
+            f"b={mini_batch_size}; this GPU has {shared_limit / 1024:.0f} KB"
+        )
+    return None
+
+
+def shared_limit(t: Tensor) -> int | None:
+    """Bytes of shared memory a block may use on ``t``'s GPU; None off CUDA."""
+    if not t.is_cuda:
+        return None
+    return torch.cuda.get_device_properties(t.device).shared_memory_per_block_optin
+
+
+def auto_impl(is_cuda: bool, unsupported: str | None) -> str:
+    """What ``impl="auto"`` runs over a stream: ``"triton"`` for CUDA tensors the kernels
+    take, else ``"dual"``; a CUDA fallback warns once per reason (``triton_unsupported``)."""
+    if not is_cuda:
+        return "dual"
+    if unsupported is None:
+        return "triton"
+    if unsupported not in _warned:
+        _warned.add(unsupported)
+        warnings.warn(f"impl='auto' on CUDA runs PyTorch here: {unsupported}", stacklevel=2)
+    return "dual"
 
 
 def check_impl(impl: object) -> None:
@@ -76,8 +154,9 @@ def ttt_linear(
             mini-batch, ``E[i, j] = lam_j / b``).
         initial_state: continue a stream from this state instead of ``(W1, b1)``.
         output_final_state: also return the final ``TTTState``.
-        impl: one of ``IMPLS`` (module docstring): ``"auto"`` (Triton for CUDA tensors, else
-            the dual form), ``"naive"`` (primal, the reference), ``"dual"`` or ``"triton"``.
+        impl: one of ``IMPLS`` (module docstring): ``"auto"`` (Triton for CUDA tensors the
+            kernels take, else the dual form), ``"naive"`` (primal, the reference),
+            ``"dual"`` or ``"triton"``.
         save_every: dual and Triton forms: states kept for the backward every this many
             mini-batches.
         check_finite: raise ``ValueError`` naming the first input holding NaN or inf.
@@ -182,8 +261,9 @@ def ttt_decode(
         q, k, v: ``[B, 1, H, d]``; lam: ``[B, 1, H]``; tau: ``[b]``; ln_*: ``[H, d]``.
         state: the state after the tokens so far (``initial_state(...)`` at the start).
         impl: one of ``IMPLS``: ``"naive"`` and ``"dual"`` run the PyTorch step, ``"triton"``
-            the Triton kernel (no backward; ``kernels.triton.decode_step_`` updates a state in
-            place), ``"auto"`` the Triton kernel for CUDA tensors when no gradient is needed.
+            the Triton kernel (``kernels.triton.decode_step_`` updates a state in place; with a
+            gradient, the Triton scan over the one token), ``"auto"`` the Triton kernel for
+            CUDA tensors it takes when no gradient is needed.
 
     Returns:
         ``o: [B, 1, H, d]`` and the new state. The given state is not modified.
@@ -208,21 +288,30 @@ def ttt_decode(
         raise ValueError(f"q: decoding takes one token, got T={q.shape[1]}")
     tensors = (q, k, v, lam, tau, ln_weight, ln_bias, *(t for ts in _fields(state) for t in ts))
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    if decode_backend(impl, q.is_cuda, needs_grad) == "triton":
+    hidden = state.weights[0].shape[-1] if state.num_layers == 2 else None
+    unsupported = triton_unsupported(
+        q.dtype, q.shape[-1], mini_batch_size if needs_grad else None, hidden
+    )
+    if decode_backend(impl, q.is_cuda, needs_grad, unsupported) == "triton":
         from ttt_video.kernels.triton import ttt_decode_triton
 
         return ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
     return ttt_decode_torch(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
 
 
-def decode_backend(impl: Impl, is_cuda: bool, needs_grad: bool) -> str:
+def decode_backend(
+    impl: Impl, is_cuda: bool, needs_grad: bool, unsupported: str | None = None
+) -> str:
     """The one-token step ``impl`` runs: ``"triton"`` or ``"torch"`` (the PyTorch step).
 
-    ``naive``/``dual`` -> torch; ``triton`` -> triton; ``auto`` -> triton for CUDA tensors
-    when no gradient is needed (the Triton step has no backward), torch otherwise.
+    ``naive``/``dual`` -> torch; ``triton`` -> triton (with a gradient, the Triton scan);
+    ``auto`` -> triton for CUDA tensors the kernels take (``unsupported`` is None, else a
+    warning once per reason) when no gradient is needed, torch otherwise.
     """
-    if impl == "triton" or (impl == "auto" and is_cuda and not needs_grad):
+    if impl == "triton":
         return "triton"
+    if impl == "auto" and is_cuda and not needs_grad:
+        return "torch" if auto_impl(True, unsupported) == "dual" else "triton"
     return "torch"
 
 
@@ -298,7 +387,9 @@ def _run(
     if tau is None:
         tau = q.new_full((mini_batch_size,), 1.0 / mini_batch_size)
     if impl == "auto":
-        impl = "triton" if q.is_cuda else "dual"
+        hidden = state.weights[0].shape[-1] if state.num_layers == 2 else None
+        reason = triton_unsupported(q.dtype, q.shape[-1], mini_batch_size, hidden, shared_limit(q))
+        impl = auto_impl(q.is_cuda, reason)
     if impl != "naive":
         check_positive({"save_every": save_every}, integer=True)
     args = (q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size, causal)

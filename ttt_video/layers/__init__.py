@@ -10,8 +10,8 @@
 from ttt_video.layers.attention import CausalSelfAttention, KVCache
 from ttt_video.layers.block import MIXERS, Block, BlockState, build_mixer
 from ttt_video.layers.config import BlockConfig
-from ttt_video.layers.lact import LaCT, LaCTLayerState
 from ttt_video.layers.conv import CausalConv1d
+from ttt_video.layers.lact import LaCT, LaCTLayerState
 from ttt_video.layers.mlp import SwiGLU
 from ttt_video.layers.norms import RMSNorm
 from ttt_video.layers.rope import apply_rope, rope_cos_sin

@@ -109,7 +109,8 @@ class TrainerConfig:
     num_nodes: int = 1
     """Number of machines."""
     strategy: str = "auto"
-    """``"auto"``, ``"ddp"`` or ``"fsdp"`` (FSDP wraps each residual Block)."""
+    """``"auto"``, ``"ddp"`` or ``"fsdp"`` (PyTorch's ``fully_shard``, one shard unit per
+    residual Block, on GPUs or CPUs; its checkpoints are folders)."""
     precision: str = "32"
     """``"32"`` or ``"bf16-mixed"``."""
     max_steps: int = 100
@@ -132,7 +133,8 @@ class TrainerConfig:
     seed: int = 0
     """Seed of the model initialisation and the data order."""
     peak_flops: float | None = None
-    """Peak FLOP/s of one device for the MFU metric (None: measured with a matmul at start)."""
+    """Peak FLOP/s of one device for the MFU metric (None: the datasheet's dense peak of a
+    known GPU in the run's matmul dtype, else measured with a matmul at start)."""
     progress_bar: bool = True
     """Show a progress bar."""
     logger: list[str] | str = field(default_factory=lambda: ["tensorboard"])

@@ -22,6 +22,7 @@ from ttt_video.layers.ttt import TTTBase
 from ttt_video.models import LanguageModel, LMConfig
 from ttt_video.train.config import OptimConfig
 from ttt_video.train.optim import adamw_with_schedule, warmup_steps
+from ttt_video.train.sharding import configure_sharding
 
 
 def set_ttt_base_lr(model: nn.Module, start: float, fraction: float) -> float | None:
@@ -102,6 +103,10 @@ class LMModule(L.LightningModule):
         mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
         self.log("val/loss", mean, prog_bar=True)
         self.log("val/ppl", torch.exp(mean))
+
+    def configure_model(self) -> None:
+        """Shard the model over the processes when ``trainer.strategy`` is ``fsdp``."""
+        configure_sharding(self)
 
     def configure_optimizers(self):
         return adamw_with_schedule(self.model, self.optim, self.total_steps, self.warmup)

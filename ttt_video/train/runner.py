@@ -3,6 +3,8 @@
 Run folder ``<out_dir>/<name>/``::
 
     config.yaml             the resolved run (loads back to the same run)
+    classes.json            classification: the class names, by label index (the training
+                            data's; also ``checkpoint["class_names"]``, ``load_class_names``)
     status.json             {"state": "running" | "completed" | "failed", ...}; only a
                             "completed" run finished, whatever else the folder holds
     checkpoints/last.ckpt   every ``checkpoint_every`` steps and at the end
@@ -16,7 +18,9 @@ Run folder ``<out_dir>/<name>/``::
     val_rollout.gif         video prediction: the latest validation rollout
 
 Checkpoints are written to a hidden temporary file, flushed to disk, then renamed over
-the final name, so a crash never leaves a truncated file under a valid name. Each
+the final name, so a crash never leaves a truncated file under a valid name. With
+``trainer.strategy: fsdp`` each checkpoint is a folder of shards, written and renamed the
+same way (``train/sharding.py``); everything below takes either. Each
 checkpoint also stores the resolved run (``checkpoint["run_config"]``), from which
 ``load_run_from_checkpoint`` rebuilds the module for ``validate``/``generate``/``eval-lm``
 and ``load_model`` the bare model.
@@ -29,8 +33,10 @@ anything else (pickled classes or functions, which loading would run) is refused
 Throughput: ``perf/tokens_per_s`` (all devices) and ``perf/mfu`` = ``flops_per_token *
 tokens_per_s / (world_size * peak_flops)``, the model FLOP utilisation with the module's
 ``flops_per_token`` (``6 N`` for the LM). ``peak_flops`` is ``trainer.peak_flops`` when set,
-else measured at start as the best rate of a square matmul in the run's compute dtype
-(an achievable peak, so MFU here reads higher than against a datasheet peak).
+else the datasheet's dense peak of a known GPU in the run's matmul dtype (bf16, tf32 or
+fp32), else (an unknown GPU, a CPU) measured at start as the best rate of a square matmul,
+an achievable peak against which MFU reads higher (``train/peak_flops.py``); the log says
+which.
 
 Validation and resume errors happen before anything is written: a config, task or data
 error leaves no run folder behind.
@@ -49,6 +55,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 
 from ttt_video.devices import resolve_device
@@ -61,11 +68,18 @@ from ttt_video.train.config import (
     dump_yaml,
     resolved_dict,
 )
+from ttt_video.train.peak_flops import matmul_dtype, peak_flops
 from ttt_video.train.run_report import write_run_report
+from ttt_video.train.sharding import (
+    ShardedBlocksStrategy,
+    is_sharded_checkpoint,
+    read_sharded_checkpoint,
+)
 from ttt_video.train.tasks import build_run_config, get_task
 
 CHECKPOINTS = "checkpoints"
 STATUS = "status.json"
+CLASSES = "classes.json"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -108,23 +122,12 @@ class LastCheckpoint(Callback):
         self._save(trainer)
 
 
-def measure_peak_flops(device: torch.device, dtype: torch.dtype, n: int = 1024) -> float:
-    """Best FLOP/s of ``[n, n] @ [n, n]`` over a few repeats on ``device`` in ``dtype``."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(5):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        a @ a
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
-
-
 class Throughput(Callback):
-    """Log ``perf/tokens_per_s`` and ``perf/mfu`` every ``log_every`` optimiser steps."""
+    """Log ``perf/tokens_per_s`` and ``perf/mfu`` every ``log_every`` optimiser steps.
+
+    ``peak_flops``: one device's peak FLOP/s (None: the datasheet's for a known GPU, else
+    measured at start; ``ttt_video.train.peak_flops``); the log says which it used.
+    """
 
     def __init__(self, log_every: int, peak_flops: float | None, precision: str) -> None:
         self.log_every, self.peak_flops, self.precision = log_every, peak_flops, precision
@@ -132,8 +135,11 @@ class Throughput(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.peak_flops is None:
-            dtype = torch.bfloat16 if self.precision.startswith("bf16") else torch.float32
-            self.peak_flops = measure_peak_flops(pl_module.device, dtype)
+            dtype = matmul_dtype(self.precision, torch.backends.cuda.matmul.allow_tf32)
+            self.peak_flops, source = peak_flops(pl_module.device, dtype)
+        else:
+            source = "trainer.peak_flops"
+        rank_zero_info(f"MFU: peak {self.peak_flops / 1e12:.4g} TFLOP/s per device ({source})")
         self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -179,23 +185,14 @@ def accumulation(run: RunConfig) -> int:
 
 
 def make_strategy(t: TrainerConfig):
-    """Lightning strategy for ``"auto" | "ddp" | "fsdp"`` (FSDP wraps each ``Block``).
+    """Lightning strategy for ``"auto" | "ddp" | "fsdp"``.
 
-    FSDP on a CPU (asked for, or no GPU visible) is a ``ConfigError``: PyTorch's FSDP has no
-    CPU backend.
+    ``"fsdp"``: PyTorch's ``fully_shard`` with one shard unit per ``Block``, on GPUs and CPUs
+    (``ttt_video.train.sharding``); checkpoints are then folders.
     """
     if t.strategy != "fsdp":
         return t.strategy
-    if t.accelerator == "cpu" or not torch.cuda.is_available():
-        raise ConfigError(
-            "trainer.strategy: 'fsdp' needs GPUs (PyTorch's FSDP has no CPU backend); "
-            "use 'ddp' on CPUs"
-        )
-    from lightning.pytorch.strategies import FSDPStrategy
-
-    from ttt_video.layers import Block
-
-    return FSDPStrategy(auto_wrap_policy={Block})
+    return ShardedBlocksStrategy(world_size(t), bf16=t.precision.startswith("bf16"))
 
 
 def lightning_device(device: torch.device) -> dict[str, Any]:
@@ -312,9 +309,9 @@ def resume_path(run_dir: Path, resume: str | None) -> Path | None:
         return None
     if resume == "auto":
         last = run_dir / CHECKPOINTS / "last.ckpt"
-        return last if last.is_file() else None
+        return last if last.exists() else None
     path = Path(resume)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"--resume: checkpoint {path} not found")
     return path
 
@@ -347,6 +344,8 @@ def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "config.yaml", dump_yaml(resolved))
+        if class_names := getattr(module, "class_names", None):
+            write_json(run_dir / CLASSES, class_names)
         write_status(run_dir, state="running", resumed_from=str(ckpt) if ckpt else None)
         for logger in trainer.loggers:
             logger.log_hyperparams(resolved)
@@ -372,11 +371,16 @@ def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
 
 def load_run_from_checkpoint(ckpt: str | Path) -> tuple[RunConfig, dict]:
     """The resolved run stored in a checkpoint, and the checkpoint itself (read with
-    ``weights_only=True``; ``ValueError`` for a file holding anything else)."""
+    ``weights_only=True``; ``ValueError`` for a file holding anything else). A sharded
+    checkpoint folder (``trainer.strategy: fsdp``) comes back gathered, without its
+    optimiser state."""
     path = Path(ckpt)
-    if not path.is_file():
+    if is_sharded_checkpoint(path):
+        checkpoint = read_sharded_checkpoint(path)
+    elif path.is_file():
+        checkpoint = torch_load_safe(path)
+    else:
         raise FileNotFoundError(f"--ckpt: checkpoint {path} not found")
-    checkpoint = torch_load_safe(path)
     if not isinstance(checkpoint, dict) or "run_config" not in checkpoint:
         raise ConfigError(f"{path}: not a ttt-video checkpoint (no run_config)")
     return build_run_config(checkpoint["run_config"], str(path)), checkpoint
@@ -395,6 +399,12 @@ def model_from_checkpoint(run: RunConfig, checkpoint: dict) -> nn.Module:
         }
     )
     return model.eval()
+
+
+def load_class_names(ckpt: str | Path) -> list[str] | None:
+    """The class names (by label index) of a classification run's checkpoint, None when it
+    has none (another task, or a checkpoint older than the class index)."""
+    return load_run_from_checkpoint(ckpt)[1].get("class_names")
 
 
 def load_model(ckpt: str | Path, device: str = "cpu") -> nn.Module:
@@ -425,12 +435,16 @@ def validate(run: RunConfig, ckpt: str | Path, device: str | None = "auto") -> d
     None: the run's own accelerator, devices, strategy and nodes (e.g. several GPUs).
     """
     target = None if device is None else resolve_device(device)
-    if not Path(ckpt).is_file():
+    if not Path(ckpt).exists():
         raise FileNotFoundError(f"--ckpt: checkpoint {ckpt} not found")
     module, datamodule = get_task(run.task).build(run)
+    ckpt_path: str | None = str(ckpt)
+    if target is not None and is_sharded_checkpoint(ckpt):  # one process: gather it here
+        module.load_state_dict(read_sharded_checkpoint(ckpt)["state_dict"])
+        ckpt_path = None
     run.trainer.progress_bar = False
     trainer = build_trainer(run, None, resolved_dict(run), target)
     trainer.validate(
-        module, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False, weights_only=True
+        module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
     )
     return _metrics(trainer)

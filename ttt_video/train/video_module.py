@@ -15,7 +15,15 @@ float in [0, 1] (``ttt_video.data.video.frames``).
   ``R`` frames after ``F0`` and logs MSE per frame, PSNR, SSIM and the first clip's rollout
   as a captioned video (TensorBoard, and ``val_rollout.gif`` in the run folder).
 - ``VideoClassifyModule``: cross-entropy of the per-frame readout at the last frame (or the
-  mean over frames); top-1/top-5. ``window_frames`` shows the model only the last frames.
+  mean over frames); top-1/top-5 (validation and test). ``window_frames`` shows the model only
+  the last frames. Its ``class_names`` (the training data's class index) go into every
+  checkpoint (``checkpoint["class_names"]``); a checkpoint of other classes does not load.
+
+Unreadable video files (``ttt_video.data.video.folder``): training batches count them in
+``"skipped"``; at the end of every epoch the module logs ``train/skipped_files`` (summed over
+the loader workers, which fill the batches, and over the processes) with a log line, and
+stops the run with an error when more than ``MAX_UNREADABLE`` of the epoch's items were
+unreadable. Evaluation drops them (``val/skipped_files``, summed over the validation run).
 
 Both stop training early once ``time_budget_s`` seconds have passed, and then decay the
 learning rate on elapsed time instead of steps (whichever is further along), so a run on a
@@ -24,10 +32,12 @@ busy machine ends on time with a finished schedule.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import lightning as L
+import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -39,11 +49,16 @@ from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 from ttt_video.train.config import OptimConfig
 from ttt_video.train.optim import adamw_with_schedule, warmup_steps
+from ttt_video.train.sharding import configure_sharding
 from ttt_video.train.video_metrics import frame_metrics, topk_accuracy
 from ttt_video.train.video_objectives import ClassifyObjective, PredictObjective
 
 ROLLOUT_GIF = "val_rollout.gif"
 """The latest validation rollout, in the run folder."""
+MAX_UNREADABLE = 0.5
+"""Largest fraction of an epoch's training items whose video may be unreadable."""
+
+log = logging.getLogger(__name__)
 
 
 def clip_batch(batch: dict) -> tuple[Tensor, Tensor | None]:
@@ -66,6 +81,7 @@ class VideoModule(L.LightningModule):
         self.optim, self.total_steps, self.time_budget_s = optim, total_steps, time_budget_s
         self.warmup = warmup_steps(optim, total_steps)
         self._start: float | None = None
+        self._unreadable: list[int] | None = None  # [unreadable, items] of the epoch so far
 
     def progress(self, step: int) -> int:
         """The schedule step: ``step``, or further when the time budget is running out."""
@@ -77,9 +93,42 @@ class VideoModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._start = time.monotonic()
 
+    def on_train_epoch_start(self) -> None:
+        self._unreadable = None
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if "skipped" in batch:
+            counts = self._unreadable or [0, 0]
+            self._unreadable = [counts[0] + int(batch["skipped"]), counts[1] + len(batch["frames"])]
         if self.time_budget_s is not None and time.monotonic() - self._start > self.time_budget_s:
             self.trainer.should_stop = True
+
+    def on_train_epoch_end(self) -> None:
+        """Report the epoch's unreadable files (all processes); stop when most were."""
+        if self._unreadable is None:
+            return
+        counts = torch.tensor(self._unreadable, dtype=torch.float32, device=self.device)
+        skipped, items = self.trainer.strategy.reduce(counts, reduce_op="sum").tolist()
+        self.log("train/skipped_files", skipped)
+        if skipped and self.trainer.is_global_zero:
+            log.warning(
+                "epoch %d: %d of %d training items had an unreadable video (skipped; the files "
+                "are named above)",
+                self.current_epoch,
+                skipped,
+                items,
+            )
+        if skipped > MAX_UNREADABLE * items:
+            raise RuntimeError(
+                f"{skipped:.0f} of the {items:.0f} training items of epoch {self.current_epoch} "
+                f"had an unreadable video (more than {MAX_UNREADABLE:.0%}): check the files the "
+                "log names (ttt-video prepare index lists the unreadable ones)"
+            )
+
+    def log_skipped(self, batch) -> None:
+        """Count an evaluation batch's unreadable files in ``val/skipped_files``."""
+        if "skipped" in batch:
+            self.log("val/skipped_files", float(batch["skipped"]), reduce_fx="sum", sync_dist=True)
 
     def tokens_in(self, batch) -> int:
         """Tokens the backbone reads in ``batch`` (for throughput)."""
@@ -89,6 +138,10 @@ class VideoModule(L.LightningModule):
     def flops_per_token(self) -> float:
         """Training FLOPs per token, ``6 * parameters`` (inner-loop FLOPs excluded)."""
         return 6.0 * self.model.num_parameters()
+
+    def configure_model(self) -> None:
+        """Shard the model over the processes when ``trainer.strategy`` is ``fsdp``."""
+        configure_sharding(self)
 
     def configure_optimizers(self):
         return adamw_with_schedule(
@@ -155,7 +208,10 @@ class VideoPredictModule(VideoModule):
         return preds, target
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        self.log_skipped(batch)
         frames, _ = clip_batch(batch)
+        if frames is None:  # every file of the batch was unreadable
+            return
         preds, target = self.evaluate(frames)
         metrics = frame_metrics(preds, target)
         B = frames.shape[0]
@@ -195,6 +251,7 @@ class VideoClassifyModule(VideoModule):
 
     Args:
         objective: the readout and window (``ClassifyObjective``, validated when built).
+        class_names: the name of each class index (the training data's), saved in checkpoints.
     """
 
     def __init__(
@@ -204,9 +261,25 @@ class VideoClassifyModule(VideoModule):
         total_steps: int,
         objective: ClassifyObjective | None = None,
         time_budget_s: float | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__(model_cfg, optim, total_steps, time_budget_s)
         self.objective = objective or ClassifyObjective()
+        self.class_names = list(class_names) if class_names else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.class_names:
+            checkpoint["class_names"] = self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """``ValueError`` when the checkpoint's classes are not this module's (labels would
+        name other classes)."""
+        saved = checkpoint.get("class_names")
+        if saved and self.class_names and saved != self.class_names:
+            raise ValueError(
+                f"class_names: the checkpoint was trained on classes {saved}, the data now has "
+                f"{self.class_names}; its label indices would name other classes"
+            )
 
     def logits(self, frames: Tensor) -> Tensor:
         """``frames [B, F, C, S, S]`` -> per-frame logits ``[B, F', K]`` (``F'`` the window)."""
@@ -232,10 +305,20 @@ class VideoClassifyModule(VideoModule):
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def evaluate(self, batch, split: str) -> None:
+        """Log ``<split>/loss``, ``top1`` and ``top5`` of an evaluation batch."""
+        if batch["frames"] is None:  # every file of the batch was unreadable
+            return
         loss, final, labels = self.loss_and_final(batch)
         B = labels.shape[0]
-        self.log("val/loss", loss, batch_size=B, sync_dist=True)
+        self.log(f"{split}/loss", loss, batch_size=B, sync_dist=True)
         top1 = topk_accuracy(final, labels, 1)
-        self.log("val/top1", top1, batch_size=B, prog_bar=True, sync_dist=True)
-        self.log("val/top5", topk_accuracy(final, labels, 5), batch_size=B, sync_dist=True)
+        self.log(f"{split}/top1", top1, batch_size=B, prog_bar=split == "val", sync_dist=True)
+        self.log(f"{split}/top5", topk_accuracy(final, labels, 5), batch_size=B, sync_dist=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log_skipped(batch)
+        self.evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.evaluate(batch, "test")

@@ -18,6 +18,13 @@ on); ``video_classify`` reads the long-range recall task (``source: long_range``
 labelled folder-per-class / CSV / JSON manifest (``source: manifest``, UCF101/Breakfast/COIN
 style, ``ttt-video prepare index``). Every source yields the same batches,
 ``{"frames": uint8 [B, F, C, S, S], "label": int64 [B]}`` (``"label"`` for classification).
+
+Folders may hold the videos directly or in sub-folders (prediction); classification reads one
+sub-folder per class or a manifest. The class index is the training data's (sorted class
+names; the digits for ``long_range``): validation maps its labels into it by name, and the
+run keeps it in ``classes.json`` in the run folder and ``class_names`` in every checkpoint
+(``ttt_video.train.runner.load_class_names``). An empty folder, videos without a class or a
+validation class unknown to training is a ``ConfigError`` naming the field and the folder.
 """
 
 from __future__ import annotations
@@ -28,9 +35,8 @@ from pathlib import Path
 from ttt_video.data.synthetic.long_range import LongRangeConfig, LongRangeDataModule
 from ttt_video.data.synthetic.moving_mnist import VARIANTS, MovingMNISTDataModule, fixed_set_path
 from ttt_video.data.video.clips import ClipSpec
-from ttt_video.data.video.folder import VideoDataModule
+from ttt_video.data.video.folder import SourceError, VideoDataModule
 from ttt_video.data.video.frames import FrameFormat
-from ttt_video.data.video.manifest import load_items
 from ttt_video.data.video.windows import VideoFileDataModule
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
@@ -81,7 +87,8 @@ class VideoPredictData:
     variant: str = "standard"
     """Moving-MNIST protocol: ``standard`` (10 -> 10), ``long200`` (100 -> 100), ``long1000``."""
     path: str | None = None
-    """``folder``: a folder of videos or a CSV/JSON manifest for training; ``file``: the video."""
+    """``folder``: a folder of videos (directly in it or in sub-folders) or a CSV/JSON manifest
+    for training; ``file``: the video."""
     val_path: str | None = None
     """``folder``: the same for validation (None: no validation)."""
     num_input: int = 10
@@ -216,6 +223,18 @@ def _existing(path: str, field: str) -> Path:
     return p
 
 
+def folder_datamodule(sources: dict[str, str | None], **options) -> VideoDataModule:
+    """The ``VideoDataModule`` of ``{field: path}`` (train first, then val; None: no such
+    split); ``FileNotFoundError``/``ConfigError`` naming the field of a missing path, an empty
+    folder, videos without a class or a class unknown to training."""
+    paths = {f: None if p is None else _existing(p, f) for f, p in sources.items()}
+    try:
+        return VideoDataModule(*paths.values(), **options)
+    except SourceError as err:
+        field = next(f for f, p in paths.items() if p == err.source)
+        raise ConfigError(f"{field}: {err}") from err
+
+
 def predict_datamodule(data: VideoPredictData, seed: int):
     """The DataModule of a ``VideoPredictData`` (``FileNotFoundError`` naming what to run)."""
     if data.source == "moving_mnist":
@@ -242,11 +261,8 @@ def predict_datamodule(data: VideoPredictData, seed: int):
             fps=data.fps,
             max_frames=data.max_frames,
         )
-    train = _existing(data.path, "data.path")
-    val = None if data.val_path is None else _existing(data.val_path, "data.val_path")
-    return VideoDataModule(
-        train,
-        val,
+    return folder_datamodule(
+        {"data.path": data.path, "data.val_path": data.val_path},
         spec=ClipSpec(fps=data.fps, num_frames=num_frames),
         fmt=fmt,
         batch_size=data.batch_size,
@@ -296,27 +312,21 @@ def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
     return module, datamodule
 
 
-def classify_datamodule(data: VideoClassifyData, seed: int) -> tuple[object, int]:
-    """(DataModule, number of classes) of a ``VideoClassifyData``."""
+def classify_datamodule(data: VideoClassifyData, seed: int):
+    """The DataModule of a ``VideoClassifyData``; its ``classes`` are the class names."""
     if data.source == "long_range":
         cfg = LongRangeConfig(data.distance, data.cue_frames, data.size)
-        dm = LongRangeDataModule(
+        return LongRangeDataModule(
             cfg, data.batch_size, data.num_workers, data.train_length, data.eval_length, seed
         )
-        return dm, 10
-    train = _existing(data.train, "data.train")
-    val = None if data.val is None else _existing(data.val, "data.val")
-    classes = load_items(train)[1]
-    dm = VideoDataModule(
-        train,
-        val,
+    return folder_datamodule(
+        {"data.train": data.train, "data.val": data.val},
         spec=ClipSpec(fps=data.fps, num_frames=data.num_frames),
         fmt=FrameFormat(size=data.size, channels=data.channels),
         batch_size=data.batch_size,
         num_workers=data.num_workers,
         seed=seed,
     )
-    return dm, len(classes)
 
 
 @register_task(
@@ -329,12 +339,14 @@ def build_video_classify(run: RunConfig) -> tuple[VideoClassifyModule, object]:
     """The classification module and its data for a resolved run."""
     model, data = _network(run), run.data
     _check_frames(model, data.size, data.channels)
-    datamodule, classes = classify_datamodule(data, run.trainer.seed)
-    if model.num_classes < max(classes, 1):
+    datamodule = classify_datamodule(data, run.trainer.seed)
+    classes = datamodule.classes
+    if model.num_classes < max(len(classes), 1):
         raise ConfigError(
-            f"model.num_classes: {model.num_classes} is fewer than the data's {classes} classes"
+            f"model.num_classes: {model.num_classes} is fewer than the data's "
+            f"{len(classes)} classes"
         )
     module = VideoClassifyModule(
-        model, run.optim, _total_steps(run), run.model.objective, _time_budget(run)
+        model, run.optim, _total_steps(run), run.model.objective, _time_budget(run), classes
     )
     return module, datamodule

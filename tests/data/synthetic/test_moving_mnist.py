@@ -157,3 +157,20 @@ def test_epoch_sampler_shares_an_epoch_between_ranks():
     assert not set(shares[0]) & set(shares[1])
     with pytest.raises(ValueError, match="rank"):
         EpochSampler(11, world=2, rank=2)
+
+
+def test_no_trainer_seed_or_epoch_repeats_a_fixed_sequence():
+    """Training draws on the validation pool, so its streams must never be the fixed sets'."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, (30, 28, 28), dtype=np.uint8)
+    v = VARIANTS["standard"]
+    fixed = [
+        moving_digits(np.random.default_rng([SPLIT_SEEDS[split], i]), images, v.num_frames)
+        for split in ("val", "test")
+        for i in range(6)
+    ]  # as build_fixed_set draws them (here from one pool)
+    for seed in range(4):
+        train = MovingMNIST("standard", "train", length=2, seed=seed, images=images)
+        for index in range(12):  # epochs 0-5
+            frames = train[index]["frames"][:, 0].numpy()
+            assert not any(np.array_equal(frames, f) for f in fixed), (seed, index)

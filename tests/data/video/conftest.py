@@ -48,14 +48,20 @@ def make_video(
     fmt: str = "mp4",
     pts_ms: list[int] | None = None,
     options: dict | None = None,
+    codec_options: dict | None = None,
+    pts: list[int] | None = None,
 ) -> Path:
-    """Encode ``n`` index frames of ``size`` (H, W); ``pts_ms`` gives variable frame times."""
+    """Encode ``n`` index frames of ``size`` (H, W); ``pts_ms`` gives variable frame times in
+    milliseconds, ``pts`` in frames of ``1 / fps`` (a gap is a dropped frame); ``codec_options``
+    replace the x264 defaults (e.g. keyframe spacing and B-frames)."""
     h, w = size
     with av.open(str(path), "w", format=fmt, options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, pix
         if codec == "libx264":
             stream.options = {"crf": "12", "preset": "ultrafast"}
+        if codec_options is not None:
+            stream.options = codec_options
         if pts_ms is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
             stream.time_base = Fraction(1, 1000)
@@ -63,6 +69,8 @@ def make_video(
             frame = av.VideoFrame.from_ndarray(index_image(i, h, w), format="rgb24")
             if pts_ms is not None:
                 frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
@@ -82,6 +90,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     pts = [0, *np.cumsum(rng.integers(20, 150, 49)).tolist()]
     out["vfr"] = make_video(d / "vfr.mkv", 50, fps=25, fmt="matroska", pts_ms=pts)
+    out.update(reordered_videos(d))
     faststart = make_video(d / "fs.mp4", 120, options={"movflags": "faststart"})
     data = faststart.read_bytes()
     out["truncated"] = d / "truncated.mp4"
@@ -95,3 +104,38 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     out["unknown_codec"] = d / "unknown.avi"
     out["unknown_codec"].write_bytes(avi.replace(b"FMP4", b"ZZZZ"))
     return out
+
+
+def x264_options(keyint: int, bframes: int) -> dict:
+    """x264 settings for a keyframe every ``keyint`` frames and up to ``bframes`` B-frames."""
+    gop = {"g": str(keyint), "keyint_min": str(keyint), "sc_threshold": "0"}
+    return {"crf": "12", "preset": "fast", "bf": str(bframes), **gop}
+
+
+# Frame times of the fixtures whose frame order, keyframes or header are hard for a reader: name ->
+# (frame count, seconds of frame i). "gop12": a keyframe every 12 frames and B-frames (mp4);
+# "sparse_keys": one keyframe every 150 frames, B-pyramid (mkv); "vfr_bframes": variable frame
+# times with B-frames (mp4); "avi_gaps": frames missing from a 25 fps AVI, whose header counts
+# them (it claims more frames than the file holds, as real capture files do).
+VFR_MS = [0, *np.cumsum(np.random.default_rng(1).integers(15, 120, 79)).tolist()]
+AVI_GAPS = [i + i // 5 * 2 for i in range(60)]  # two frames dropped after every five
+REORDERED = {
+    "gop12": (120, [i / 24 for i in range(120)]),
+    "sparse_keys": (330, [i / 30 for i in range(330)]),
+    "vfr_bframes": (80, [t / 1000 for t in VFR_MS]),
+    "avi_gaps": (60, [p / 25 for p in AVI_GAPS]),
+}
+
+
+def reordered_videos(d: Path) -> dict[str, Path]:
+    """Encode the ``REORDERED`` fixtures into folder ``d``."""
+    return {
+        "gop12": make_video(d / "gop12.mp4", 120, fps=24, codec_options=x264_options(12, 2)),
+        "sparse_keys": make_video(
+            d / "sparse.mkv", 330, fps=30, fmt="matroska", codec_options=x264_options(150, 3)
+        ),
+        "vfr_bframes": make_video(
+            d / "vfr_b.mp4", 80, pts_ms=VFR_MS, codec_options=x264_options(10, 2)
+        ),
+        "avi_gaps": make_video(d / "gaps.avi", 60, fps=25, codec="mpeg4", fmt="avi", pts=AVI_GAPS),
+    }

@@ -1,4 +1,5 @@
-"""Manifest and class-folder datasets, skip-and-log of bad files, the DataModule, index_videos."""
+"""Manifest and class-folder datasets, skip-and-log of bad files, the DataModule, index_videos,
+flat folders, one class index for every split, full training batches around unreadable files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 import torch
 from conftest import decode_index, make_video
 
-from ttt_video.data.video.folder import VideoClipDataset, VideoDataModule, collate_clips
+from ttt_video.data.video.folder import (
+    ReadableClips,
+    SourceError,
+    VideoClipDataset,
+    VideoDataModule,
+    collate_clips,
+    split_items,
+)
 from ttt_video.data.video.frames import FrameFormat
 from ttt_video.data.video.manifest import load_items, read_manifest
 from ttt_video.data.video.reader import ClipSpec
@@ -103,3 +111,74 @@ def test_index_videos_script(class_root, tmp_path, capsys):
     assert (good["num_frames"], good["fps"], good["width"], good["label"]) == (21, 10.0, 32, "a")
     items, names = read_manifest(out)
     assert names == ["a", "b"] and len(items) == 7
+
+
+def fill(folder: Path, names: dict[str, Path]) -> Path:
+    """``folder/<relative path>`` copies of the given files (folders made as needed)."""
+    for relative, source in names.items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folder / relative)
+    return folder
+
+
+def test_val_labels_follow_the_training_class_index(class_root, tmp_path):
+    clip = class_root / "a" / "v0.mp4"
+    train = fill(tmp_path / "train", {f"{c}/v.mp4": clip for c in ("cat", "dog", "fish")})
+    val = fill(tmp_path / "val", {"dog/v.mp4": clip, "fish/v.mp4": clip})  # no cat
+    dm = VideoDataModule(train, val=val, spec=ClipSpec(num_frames=4), fmt=FrameFormat(size=16))
+    dm.setup("fit")
+    assert dm.classes == ["cat", "dog", "fish"]
+    val_labels = {Path(i.path).parent.name: i.label for i in dm.val.items}
+    assert val_labels == {"dog": 1, "fish": 2}
+    assert next(iter(dm.val_dataloader()))["label"].tolist() == [1, 2]
+    manifest = tmp_path / "val.csv"  # class names in a manifest map the same way
+    manifest.write_text(f"path,label\n{clip},fish\n{clip},dog\n")
+    items, names = split_items(manifest, classes=dm.classes)
+    assert [i.label for i in items] == [2, 1] and names == dm.classes
+    fill(val, {"bird/v.mp4": clip})
+    with pytest.raises(SourceError, match=r"classes \['bird'\] are not among the 3 classes"):
+        VideoDataModule(train, val=val)
+
+
+def test_flat_nested_and_empty_folders(class_root, tmp_path):
+    clips = sorted(class_root.glob("*/v*.mp4"))
+    flat = fill(tmp_path / "flat", {f"clip{k}.mp4": c for k, c in enumerate(clips)})
+    for root, count in ((flat, 6), (class_root, 7)):  # prediction: every video under the folder
+        dm = VideoDataModule(
+            root, spec=ClipSpec(num_frames=4), fmt=FrameFormat(size=16), labelled=False
+        )
+        assert len(dm.items["train"]) == count
+    with pytest.raises(SourceError, match=r"flat: 6 videos directly in the folder .* no class"):
+        VideoDataModule(flat)
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    for labelled in (False, True):
+        with pytest.raises(SourceError, match=r"empty: no videos found"):
+            VideoDataModule(tmp_path / "empty", labelled=labelled)
+
+
+def test_training_batches_stay_full_around_unreadable_files(class_root, videos, tmp_path, caplog):
+    good = sorted(class_root.glob("a/v*.mp4"))
+    bad = {f"bad{k}.mp4": videos[name] for k, name in enumerate(("text", "empty", "truncated"))}
+    root = fill(tmp_path / "mixed", {**{f"good{k}.mp4": c for k, c in enumerate(good)}, **bad})
+    items, _ = split_items(root, labelled=False)
+    spec, fmt = ClipSpec(num_frames=4, random=True), FrameFormat(size=16)
+    clips = VideoClipDataset(items, spec, fmt, labelled=False)
+    batch = collate_clips([clips[i] for i in range(3)])  # bad0, bad1, bad2: all unreadable
+    assert batch == {"frames": None, "skipped": 3}
+    assert all(f"bad{k}.mp4" in caplog.text for k in range(3))
+    readable = ReadableClips(clips)
+    for index in range(len(items), 2 * len(items)):  # epoch 1
+        item, unreadable = readable[index]
+        assert item["frames"].shape == (4, 3, 16, 16)
+        assert unreadable == (Path(items[index % len(items)].path).stem.startswith("bad"))
+    for workers in (0, 2):  # the count per epoch does not depend on the loader workers
+        dm = VideoDataModule(
+            root, spec=spec, fmt=fmt, batch_size=1, num_workers=workers, labelled=False
+        )
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        assert [b["frames"].shape[0] for b in batches] == [1] * 6
+        assert sum(b["skipped"] for b in batches) == 3
+    hopeless = ReadableClips(VideoClipDataset(items[:3], ClipSpec(num_frames=4)))
+    with pytest.raises(ValueError, match="none of the 3 training videos can be read"):
+        hopeless[0]

@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import decode_index, make_video
 
-from ttt_video.data.video.backends import decord_available
+from ttt_video.data.video import reader as reader_module
+from ttt_video.data.video.backends import decord_available, torchcodec_available
 from ttt_video.data.video.reader import (
     ClipSpec,
     FrameFormat,
@@ -166,24 +167,61 @@ def test_spec_validation():
         FrameFormat(resize="zoom")
 
 
+OPTIONAL = {"decord": decord_available(), "torchcodec": torchcodec_available()}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(b, marks=pytest.mark.skipif(not ok, reason=f"{b} is not usable"))
+        for b, ok in OPTIONAL.items()
+    ],
+)
+@pytest.mark.parametrize("name", ["h264", "mpeg4_odd", "x264_odd", "vfr"])
+def test_optional_backend_agrees_with_pyav_frame_for_frame(videos, name, backend):
+    spec = ClipSpec(stride=3)
+    a = VideoReader(videos[name], backend="av").read(spec)
+    d = VideoReader(videos[name], backend=backend).read(spec)
+    assert d.indices.tolist() == a.indices.tolist() == pixel_indices(d.frames)
+    diff = (a.frames.int() - d.frames.int()).abs()
+    assert diff.float().mean() < 1.0 and diff.max() <= 8
+
+
+def test_auto_decodes_with_pyav(videos):
+    assert VideoReader(videos["h264"]).backend == "av"
+    assert VideoReader(videos["h264"], backend="auto").backend == "av"
+    with pytest.raises(ValueError, match="backend must be"):
+        VideoReader(videos["h264"], backend="opencv")
+
+
+class FailingBackend:
+    """An optional backend that opens every file and fails on every read."""
+
+    name = "failing"
+
+    def __init__(self, path, index):
+        self.index = index
+
+    def get(self, wanted, size=None):
+        raise RuntimeError("corrupt data")
+
+
+def test_optional_backends_fall_back_to_pyav_with_a_warning(videos, monkeypatch):
+    monkeypatch.setitem(reader_module.OPTIONAL_BACKENDS, "decord", (FailingBackend, lambda: False))
+    with pytest.warns(UserWarning, match="'decord': the package is not installed or cannot load"):
+        assert VideoReader(videos["h264"], backend="decord").backend == "av"
+    monkeypatch.setitem(reader_module.OPTIONAL_BACKENDS, "decord", (FailingBackend, lambda: True))
+    reader = VideoReader(videos["h264"], backend="decord")
+    assert reader.backend == "failing"
+    with pytest.warns(UserWarning, match="failing failed .corrupt data.; decoding with PyAV"):
+        clip = reader.read(ClipSpec(start_frame=30, num_frames=5))
+    assert pixel_indices(clip.frames) == list(range(30, 35)) and reader.backend == "av"
+    assert VideoReader(videos["truncated"], backend="decord").backend == "av"
+
+
 @pytest.mark.skipif(not decord_available(), reason="decord is not installed (pip install decord)")
-class TestDecord:
-    @pytest.mark.parametrize("name", ["h264", "mpeg4_odd", "x264_odd", "vfr"])
-    def test_decord_agrees_with_pyav_frame_for_frame(self, videos, name):
-        spec = ClipSpec(stride=3)
-        a = VideoReader(videos[name], backend="av").read(spec)
-        d = VideoReader(videos[name], backend="decord").read(spec)
-        assert d.indices.tolist() == a.indices.tolist() == pixel_indices(d.frames)
-        diff = (a.frames.int() - d.frames.int()).abs()
-        assert diff.float().mean() < 1.0 and diff.max() <= 8
-
-    def test_auto_prefers_decord_and_falls_back_on_gif(self, videos):
-        assert VideoReader(videos["h264"]).backend == "decord"
-        reader = VideoReader(videos["gif"])
-        assert reader.backend == "av"
-        assert pixel_indices(reader.read().frames) == list(range(20))
-        with pytest.raises(VideoReadError, match="decord cannot open"):
-            VideoReader(videos["gif"], backend="decord")
-
-    def test_auto_uses_pyav_for_truncated(self, videos):
-        assert VideoReader(videos["truncated"]).backend == "av"
+def test_decord_cannot_open_gif_and_pyav_reads_it(videos):
+    with pytest.warns(UserWarning, match="decord cannot open"):
+        reader = VideoReader(videos["gif"], backend="decord")
+    assert reader.backend == "av"
+    assert pixel_indices(reader.read().frames) == list(range(20))

@@ -6,6 +6,13 @@ A sequence opens with ``cue_frames`` frames of one real MNIST digit held still i
 class is the label. Then come ``distance`` frames of other digits bouncing (Moving-MNIST-style),
 drawn from all classes, so nothing after the cue tells the label. A model that classifies the
 last frame's state correctly must have carried the cue across ``distance`` frames; chance is 10%.
+
+Digits: the 5,000 real digits are split three ways, stratified by class (``digit_pools``): 80%
+for training, and the held-out 20% halved into a validation and a test pool, so validation
+and test sequences (cue and distractors) show only digits training never saw, and the test
+digits are not those the best checkpoint was chosen on. Validation and test sequences are the
+same whatever the trainer seed (their streams use ``EVAL_SEED``); training sequences come from
+the trainer seed's own streams (``ttt_video.data.epochs``), which never coincide with them.
 """
 
 from __future__ import annotations
@@ -16,9 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ttt_video.data.epochs import EpochDataModule, item_rng
+from ttt_video.data.epochs import SPLIT_STREAMS, EpochDataModule, item_rng
 from ttt_video.data.fetch import load_mnist_digits
-from ttt_video.data.synthetic.moving_mnist import SPLIT_SEEDS, moving_digits, split_digits
+from ttt_video.data.synthetic.moving_mnist import moving_digits, split_digits
+
+EVAL_SEED = 0
+"""Entropy of the validation and test streams (fixed: the sets do not follow the trainer seed)."""
+CLASS_NAMES = [str(d) for d in range(10)]
+"""The labels' names: the digits."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,20 @@ def recall_sequence(
     return frames, label
 
 
-class LongRangeDigits(Dataset):
-    """Items ``{"frames": uint8 [F, 1, S, S], "label": int}``; train and test digits disjoint.
+def digit_pools(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Disjoint digit indices per split, each stratified by class: ``{"train": [K_train],
+    "val": [K_val], "test": [K_test]}`` (80% / 10% / 10%) from the labels ``[K]``."""
+    train, held_out = split_digits(labels)
+    val, test = split_digits(labels[held_out], test_fraction=0.5)
+    return {"train": train, "val": held_out[val], "test": held_out[test]}
 
-    ``split="train"`` changes every epoch (through ``EpochSampler``); ``"val"``/``"test"`` are
-    fixed by their seeds. ``images``/``labels`` override the real digits (e.g. in tests).
+
+class LongRangeDigits(Dataset):
+    """Items ``{"frames": uint8 [F, 1, S, S], "label": int}`` from the ``split``'s digit pool.
+
+    ``split="train"`` changes every epoch (through ``EpochSampler``) and follows ``seed``;
+    ``"val"``/``"test"`` are fixed. ``images [K, 28, 28]``/``labels [K]`` replace the split's
+    pool of real digits (e.g. in tests).
     """
 
     def __init__(
@@ -80,14 +101,13 @@ class LongRangeDigits(Dataset):
         images: np.ndarray | None = None,
         labels: np.ndarray | None = None,
     ):
-        if split not in SPLIT_SEEDS:
+        if split not in SPLIT_STREAMS:
             raise ValueError(f"split must be train, val or test, got {split!r}")
         self.cfg, self.split, self.length = cfg or LongRangeConfig(), split, length
-        self.seed = seed if split == "train" else SPLIT_SEEDS[split]
+        self.seed = seed if split == "train" else EVAL_SEED
         if images is None:
             images, labels = load_mnist_digits()
-            train_idx, test_idx = split_digits(labels)
-            pick = test_idx if split == "test" else train_idx
+            pick = digit_pools(labels)[split]
             images, labels = images[pick], labels[pick]
         self.images, self.labels = images, labels
 
@@ -95,13 +115,15 @@ class LongRangeDigits(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        rng = item_rng(self.seed, index, self.length)
+        rng = item_rng(self.seed, index, self.length, self.split)
         frames, label = recall_sequence(rng, self.images, self.labels, self.cfg)
         return {"frames": torch.from_numpy(frames).unsqueeze(1), "label": label}
 
 
 class LongRangeDataModule(EpochDataModule):
     """Train / val / test loaders of ``LongRangeDigits`` at one ``distance``."""
+
+    classes = CLASS_NAMES
 
     def __init__(
         self,

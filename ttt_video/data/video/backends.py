@@ -1,108 +1,67 @@
-"""Decoding backends behind the one reader interface: PyAV (required) and decord (optional).
+"""Decoding backends behind the one reader interface: PyAV (required), decord and torchcodec
+(optional).
 
-A backend opens one file, exposes its ``VideoInfo`` and the presentation time of every frame
-(``times``, float64 ``[N]`` seconds from the first frame), and decodes any sorted set of frame
-indices to RGB uint8 ``[K, H, W, 3]``. Frame ``i`` is the ``i``-th frame in presentation order.
+Letters: K frames decoded, H height, W width, N frames in the file.
 
-The PyAV backend does not trust the container header: it counts frames by demuxing packets (no
-decoding, so cheap, and bounded memory: one int64 per frame), measures the frame rate from the
-timestamps, and flags a file as truncated when the header claims more frames or a longer duration
-than the packets deliver, or when demuxing or decoding fails part-way.
+Every backend numbers frames by the file's ``FrameIndex`` (``frame_index.py``: frame ``i`` is the
+``i``-th in presentation order) and decodes any sorted set of frame indices to RGB uint8
+``[K, H, W, 3]``. Given a ``size``, PyAV and torchcodec scale each frame during its conversion
+to RGB (FFmpeg's swscale, bilinear with a support widened for downscaling, which matches torch's
+antialiased bilinear resize: see benchmarks/video_io.md), so only the small frames are ever
+held; decord returns frames at their native size and the reader resizes them in torch.
 """
 
 from __future__ import annotations
 
-import array
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
 from ttt_video.data.video.errors import VideoReadError
+from ttt_video.data.video.frame_index import (
+    FrameIndex,
+    VideoInfo,
+    frame_index,
+    open_container,
+    video_stream,
+)
 
-# Re-seek instead of decoding through a gap of more than this many frames.
-SEEK_GAP = 120
+__all__ = [
+    "DecordBackend",
+    "FrameDecoder",
+    "PyAVBackend",
+    "TorchCodecBackend",
+    "VideoInfo",
+    "decord_available",
+    "open_container",
+    "torchcodec_available",
+    "video_stream",
+]
 
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video file holds, as measured (not as the header claims).
-
-    Attributes:
-        path: the file.
-        num_frames: frames found in the file (packets that carry a frame).
-        fps: frame rate (the header's when it agrees with the timestamps within 1%, else measured).
-        duration: seconds covered by the frames (last timestamp - first + one frame).
-        width, height: frame size in pixels.
-        codec: decoder name, e.g. ``"h264"``.
-        header_frames: the frame count the container header claims, or None when it has none.
-        truncated: the file ends before its header says it should, or decoding failed part-way.
-    """
-
-    path: str
-    num_frames: int
-    fps: float
-    duration: float
-    width: int
-    height: int
-    codec: str
-    header_frames: int | None = None
-    truncated: bool = False
-
-
-def open_container(path: str | Path) -> av.container.InputContainer:
-    """Open ``path`` with PyAV, mapping every failure to a ``VideoReadError`` with its reason."""
-    p = Path(path)
-    if not p.exists():
-        raise VideoReadError(p, "file not found")
-    if p.is_dir():
-        raise VideoReadError(p, "is a directory, not a video file")
-    if p.stat().st_size == 0:
-        raise VideoReadError(p, "empty file (0 bytes)")
-    try:
-        return av.open(str(p))
-    except av.error.FFmpegError as err:
-        raise VideoReadError(p, f"not a readable video container ({err.strerror})") from err
-
-
-def video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
-    """The first video stream of ``container``, checked to have a decoder."""
-    if not container.streams.video:
-        raise VideoReadError(path, "no video stream in the file")
-    stream = container.streams.video[0]
-    if stream.codec_context is None or not stream.codec_context.name:
-        raise VideoReadError(path, "unsupported codec: no decoder for the video stream")
-    stream.thread_type = "AUTO"
-    return stream
+# Seek to the keyframe before a wanted frame when that skips more than this many frames: a seek
+# costs about one frame's decode plus refilling the decoder's thread pipeline.
+SEEK_SKIP = 8
+# swscale's filter for scaling during the RGB conversion (the closest to torch's antialiased
+# bilinear resize of the ones measured in benchmarks/video_io.py).
+SCALE_INTERPOLATION = "BILINEAR"
 
 
 class FrameDecoder:
     """Decode a stream from the container's current position; stop quietly at a broken packet.
 
     After a demux or decode error the decoder is flushed, so the frames it had buffered still come
-    out, and ``failed`` becomes True so the caller can report a truncated file. ``count`` is the
-    number of frames decoded so far, ``last_pts`` the timestamp of the latest, and ``finished``
-    tells that the end of the file was reached.
+    out, and ``failed`` becomes True so the caller can report a truncated file.
     """
 
     def __init__(self, container, stream):
         self.container = container
         self.stream = stream
         self.failed = False
-        self.finished = False
-        self.count = 0
-        self.last_pts: int | None = None
 
     def __iter__(self) -> Iterator[av.VideoFrame]:
-        for frame in self._frames():
-            self.count += 1
-            self.last_pts = frame.pts
-            yield frame
-        self.finished = True
-
-    def _frames(self) -> Iterator[av.VideoFrame]:
         codec = self.stream.codec_context
         try:
             for packet in self.container.demux(self.stream):
@@ -115,177 +74,221 @@ class FrameDecoder:
                 return
 
 
-def _scan_packets(container, stream) -> tuple[np.ndarray, bool, bool]:
-    """Demux every packet: (sorted pts int64 ``[N]``, pts usable for seeking, demux failed)."""
-    pts = array.array("q")
-    missing, failed = 0, False
-    try:
-        for packet in container.demux(stream):
-            if not packet.size:
-                continue
-            if packet.pts is None:
-                missing += 1
-            else:
-                pts.append(packet.pts)
-    except av.error.FFmpegError:
-        failed = True
-    if missing:
-        return np.arange(len(pts) + missing, dtype=np.int64), False, failed
-    return np.sort(np.frombuffer(pts, dtype=np.int64)), True, failed
+def prime(container, stream) -> None:
+    """Decode the first frame before a first seek. Some files carry codec parameters only in
+    their first packets: frames decoded after a seek past them come out corrupt (cockatoo.mp4
+    from its second keyframe on, in PyAV, decord and torchcodec alike)."""
+    next(iter(FrameDecoder(container, stream)), None)
 
 
-def looks_truncated(container, stream, found: int, seconds: float, fps: float) -> bool:
-    """Whether ``found`` frames covering ``seconds`` fall short of what the header claims.
-
-    A claimed duration wins over a claimed frame count: AVI headers count dropped frames, so
-    a file can hold fewer frames than its header says and still cover its whole duration.
-    """
-    claimed = None
-    if stream.duration:
-        claimed = float(stream.duration * stream.time_base)
-    elif container.duration and len(container.streams) == 1:
-        claimed = container.duration / 1e6
-    if claimed is not None:
-        return seconds < claimed - max(2.0 / fps, 0.01 * claimed)
-    return found < (stream.frames or 0)
-
-
-def _measured_fps(times: np.ndarray, header_rate: float | None) -> float:
-    """The header rate when it agrees with the timestamps within 1%, else the measured rate."""
-    span = float(times[-1] - times[0]) if len(times) > 1 else 0.0
-    measured = (len(times) - 1) / span if span > 0 else None
-    if measured is None:
-        return header_rate or 1.0
-    if header_rate and abs(header_rate - measured) <= 0.01 * measured:
-        return header_rate
-    return measured
+def frame_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """A decoded frame as RGB uint8 ``[H, W, 3]``, scaled to ``size = (H, W)`` during the
+    conversion when given."""
+    if size is None or (frame.height, frame.width) == tuple(size):
+        return frame.to_ndarray(format="rgb24")
+    return frame.reformat(
+        width=size[1], height=size[0], format="rgb24", interpolation=SCALE_INTERPOLATION
+    ).to_ndarray()
 
 
 class PyAVBackend:
-    """PyAV decoding of one file; see the module docstring."""
+    """PyAV decoding of one file: seeks to the keyframe before a wanted frame when that skips
+    more than ``SEEK_SKIP`` frames, else decodes through; frames are numbered by their timestamps
+    in the ``FrameIndex``."""
 
     name = "av"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, index: FrameIndex | None = None):
         self.path = str(path)
-        container = open_container(path)
-        try:
-            stream = video_stream(container, path)
-            pts, self.seekable, failed = _scan_packets(container, stream)
-            self.info, self.times = self._measure(container, stream, pts, failed)
-        finally:
-            container.close()
-        self.pts = pts
+        self.index = index or frame_index(path)
+        # False once a seek lands on a frame that needs earlier ones: decode from the start then.
+        self.seekable = self.index.seekable
 
-    def _measure(self, container, stream, pts, failed) -> tuple[VideoInfo, np.ndarray]:
-        """Build ``VideoInfo`` and frame times from the scanned packets."""
-        rate = stream.average_rate or stream.guessed_rate
-        header_rate = float(rate) if rate else None
-        if self.seekable and len(pts):
-            times = (pts - pts[0]).astype(np.float64) * float(stream.time_base)
-        else:
-            times = np.arange(len(pts), dtype=np.float64) / (header_rate or 1.0)
-        fps = _measured_fps(times, header_rate)
-        duration = float(times[-1]) + 1.0 / fps if len(times) else 0.0
-        header_frames = stream.frames or None
-        short = looks_truncated(container, stream, len(pts), duration, fps)
-        info = VideoInfo(
-            path=self.path,
-            num_frames=len(pts),
-            fps=fps,
-            duration=duration,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            codec=stream.codec_context.name,
-            header_frames=header_frames,
-            truncated=bool(failed or short),
-        )
-        return info, times
+    @property
+    def info(self) -> VideoInfo:
+        return self.index.info
 
-    def _indexed(self, container, stream, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
-        """Yield ``(index, frame)`` from frame ``first`` on (earlier frames may come too).
+    def frames(
+        self, wanted: np.ndarray, size: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode sorted unique frame indices ``wanted [K]`` in order -> ``(index, RGB [H, W, 3])``.
 
-        Seeks to the keyframe before ``first`` when the file allows; when the seek overshoots or
-        lands on a frame the decoder flags corrupt, decodes from the start instead.
+        Frames come at ``size = (H, W)`` when given, else at the native size. Fewer than ``K``
+        come when the file stops decoding early (truncated) or a frame does not decode.
         """
-        if self.seekable and first > 0:
-            container.seek(int(self.pts[first]), stream=stream, backward=True)
-            for frame in FrameDecoder(container, stream):
-                k = int(np.searchsorted(self.pts, frame.pts)) if frame.pts is not None else -1
-                if k < 0 or k >= len(self.pts) or self.pts[k] != frame.pts or k > first:
-                    break
-                if frame.is_corrupt:  # a "keyframe" that needs earlier frames: seeking is unsafe
-                    self.seekable = False
-                    break
-                yield k, frame
-                yield from self._following(container, stream, k)
-                return
-        container.seek(0, stream=stream, backward=True)
-        yield from enumerate(FrameDecoder(container, stream))
-
-    def _following(self, container, stream, last: int) -> Iterator[tuple[int, av.VideoFrame]]:
-        """Continue a seeked decode, numbering frames by their timestamps."""
-        for frame in FrameDecoder(container, stream):
-            last = int(np.searchsorted(self.pts, frame.pts)) if frame.pts is not None else last + 1
-            yield last, frame
-
-    def get(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Decode sorted unique indices ``wanted [K]`` -> (indices found ``[K']``, RGB ``[K', H, W, 3]``).
-
-        ``K' < K`` only when the file stops decoding early (truncated).
-        """
-        position = {int(k): i for i, k in enumerate(wanted)}
-        out = np.empty((len(wanted), self.info.height, self.info.width, 3), dtype=np.uint8)
-        got = np.zeros(len(wanted), dtype=bool)
-        gaps = np.nonzero(np.diff(wanted) > SEEK_GAP)[0] + 1 if self.seekable else []
-        runs = np.split(wanted, gaps) if len(wanted) else []
+        if not len(wanted):
+            return
         container = open_container(self.path)
         try:
             stream = video_stream(container, self.path)
-            for run in runs:
-                remaining = len(run)
-                for k, frame in self._indexed(container, stream, int(run[0])):
-                    i = position.get(k)
-                    if i is not None and not got[i]:
-                        out[i] = frame.to_ndarray(format="rgb24")
-                        got[i] = True
-                        remaining -= 1
-                    if k >= run[-1] or not remaining:
-                        break
+            if self.seekable and self.index.keyframe_before(int(wanted[0])) > 0:
+                prime(container, stream)
+            for k, frame in self._decoded(container, stream, wanted):
+                yield k, frame_rgb(frame, size)
         finally:
             container.close()
-        return (wanted, out) if got.all() else (wanted[got], out[got])
+
+    def get(
+        self, wanted: np.ndarray, size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode sorted unique ``wanted [K]`` -> (indices found ``[K']``, RGB ``[K', H, W, 3]``)."""
+        h, w = size or (self.info.height, self.info.width)
+        out = np.empty((len(wanted), h, w, 3), dtype=np.uint8)
+        found = np.empty(len(wanted), dtype=np.int64)
+        count = 0
+        for count, (k, frame) in enumerate(self.frames(wanted, size), 1):
+            found[count - 1], out[count - 1] = k, frame
+        return (found, out) if count == len(wanted) else (found[:count], out[:count])
+
+    def _decoded(
+        self, container, stream, wanted: np.ndarray
+    ) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``(index, frame)`` for each frame of ``wanted`` that decodes, in order."""
+        position, i = -1, 0
+        key = self.index.keyframe_before(int(wanted[0]))
+        frames = self._decode_from(container, stream, key)
+        while True:
+            for k, frame in frames:
+                position = k
+                i = max(i, int(np.searchsorted(wanted, k)))  # wanted frames before k never came
+                if i < len(wanted) and wanted[i] == k:
+                    yield k, frame
+                    i += 1
+                if i == len(wanted):
+                    return
+                # Seek when the keyframe before the next wanted frame is far ahead (and is not
+                # the one just sought: a seek may land on an earlier keyframe).
+                next_key = self.index.keyframe_before(int(wanted[i]))
+                if self.seekable and next_key > max(key, position + SEEK_SKIP):
+                    break
+            else:
+                return
+            key = next_key
+            frames = self._decode_from(container, stream, key)
+
+    def _decode_from(self, container, stream, key: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``(index, frame)`` from keyframe ``key`` on (earlier frames may come too).
+
+        Seeks to the keyframe's timestamp when the file allows; when the seek overshoots or lands
+        on a frame the decoder flags corrupt, decodes from the start instead.
+        """
+        if self.seekable and key > 0:
+            container.seek(int(self.index.pts[key]), stream=stream, backward=True)
+            frames = self._numbered(FrameDecoder(container, stream))
+            first = next(frames, None)
+            if first is None:
+                return
+            k, frame = first
+            if k <= key and not frame.is_corrupt:
+                yield first
+                yield from frames
+                return
+            if frame.is_corrupt:  # a "keyframe" that needs earlier frames: seeking is unsafe
+                self.seekable = False
+        container.seek(0, stream=stream, backward=True)
+        yield from self._numbered(FrameDecoder(container, stream))
+
+    def _numbered(self, decoder: FrameDecoder) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Number decoded frames by their timestamps in the index (one more than the previous
+        frame's number when a timestamp is missing or unknown, or the file has none)."""
+        k = -1
+        for frame in decoder:
+            found = self.index.frame_at(frame.pts)
+            k = found if found is not None else k + 1
+            yield k, frame
 
 
 class DecordBackend:
-    """decord decoding of one file (optional dependency; cannot open GIF or AV1)."""
+    """decord decoding of one file (optional dependency; cannot open GIF or AV1). Frames come at
+    their native size."""
 
     name = "decord"
 
-    def __init__(self, path: str | Path, info: VideoInfo | None = None):
+    def __init__(self, path: str | Path, index: FrameIndex | None = None):
         import decord
 
         self.path = str(path)
-        if info is None:
-            open_container(path).close()
+        self.index = index or frame_index(path)
         try:
             self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0))
         except decord.DECORDError as err:
             raise VideoReadError(path, f"decord cannot open it ({str(err)[-120:]})") from err
-        n = len(self._vr)
-        self.times = self._vr.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64)
-        self.times -= self.times[0] if n else 0.0
-        if info is None:
-            first = self._vr[0].shape if n else (0, 0, 3)
-            fps = float(self._vr.get_avg_fps()) or 1.0
-            info = VideoInfo(self.path, n, fps, n / fps, first[1], first[0], "unknown")
-        self.info = info
+        if len(self._vr) != self.index.info.num_frames:
+            reason = f"decord counts {len(self._vr)} frames, the index {self.index.info.num_frames}"
+            raise VideoReadError(path, reason)
+        self._vr[0]  # as ``prime``: a first read that seeks returns corrupt frames otherwise
 
-    def get(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Decode sorted unique indices ``wanted [K]`` -> (``wanted``, RGB ``[K, H, W, 3]``)."""
+    @property
+    def info(self) -> VideoInfo:
+        return self.index.info
+
+    def get(
+        self, wanted: np.ndarray, size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode sorted unique ``wanted [K]`` -> (``wanted``, RGB ``[K, H, W, 3]`` native size)."""
         if not len(wanted):
             return wanted, np.zeros((0, self.info.height, self.info.width, 3), dtype=np.uint8)
         return wanted, self._vr.get_batch(wanted.tolist()).asnumpy()
+
+
+class TorchCodecBackend:
+    """torchcodec decoding of one file (optional dependency; needs FFmpeg's shared libraries).
+
+    The decoder is given the ``FrameIndex`` as its frame mappings, so it neither scans the file
+    again nor numbers frames differently; frames are scaled in the decoder when a size is given
+    (one decoder per size, opened at its first read: a file torchcodec cannot open fails there).
+    """
+
+    name = "torchcodec"
+
+    def __init__(self, path: str | Path, index: FrameIndex | None = None):
+        self.path = str(path)
+        self.index = index or frame_index(path)
+        if not self.index.seekable:
+            raise VideoReadError(path, "torchcodec needs frame timestamps, the file has none")
+        pts = self.index.pts
+        durations = np.diff(pts, append=pts[-1] + (pts[-1] - pts[-2] if len(pts) > 1 else 1))
+        self._mappings = json.dumps(
+            {
+                "frames": [
+                    {"pts": int(p), "duration": int(d), "key_frame": int(k)}
+                    for p, d, k in zip(pts, durations, self.index.keyframes)
+                ]
+            }
+        )
+        self._decoders: dict[tuple[int, int] | None, object] = {}
+
+    @property
+    def info(self) -> VideoInfo:
+        return self.index.info
+
+    def _decoder(self, size: tuple[int, int] | None):
+        """The torchcodec decoder producing frames at ``size`` (one per size, opened once)."""
+        if size not in self._decoders:
+            from torchcodec.decoders import VideoDecoder
+            from torchcodec.transforms import Resize
+
+            try:
+                self._decoders[size] = VideoDecoder(
+                    self.path,
+                    dimension_order="NHWC",
+                    num_ffmpeg_threads=0,
+                    custom_frame_mappings=self._mappings,
+                    transforms=[Resize(size)] if size is not None else None,
+                )
+                self._decoders[size].get_frame_at(0)  # as ``prime``
+            except (RuntimeError, ValueError) as err:
+                raise VideoReadError(self.path, f"torchcodec cannot open it ({err})") from err
+        return self._decoders[size]
+
+    def get(
+        self, wanted: np.ndarray, size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode sorted unique ``wanted [K]`` -> (``wanted``, RGB ``[K, H, W, 3]`` at ``size``)."""
+        if not len(wanted):
+            h, w = size or (self.info.height, self.info.width)
+            return wanted, np.zeros((0, h, w, 3), dtype=np.uint8)
+        return wanted, self._decoder(size).get_frames_at(wanted.tolist()).data.numpy()
 
 
 def decord_available() -> bool:
@@ -293,5 +296,14 @@ def decord_available() -> bool:
     try:
         import decord  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def torchcodec_available() -> bool:
+    """True when the optional ``torchcodec`` package imports and finds FFmpeg's libraries."""
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except (ImportError, RuntimeError, OSError):
         return False
     return True

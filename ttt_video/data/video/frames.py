@@ -83,21 +83,35 @@ def _interp(frames: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def scaled_size(h: int, w: int, fmt: FrameFormat) -> tuple[int, int] | None:
+    """The ``(H, W)`` a frame of ``h x w`` is scaled to before ``fmt``'s crop or pad (None without
+    a target size): covering the target for ``crop``, inside it for ``pad``, the target itself for
+    ``stretch``. A frame already at this size scales to itself, so a decoder may do the scaling.
+    """
+    if fmt.hw is None:
+        return None
+    th, tw = fmt.hw
+    if fmt.resize == "stretch":
+        return th, tw
+    scale = max(th / h, tw / w) if fmt.resize == "crop" else min(th / h, tw / w)
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    if fmt.resize == "crop":
+        sh, sw = max(sh, th), max(sw, tw)
+    return sh, sw
+
+
 def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: ResizeMode) -> torch.Tensor:
     """Resize uint8 ``[F, C, H, W]`` to ``[F, C, size[0], size[1]]``.
 
     ``crop`` scales so the frame covers the target and centre-crops; ``pad`` scales so the frame
-    fits inside and pads with zeros; ``stretch`` scales each side independently.
+    fits inside and pads with zeros; ``stretch`` scales each side independently. Frames already at
+    ``scaled_size`` are only cropped or padded.
     """
     th, tw = size
-    h, w = frames.shape[-2:]
-    if mode == "stretch":
-        return _interp(frames, (th, tw))
-    scale = max(th / h, tw / w) if mode == "crop" else min(th / h, tw / w)
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    if mode == "crop":
-        sh, sw = max(sh, th), max(sw, tw)
+    sh, sw = scaled_size(*frames.shape[-2:], FrameFormat(size=size, resize=mode))
     scaled = _interp(frames, (sh, sw))
+    if mode == "stretch":
+        return scaled
     if mode == "crop":
         top, left = (sh - th) // 2, (sw - tw) // 2
         return scaled[..., top : top + th, left : left + tw].contiguous()
@@ -109,6 +123,9 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: ResizeMode)
 
 def format_frames(rgb: np.ndarray, fmt: FrameFormat) -> torch.Tensor:
     """Decoded RGB uint8 ``[F, H, W, 3]`` (numpy) -> uint8 ``[F, C, H', W']`` per ``fmt``.
+
+    ``rgb`` may come at the native size or already at ``scaled_size`` (a decoder that scaled
+    during its RGB conversion): then only the crop or pad is left to do.
 
     Without resizing or grayscale the result is a zero-copy view in channels-last memory format
     (``x.is_contiguous(memory_format=torch.channels_last)``); use ``reshape``, not ``view``.

@@ -36,9 +36,13 @@ def find_videos(root: str | Path, extensions: Iterable[str] = VIDEO_EXTENSIONS) 
 
 
 def scan_class_folders(root: str | Path) -> tuple[list[VideoItem], list[str]]:
-    """``root/<class>/**/video`` -> (items labelled by sorted class index, class names)."""
+    """``root/<class>/**/video`` -> (items labelled by sorted class index, class names).
+
+    Hidden folders (``.frame_index``, the frame index ``ttt-video prepare index`` writes) are
+    not classes.
+    """
     root = Path(root)
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     items = [
         VideoItem(str(p), label)
         for label, name in enumerate(classes)

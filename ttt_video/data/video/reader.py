@@ -1,8 +1,11 @@
-"""Reading video for dense sampling: one reader interface over PyAV (default) and decord (optional).
+"""Reading video for dense sampling: one reader interface over PyAV (default), decord and torchcodec
+(optional).
 
 Letters: F frames returned, C channels (1 or 3), H height, W width, N frames in the file.
 
-Frames are numbered ``0..N-1`` in presentation order. A ``ClipSpec`` turns a file into a *sample
+Frames are numbered ``0..N-1`` in presentation order by the file's ``FrameIndex``, the one rule of
+every backend and of ``stream_video`` (``frame_index.py``: built once per file, cached in the
+process and, after ``ttt-video prepare index``, on disk). A ``ClipSpec`` turns a file into a *sample
 grid* of frame indices: the frames inside ``[start, end)`` (seconds or frames), resampled to a
 target ``fps`` when one is given (for each target time, the frame on screen at that time, so
 variable-frame-rate files are sampled by their timestamps), then every ``stride``-th. A clip is
@@ -28,8 +31,9 @@ import torch
 from ttt_video.data.video.backends import (
     DecordBackend,
     PyAVBackend,
-    VideoInfo,
+    TorchCodecBackend,
     decord_available,
+    torchcodec_available,
 )
 from ttt_video.data.video.clips import ClipSpec, sample_grid
 from ttt_video.data.video.errors import (
@@ -37,11 +41,17 @@ from ttt_video.data.video.errors import (
     VideoTruncatedError,
     VideoTruncatedWarning,
 )
-from ttt_video.data.video.frames import FrameFormat, format_frames
+from ttt_video.data.video.frame_index import FrameIndex, VideoInfo, frame_index
+from ttt_video.data.video.frames import FrameFormat, format_frames, scaled_size
 from ttt_video.data.video.stream import stream_video
 from ttt_video.data.video.writer import side_by_side, video_grid, write_video
 
-Backend = Literal["auto", "av", "decord"]
+Backend = Literal["auto", "av", "decord", "torchcodec"]
+# The optional backends: name -> (class, whether it can be used here).
+OPTIONAL_BACKENDS = {
+    "decord": (DecordBackend, decord_available),
+    "torchcodec": (TorchCodecBackend, torchcodec_available),
+}
 
 __all__ = [
     "ClipSpec",
@@ -79,53 +89,60 @@ class Clip:
     info: VideoInfo
 
 
-def _open(path: str | Path, backend: Backend) -> tuple[PyAVBackend | None, DecordBackend | None]:
-    """Open ``path`` with the requested backend(s): (PyAV backend or None, decord backend or None)."""
-    if backend not in ("auto", "av", "decord"):
-        raise ValueError(f"backend must be auto, av or decord, got {backend!r}")
-    if backend == "decord":
-        if not decord_available():
-            raise ModuleNotFoundError(
-                "backend='decord' needs the optional package: pip install decord"
-            )
-        return None, DecordBackend(path)
-    pyav = PyAVBackend(path)
-    if backend == "av" or pyav.info.truncated or not decord_available():
-        return pyav, None
+def _open(path: str | Path, backend: Backend, index: FrameIndex):
+    """The optional backend ``backend`` names, opened on ``path``; None for PyAV: when asked,
+    for a truncated file, or (with a ``UserWarning`` that says why) when the backend is not
+    usable here or cannot open the file."""
+    if backend not in ("auto", "av", *OPTIONAL_BACKENDS):
+        raise ValueError(f"backend must be auto, av, decord or torchcodec, got {backend!r}")
+    if backend in ("auto", "av"):
+        return None
+    cls, usable = OPTIONAL_BACKENDS[backend]
+    if not usable():
+        _fall_back(path, f"backend={backend!r}: the package is not installed or cannot load")
+        return None
+    if index.info.truncated:
+        return None
     try:
-        fast = DecordBackend(path, info=pyav.info)
-    except VideoReadError:
-        return pyav, None
-    if len(fast.times) != pyav.info.num_frames:
-        return pyav, None
-    fast.times = pyav.times
-    return pyav, fast
+        return cls(path, index)
+    except VideoReadError as err:
+        _fall_back(path, err.reason)
+        return None
+
+
+def _fall_back(path: str | Path, reason: str) -> None:
+    """Warn that ``path`` is decoded with PyAV instead, and why."""
+    warnings.warn(f"{path}: {reason}; decoding with PyAV", UserWarning, stacklevel=4)
 
 
 class VideoReader:
-    """One open video file; measures it once, then reads any number of clips.
+    """One open video file; indexes it once (``frame_index``), then reads any number of clips.
 
     Args:
         path: the video file.
-        backend: ``"av"`` (PyAV), ``"decord"``, or ``"auto"``: decord when installed and it opens
-            the file with the same frame count PyAV measured, else PyAV.
+        backend: ``"auto"`` or ``"av"``: PyAV, the fastest here at training sizes (it scales
+            frames during decoding; benchmarks/video_io.md); ``"decord"`` or ``"torchcodec"``:
+            that optional package, falling back to PyAV with a warning when it is not usable
+            here, cannot open the file or fails while decoding (and silently for a truncated
+            file). Every backend numbers frames by the file's ``FrameIndex``.
     Raises:
         VideoReadError: missing, empty, not a video, no video stream, no decoder, no frames.
     """
 
     def __init__(self, path: str | Path, backend: Backend = "auto"):
         self.path = str(path)
-        self._av, self._decord = _open(path, backend)
-        main = self._decord or self._av
-        self.info: VideoInfo = (self._av or main).info
-        self.times: np.ndarray = main.times
+        self.index = frame_index(path)
+        self.info: VideoInfo = self.index.info
+        self.times: np.ndarray = self.index.times
         if self.info.num_frames == 0:
             raise VideoReadError(path, "no video frames in the file")
+        self._av = PyAVBackend(path, self.index)
+        self._fast = _open(path, backend, self.index)
 
     @property
     def backend(self) -> str:
-        """The backend that decodes: ``"decord"`` or ``"av"``."""
-        return "decord" if self._decord is not None else "av"
+        """The backend that decodes: ``"av"``, ``"decord"`` or ``"torchcodec"``."""
+        return self._fast.name if self._fast is not None else "av"
 
     def grid(self, spec: ClipSpec | None = None) -> np.ndarray:
         """The sample grid int64 ``[G]`` of ``spec`` on this file (see ``sample_grid``)."""
@@ -184,7 +201,8 @@ class VideoReader:
         if self.info.truncated and not allow_truncated:
             self._truncated(False, self.info.num_frames)
         unique, inverse = np.unique(indices, return_inverse=True)
-        found, rgb = self._decode(unique)
+        fmt = fmt or FrameFormat()
+        found, rgb = self._decode(unique, scaled_size(self.info.height, self.info.width, fmt))
         if self.info.truncated or len(found) < len(unique):
             self._truncated(allow_truncated, len(found) if len(found) < len(unique) else None)
         if len(found) < len(unique):
@@ -192,19 +210,22 @@ class VideoReader:
             indices = indices[keep]
             inverse = np.searchsorted(found, indices)
         in_order = len(found) == len(indices) and np.array_equal(found, indices)
-        frames = format_frames(rgb if in_order else rgb[inverse], fmt or FrameFormat())
+        frames = format_frames(rgb if in_order else rgb[inverse], fmt)
         times = torch.from_numpy(self.times[indices].copy())
         return Clip(frames, torch.from_numpy(indices.copy()), times, self.info)
 
-    def _decode(self, unique: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Decode sorted unique indices with decord when chosen, falling back to PyAV."""
-        if self._decord is not None:
+    def _decode(
+        self, unique: np.ndarray, size: tuple[int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode sorted unique indices (at ``size`` where the backend scales) with the chosen
+        backend, falling back to PyAV when an optional one fails."""
+        if self._fast is not None:
             try:
-                return self._decord.get(unique)
-            except Exception:  # decord raises its own DECORDError (and RuntimeErrors) on bad data
-                if self._av is None:
-                    raise
-        return self._av.get(unique)
+                return self._fast.get(unique, size)
+            except Exception as err:  # decord and torchcodec raise their own errors on bad data
+                _fall_back(self.path, f"{self._fast.name} failed ({err})")
+                self._fast = None
+        return self._av.get(unique, size)
 
     def _truncated(self, allow: bool, decoded: int | None) -> None:
         """Raise ``VideoTruncatedError``, or warn when truncation is allowed."""
@@ -220,12 +241,13 @@ class VideoReader:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Measure a file with PyAV (frames counted by demuxing, fps from timestamps) -> ``VideoInfo``.
+    """Measure a file (frames counted by demuxing, fps from timestamps) -> ``VideoInfo``; the
+    file's ``FrameIndex`` is built once and cached (see ``frame_index``).
 
     Raises ``VideoReadError`` for files that cannot be read; a truncated file probes fine, with
     ``info.truncated`` set.
     """
-    return PyAVBackend(path).info
+    return frame_index(path).info
 
 
 def read_video(

@@ -59,47 +59,135 @@ def write_video(
     The container follows the suffix (.mp4, .avi, .mkv, .gif); ``codec`` overrides the default
     (libx264 for mp4/mkv, mpeg4 for avi). 4:2:0 codecs need even sizes: odd ones raise
     ``VideoWriteError`` unless ``pad_to_even`` (one black row/column added). ``crf`` sets
-    libx264 quality (0 lossless luma, 23 default).
+    libx264 quality (0 lossless luma, 23 default). A GIF's one 256-colour palette is made from
+    all its frames; the other formats are encoded by :class:`VideoWriter`.
     """
     path = Path(path)
+    if path.suffix.lower() != ".gif":
+        with VideoWriter(path, fps, codec=codec, crf=crf, pad_to_even=pad_to_even) as writer:
+            writer.write(frames)
+        return path
+    _check_target(path, fps)
+    rgb = _to_uint8_hwc(frames, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with av.open(str(path), "w", format="gif") as container:
+            stream = _add_stream(container, codec or "gif", fps, rgb.shape[2], rgb.shape[1], "pal8")
+            images = (av.VideoFrame.from_ndarray(image, format="rgb24") for image in rgb)
+            for frame in _adaptive_palette(images, rgb.shape, 1 / stream.average_rate):
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+    except av.error.FFmpegError as err:
+        raise VideoWriteError(path, f"encoding a GIF failed ({err.strerror})") from err
+    return path
+
+
+def _check_target(path: Path, fps: float) -> tuple[str, str, str]:
+    """``(container format, default codec, pixel format)`` of ``path``'s suffix; checks ``fps``."""
     if path.suffix.lower() not in _BY_SUFFIX:
         raise VideoWriteError(
             path, f"unknown suffix {path.suffix!r}; use one of {sorted(_BY_SUFFIX)}"
         )
     if fps <= 0:
         raise VideoWriteError(path, f"fps must be positive, got {fps}")
-    fmt, default_codec, pix = _BY_SUFFIX[path.suffix.lower()]
-    codec = codec or default_codec
-    rgb = _to_uint8_hwc(frames, path)
-    h, w = rgb.shape[1:3]
-    if pix in _SUBSAMPLED and (h % 2 or w % 2):
-        if not pad_to_even:
-            reason = f"odd size {w}x{h}: {codec} with {pix} needs even width and height"
-            raise VideoWriteError(path, reason + " (pass pad_to_even=True)")
-        rgb = np.pad(rgb, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _encode(path, rgb, fps, fmt, codec, pix, crf)
-    except av.error.FFmpegError as err:
-        raise VideoWriteError(path, f"encoding with {codec} failed ({err.strerror})") from err
-    return path
+    return _BY_SUFFIX[path.suffix.lower()]
 
 
-def _encode(path: Path, rgb: np.ndarray, fps: float, fmt: str, codec: str, pix: str, crf):
-    """Encode RGB ``[F, H, W, 3]`` with PyAV (``pal8``: through :func:`_adaptive_palette`)."""
-    options = {"crf": str(crf)} if crf is not None and codec == "libx264" else {}
-    with av.open(str(path), "w", format=fmt) as container:
-        rate = Fraction(fps).limit_denominator(1001)
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = rgb.shape[2], rgb.shape[1]
-        stream.pix_fmt = pix
-        stream.options = options
-        frames = (av.VideoFrame.from_ndarray(image, format="rgb24") for image in rgb)
-        if pix == "pal8":
-            frames = _adaptive_palette(frames, rgb.shape, 1 / rate)
-        for frame in frames:
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+def _add_stream(container, codec: str, fps: float, width: int, height: int, pix: str):
+    """A video stream of ``container`` at ``fps`` (as a fraction), ``width x height``, ``pix``."""
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height, stream.pix_fmt = width, height, pix
+    return stream
+
+
+class VideoWriter:
+    """Encode a video chunk by chunk (.mp4, .avi, .mkv): memory of one chunk, any length.
+
+        with VideoWriter("long.mp4", fps=10, pad_to_even=True) as writer:
+            for chunk in chunks:  # uint8 or float in [0, 1] [K, C, H, W], the same H, W each time
+                writer.write(chunk)
+
+    Options as in :func:`write_video` (GIF is not streamed: its palette is made from all frames).
+    The size is the first chunk's; ``frames_written`` counts the frames so far. Closing (leaving
+    the ``with`` block) flushes the encoder; a writer that got no frame raises
+    ``VideoWriteError`` there, and leaves no file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        *,
+        codec: str | None = None,
+        crf: int | None = None,
+        pad_to_even: bool = False,
+    ):
+        self.path = Path(path)
+        fmt, default_codec, self.pix = _check_target(self.path, fps)
+        if fmt == "gif":
+            raise VideoWriteError(self.path, "a GIF is written whole: use write_video")
+        self.format, self.codec, self.fps = fmt, codec or default_codec, fps
+        self.options = {"crf": str(crf)} if crf is not None and self.codec == "libx264" else {}
+        self.pad_to_even = pad_to_even
+        self.frames_written = 0
+        self._container = self._stream = None
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        """Encode ``frames`` (uint8, or float in [0, 1], ``[K, C, H, W]``)."""
+        rgb = _to_uint8_hwc(frames, self.path)
+        h, w = rgb.shape[1:3]
+        if self.pix in _SUBSAMPLED and (h % 2 or w % 2):
+            if not self.pad_to_even:
+                reason = (
+                    f"odd size {w}x{h}: {self.codec} with {self.pix} needs even width and height"
+                )
+                raise VideoWriteError(self.path, reason + " (pass pad_to_even=True)")
+            rgb = np.pad(rgb, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+        try:
+            if self._container is None:
+                self._open(rgb.shape[2], rgb.shape[1])
+            elif (self._stream.width, self._stream.height) != (rgb.shape[2], rgb.shape[1]):
+                size = f"{rgb.shape[2]}x{rgb.shape[1]}"
+                before = f"{self._stream.width}x{self._stream.height}"
+                raise VideoWriteError(self.path, f"frames of {size} after frames of {before}")
+            for image in rgb:
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                self._container.mux(self._stream.encode(frame))
+        except av.error.FFmpegError as err:
+            raise VideoWriteError(
+                self.path, f"encoding with {self.codec} failed ({err.strerror})"
+            ) from err
+        self.frames_written += len(rgb)
+
+    def _open(self, width: int, height: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.path), "w", format=self.format)
+        self._stream = _add_stream(self._container, self.codec, self.fps, width, height, self.pix)
+        self._stream.options = self.options
+
+    def close(self) -> None:
+        """Flush the encoder and close the file (a writer without frames raises)."""
+        if self._container is None:
+            raise VideoWriteError(self.path, "no frames to write")
+        container, self._container = self._container, None
+        try:
+            container.mux(self._stream.encode())
+        except av.error.FFmpegError as err:
+            raise VideoWriteError(
+                self.path, f"flushing {self.codec} failed ({err.strerror})"
+            ) from err
+        finally:
+            container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._container is not None:
+            self._container.close()
+            self._container = None
 
 
 def _adaptive_palette(frames, shape: tuple[int, ...], time_base: Fraction) -> list[av.VideoFrame]:
@@ -170,16 +258,22 @@ def upscale(frames: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def comparison_video(
-    truth: torch.Tensor, pred: torch.Tensor, context: int, name: str = "model", scale: int = 1
+    truth: torch.Tensor,
+    pred: torch.Tensor,
+    context: int,
+    name: str = "model",
+    scale: int = 1,
+    tags: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Ground truth | prediction, ``[F, C, H, W]`` float in [0, 1] each -> one captioned video.
 
     Each panel is upscaled by ``scale`` and captioned ``truth`` or ``name`` on the left, and
-    on the right ``given`` for the first ``context`` frames and ``+k`` for the ``k``-th frame
-    after them: ``[F, C, 14 + scale H, 2 scale W + 4]``. Upscale 64-pixel frames (``scale=2``)
-    before a long ``name``, so that the texts fit.
+    on the right ``tags`` (one per frame), by default ``given`` for the first ``context`` frames
+    and ``+k`` for the ``k``-th frame after them: ``[F, C, 14 + scale H, 2 scale W + 4]``.
+    Upscale 64-pixel frames (``scale=2``) before a long ``name``, so that the texts fit.
     """
-    tags = ["given" if i < context else f"+{i - context + 1}" for i in range(truth.shape[0])]
+    if tags is None:
+        tags = ["given" if i < context else f"+{i - context + 1}" for i in range(truth.shape[0])]
     panels = [
         caption(upscale(video, scale) if scale > 1 else video, label, tags)
         for video, label in ((truth, "truth"), (pred, name))

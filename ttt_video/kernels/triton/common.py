@@ -96,12 +96,13 @@ def sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s):
 
 
 @triton.jit
-def head_constants(tau_ptr, lnw_ptr, lnb_ptr, h, D, BS: tl.constexpr, BD: tl.constexpr):
+def head_constants(tau_ptr, lnw_ptr, lnb_ptr, h, D, causal, BS: tl.constexpr, BD: tl.constexpr):
     """Index vectors, masks and the per-head constants every chain kernel starts with.
 
     Returns ``ri: [BS]``, ``rd: [BD]``, ``cm: [BD]`` real columns, ``xm: [BS, BD]`` token
     block mask, ``tau: [BS]``, ``t_last = tau[BS-1]``, ``lnw, lnb: [BD]`` (zero on padding)
-    and ``tri: [BS, BS]`` (query ``i`` sees token ``j <= i``).
+    and ``vis: [BS, BS]``, query ``i`` sees token ``j``: ``j <= i`` when ``causal`` (a
+    runtime 0/1, not a compile-time flag: one compiled kernel serves both), else always.
     """
     ri = tl.arange(0, BS)
     rd = tl.arange(0, BD)
@@ -111,26 +112,23 @@ def head_constants(tau_ptr, lnw_ptr, lnb_ptr, h, D, BS: tl.constexpr, BD: tl.con
     t_last = tl.load(tau_ptr + BS - 1)
     lnw = tl.load(lnw_ptr + h * D + rd, mask=cm, other=0.0)
     lnb = tl.load(lnb_ptr + h * D + rd, mask=cm, other=0.0)
-    tri = ri[:, None] >= ri[None, :]
-    return ri, rd, cm, xm, tau, t_last, lnw, lnb, tri
+    vis = (ri[:, None] >= ri[None, :]) | (causal == 0)
+    return ri, rd, cm, xm, tau, t_last, lnw, lnb, vis
 
 
 @triton.jit
-def load_block(q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS: tl.constexpr):
-    """Mini-batch ``n`` of head ``h``: offsets ``toff``, ``Q, K: [BS, BD]`` (input dtype),
-    ``lam: [BS]`` and the target ``V - K`` (fp32)."""
+def load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS: tl.constexpr):
+    """Mini-batch ``n`` of head ``h``: offsets ``toff: [BS, BD]``, ``K: [BS, BD]`` (input
+    dtype), ``lam: [BS]`` and the target ``V - K`` (fp32). The kernels load ``Q`` at
+    ``toff`` where they first need it, which keeps its shared-memory copy short-lived."""
     toff = h * NT * D + (n * BS + ri)[:, None] * D + rd[None, :]
-    qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
     kb = tl.load(k_ptr + toff, mask=xm, other=0.0)
     vb = tl.load(v_ptr + toff, mask=xm, other=0.0)
     lam = tl.load(lam_ptr + h * NT + n * BS + ri)
-    return toff, qb, kb, lam, vb.to(tl.float32) - kb.to(tl.float32)
+    return toff, kb, lam, vb.to(tl.float32) - kb.to(tl.float32)
 
 
 @triton.jit
-def masked_lr(tau, lam, tri, CAUSAL: tl.constexpr):
-    """``M[i, j] = tau_i lam_j``, lower-triangular when causal: ``[BS, BS]``."""
-    Mlr = tau[:, None] * lam[None, :]
-    if CAUSAL:
-        Mlr = tl.where(tri, Mlr, 0.0)
-    return Mlr
+def masked_lr(tau, lam, vis):
+    """``M[i, j] = tau_i lam_j`` where query ``i`` sees token ``j`` (``vis``), else 0."""
+    return tl.where(vis, tau[:, None] * lam[None, :], 0.0)

@@ -17,9 +17,11 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ttt_video.kernels.api import triton_unsupported
 from ttt_video.kernels.common import LN_EPS, without_autocast
 from ttt_video.kernels.state import TTTState
 from ttt_video.kernels.triton.common import gelu, inner_grad
+from ttt_video.kernels.triton.scan import check_device, hidden_tile, ttt_triton
 
 
 @triton.jit
@@ -49,7 +51,8 @@ def _load_token(
     return rd, cm, q, k, v, lam, tau_p, lnw, lnb
 
 
-@triton.jit
+# p and commit change every token: one compiled kernel serves all positions
+@triton.jit(do_not_specialize=["p", "commit"])
 def linear_decode_kernel(
     q_ptr,  # [B, H, D] input dtype
     k_ptr,
@@ -80,7 +83,7 @@ def linear_decode_kernel(
     W = tl.load(w_ptr + woff, mask=wm, other=0.0)  # [BD, BD]
     c = tl.load(c_ptr + bh * D + rd, mask=cm, other=0.0)
     z = tl.sum(tl.trans(k) * W, 0)[None, :] + c[None, :]  # [1, BD] = k W + c
-    _, _, _, G = inner_grad(z, v - k, lnw, lnb, cm, D, eps)  # [1, BD]
+    G = inner_grad(z, v - k, lnw, lnb, cm, D, eps)[3]  # [1, BD]
     gW = tl.load(gw_ptr + woff, mask=wm, other=0.0) + lam * tl.trans(k) * G  # k^T G
     gc = tl.load(gc_ptr + bh * D + rd, mask=cm, other=0.0) + lam * tl.sum(G, 0)
     Wi = W - tau_p * gW  # the weights this token's query sees
@@ -89,13 +92,14 @@ def linear_decode_kernel(
     o = _layer_norm_out(q, zq, lnw, lnb, cm, D, eps)
     tl.store(o_ptr + bh * D + rd[None, :], o, mask=cm[None, :])
     keep = commit == 0
+    tl.debug_barrier()  # every thread has read the state before any overwrites it
     tl.store(w_ptr + woff, Wi, mask=wm & (commit != 0))
     tl.store(c_ptr + bh * D + rd, ci, mask=cm & (commit != 0))
     tl.store(gw_ptr + woff, tl.where(keep, gW, 0.0), mask=wm)
     tl.store(gc_ptr + bh * D + rd, tl.where(keep, gc, 0.0), mask=cm)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["p", "commit"])
 def mlp_decode_kernel(
     q_ptr,  # [B, H, D] input dtype
     k_ptr,
@@ -137,9 +141,9 @@ def mlp_decode_kernel(
         off2 = (m0 + rm)[:, None] * D + rd[None, :]  # [BM, BD] into W2
         c1 = tl.load(c1_ptr + bh * M + m0 + rm)
         z1 = tl.sum(tl.trans(k) * tl.load(w1 + off1, mask=cm[:, None], other=0.0), 0) + c1
-        x2, _, _ = gelu(z1)  # [BM]
+        x2 = gelu(z1)[0]  # [BM]
         z2 += tl.sum(x2[:, None] * tl.load(w2 + off2, mask=cm[None, :], other=0.0), 0)[None, :]
-    _, _, _, G2 = inner_grad(z2, v - k, lnw, lnb, cm, D, eps)  # [1, BD]
+    G2 = inner_grad(z2, v - k, lnw, lnb, cm, D, eps)[3]  # [1, BD]
     gc2 = tl.load(gc2_ptr + bh * D + rd, mask=cm, other=0.0) + lam * tl.sum(G2, 0)
     c2i = tl.load(c2_ptr + bh * D + rd, mask=cm, other=0.0) - tau_p * gc2
     zq2 = c2i[None, :]
@@ -152,7 +156,7 @@ def mlp_decode_kernel(
         W2 = tl.load(w2 + off2, mask=cm[None, :], other=0.0)  # [BM, BD]
         c1 = tl.load(c1_ptr + bh * M + m0 + rm)
         z1 = tl.sum(tl.trans(k) * W1, 0) + c1
-        x2, d1, _ = gelu(z1)
+        x2, d1 = gelu(z1)[:2]
         G1 = tl.sum(G2 * W2, 1) * d1  # [BM] = (G2 W2^T) o gelu'(Z1)
         gW1 = tl.load(gw1_ptr + bh * D * M + off1, mask=cm[:, None], other=0.0)
         gW1 += lam * tl.trans(k) * G1[None, :]
@@ -162,8 +166,9 @@ def mlp_decode_kernel(
         W1i = W1 - tau_p * gW1
         W2i = W2 - tau_p * gW2
         c1i = c1 - tau_p * gc1
-        xq2, _, _ = gelu(tl.sum(tl.trans(q) * W1i, 0) + c1i)
+        xq2 = gelu(tl.sum(tl.trans(q) * W1i, 0) + c1i)[0]
         zq2 += tl.sum(xq2[:, None] * W2i, 0)[None, :]
+        tl.debug_barrier()  # every thread has read this tile (in both passes) before any store
         tl.store(w1 + off1, W1i, mask=cm[:, None] & (commit != 0))
         tl.store(w2 + off2, W2i, mask=cm[None, :] & (commit != 0))
         tl.store(c1_ptr + bh * M + m0 + rm, c1i, mask=(rm >= 0) & (commit != 0))
@@ -215,17 +220,17 @@ def decode_step_(
     )
     BD = triton.next_power_of_2(d)
     commit = int(p == mini_batch_size - 1)
+    warps = 4 if BD <= 64 else 8
     if state.num_layers == 1:
         linear_decode_kernel[(B * H,)](
-            *args, *tensors, o, p, commit, H, d, LN_EPS, BD=BD, num_warps=4 if BD <= 64 else 8
+            *args, *tensors, o, p, commit, H, d, LN_EPS, BD=BD, num_warps=warps
         )
     else:
         m = state.weights[0].shape[-1]
-        BM = min(64, triton.next_power_of_2(m))
-        if m % BM:
-            raise ValueError(f"W1: the hidden width {m} must be a multiple of {BM}")
+        # 8 elements of each [BD, BM] tile a thread: about 128 registers, no spills
+        BM = hidden_tile(m, max(16, 256 * warps // BD))
         mlp_decode_kernel[(B * H,)](
-            *args, *tensors, o, p, commit, H, d, m, LN_EPS, BD=BD, BM=BM, num_warps=4
+            *args, *tensors, o, p, commit, H, d, m, LN_EPS, BD=BD, BM=BM, num_warps=warps
         )
     return o, TTTState(
         state.weights,
@@ -241,19 +246,52 @@ def ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_s
     """``ttt_decode`` with Triton: the given state is copied (fp32) and left unmodified.
 
     Shapes as ``decode_step_``; for a loop that owns its state, call ``decode_step_``
-    directly and save the copy.
+    directly and save the copy. When a gradient is needed (rollout training, one token per
+    call) the token goes through ``ttt_triton``, whose kernels have a backward: the same
+    step (kernels/README.md section 3, split streams), on a mini-batch padded around it.
     """
-    if torch.is_grad_enabled() and any(
-        t.requires_grad for t in (q, k, v, lam, tau, ln_weight, ln_bias)
-    ):
-        raise ValueError(
-            "impl: 'triton' decoding has no backward; use 'naive' or 'dual' for gradients"
-        )
-    fresh = TTTState(
-        *(
-            tuple(t.to(torch.float32).contiguous().clone() for t in ts)
-            for ts in (state.weights, state.biases, state.grad_weights, state.grad_biases)
-        ),
-        state.position,
+    tensors = (q, k, v, lam, tau, ln_weight, ln_bias, *state.weights, *state.biases)
+    tensors += (*state.grad_weights, *state.grad_biases)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return ttt_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
+    check_device(q)
+    unsupported = triton_unsupported(
+        q.dtype, q.shape[-1], None, state.weights[0].shape[-1] if state.num_layers == 2 else None
     )
-    return decode_step_(q, k, v, lam, tau, ln_weight, ln_bias, fresh, mini_batch_size)
+    if unsupported:
+        raise ValueError(f"impl='triton': {unsupported}")
+    L = state.num_layers
+    flat = [*state.weights, *state.biases, *state.grad_weights, *state.grad_biases]
+    o, *new = triton_decode(
+        q, k, v, lam, tau, ln_weight, ln_bias, flat, state.position, mini_batch_size
+    )
+    parts = (new[:L], new[L : 2 * L], new[2 * L : 3 * L], new[3 * L :])
+    return o, TTTState(*map(tuple, parts), (state.position + 1) % mini_batch_size)
+
+
+@torch.library.custom_op("ttt_video::triton_decode", mutates_args=())
+def triton_decode(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    lam: Tensor,
+    tau: Tensor,
+    ln_weight: Tensor,
+    ln_bias: Tensor,
+    state: list[Tensor],
+    position: int,
+    mini_batch_size: int,
+) -> list[Tensor]:
+    """One token on an fp32 copy of ``state`` (weights, biases, accumulated gradients of
+    weights and biases): a custom op with a fake implementation, ``[o, *new state]``."""
+    L = len(state) // 4
+    fresh = [t.to(torch.float32).contiguous().clone() for t in state]
+    parts = (fresh[:L], fresh[L : 2 * L], fresh[2 * L : 3 * L], fresh[3 * L :])
+    start = TTTState(*map(tuple, parts), position)
+    o = decode_step_(q, k, v, lam, tau, ln_weight, ln_bias, start, mini_batch_size)[0]
+    return [o, *fresh]
+
+
+@triton_decode.register_fake
+def _(q, k, v, lam, tau, ln_weight, ln_bias, state, position, mini_batch_size):
+    return [torch.empty_like(q), *(torch.empty_like(t, dtype=torch.float32) for t in state)]

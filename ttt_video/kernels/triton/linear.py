@@ -31,7 +31,7 @@ from ttt_video.kernels.triton.common import (
 )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["causal"])
 def linear_fwd_kernel(
     q_ptr,  # [H, NT, D] input dtype
     k_ptr,
@@ -54,10 +54,10 @@ def linear_fwd_kernel(
     H,
     D,
     eps,
+    causal,  # 1: query i sees tokens j <= i of its mini-batch; 0: all of them
     BS: tl.constexpr,
     BD: tl.constexpr,
     GROUP: tl.constexpr,
-    CAUSAL: tl.constexpr,
     HAS_ACC: tl.constexpr,
 ):
     s = tl.program_id(0)
@@ -65,8 +65,8 @@ def linear_fwd_kernel(
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
     n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
-    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
-        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, vis = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, causal, BS, BD
     )
     wm = cm[:, None] & cm[None, :]  # [BD, BD]
     woff = rd[:, None] * D + rd[None, :]
@@ -80,32 +80,32 @@ def linear_fwd_kernel(
         ck = (ck0 + (n - n0) // GROUP) * H + h
         tl.store(ckw_ptr + ck * D * D + woff, W, mask=wm & is_ck)
         tl.store(ckc_ptr + ck * D + rd, c, mask=cm & is_ck)
-        toff, qb, kb, lam, tgt = load_block(
-            q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
-        )
-        Z = dot(kb, W, DT) + c[None, :]  # [BS, BD]
-        xh, rstd, gy, G = inner_grad(Z, tgt, lnw, lnb, cm, D, eps)
-        M = masked_lr(tau, lam, tri, CAUSAL)  # [BS, BS]
-        AM = M * (dot(qb, tl.trans(kb), DT) + 1.0)  # [BS, BS]
+        toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+        # products in an order that never needs K, Q and a [BD, BD] operand in shared
+        # memory at once (fp32 at d = 128: 96 KB instead of 128 KB)
+        G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)[3]  # [BS, BD]
+        lG = lam[:, None] * G
+        P = gW + dot(tl.trans(kb), lG, DT)  # [BD, BD]
+        Pc = gc + tl.sum(lG, 0)
+        qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
+        AM = masked_lr(tau, lam, vis) * (dot(qb, tl.trans(kb), DT) + 1.0)  # [BS, BS]
         Zb = dot(qb, W, DT) + c[None, :] - dot(AM, G, DT)
         if HAS_ACC:  # gradient accumulated before this call; zero after the first commit
             Zb -= tau[:, None] * (dot(qb, gW, DT) + gc[None, :])
         tl.store(zb_ptr + toff, Zb, mask=xm)
-        lG = lam[:, None] * G
-        P = gW + dot(tl.trans(kb), lG, DT)  # [BD, BD]
-        Pc = gc + tl.sum(lG, 0)
         f = tl.where(n == n1 - 1, commit_last, 1.0)
         W -= f * t_last * P
         c -= f * t_last * Pc
         gW = (1.0 - f) * P
         gc = (1.0 - f) * Pc
+    tl.debug_barrier()  # every thread has read the initial state before any overwrites it
     tl.store(w_ptr + sh * D * D + woff, W, mask=wm)
     tl.store(c_ptr + sh * D + rd, c, mask=cm)
     tl.store(gw_ptr + sh * D * D + woff, gW, mask=wm)
     tl.store(gc_ptr + sh * D + rd, gc, mask=cm)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["causal"])
 def linear_bwd_kernel(
     q_ptr,  # [H, NT, D] input dtype
     k_ptr,
@@ -116,9 +116,12 @@ def linear_bwd_kernel(
     lnb_ptr,
     gw0_ptr,  # [S, H, D, D] fp32: accumulated gradient of the initial state
     gc0_ptr,  # [S, H, D]
+    gw0dt_ptr,  # [S, H, D, D] input dtype: gw0 for the products (an fp32 operand loaded from
+    # global memory would take twice the shared memory)
     ckw_ptr,  # [C, H, D, D] fp32: states saved by the forward
     ckc_ptr,  # [C, H, D]
-    sw_ptr,  # [S, H, GROUP, D, D] fp32 scratch: start states of one group
+    sw_ptr,  # [S, H, GROUP, D, D] input dtype scratch: start weights of one group (only
+    # products read them: a DT copy halves their shared-memory operand)
     sc_ptr,  # [S, H, GROUP, D]
     dzb_ptr,  # [H, NT, D] fp32: adjoint of the pre-LN outputs
     dw_ptr,  # [S, H, D, D] fp32: adjoint of the final state in, of the initial state out
@@ -139,10 +142,10 @@ def linear_bwd_kernel(
     H,
     D,
     eps,
+    causal,  # 1: query i sees tokens j <= i of its mini-batch; 0: all of them
     BS: tl.constexpr,
     BD: tl.constexpr,
     GROUP: tl.constexpr,
-    CAUSAL: tl.constexpr,
     HAS_ACC: tl.constexpr,
 ):
     s = tl.program_id(0)
@@ -150,8 +153,8 @@ def linear_bwd_kernel(
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
     n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
-    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
-        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, vis = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, causal, BS, BD
     )
     wm = cm[:, None] & cm[None, :]  # [BD, BD]
     woff = rd[:, None] * D + rd[None, :]
@@ -174,11 +177,9 @@ def linear_bwd_kernel(
         c = tl.load(ckc_ptr + ck * D + rd, mask=cm, other=0.0)
         # re-run the group forward, keeping each mini-batch's start state in scratch
         for n in range(ns, ne):
-            tl.store(sw + (n - ns) * D * D + woff, W, mask=wm)
+            tl.store(sw + (n - ns) * D * D + woff, W.to(DT), mask=wm)
             tl.store(sc + (n - ns) * D + rd, c, mask=cm)
-            _, _, kb, lam, tgt = load_block(
-                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
-            )
+            kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)[1:]
             xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
             lG = lam[:, None] * G
             P = dot(tl.trans(kb), lG, DT)
@@ -193,14 +194,13 @@ def linear_bwd_kernel(
         tl.debug_barrier()  # scratch written by other threads of this program
         for j in range(0, ne - ns):
             n = ne - 1 - j
-            W = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0)
+            Wdt = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0)  # W in DT
             c = tl.load(sc + (n - ns) * D + rd, mask=cm, other=0.0)
             first = n == n0
-            toff, qb, kb, lam, tgt = load_block(
-                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
-            )
-            xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
-            M = masked_lr(tau, lam, tri, CAUSAL)
+            toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+            qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
+            xh, rstd, gy, G = inner_grad(dot(kb, Wdt, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
+            M = masked_lr(tau, lam, vis)
             S_ = dot(qb, tl.trans(kb), DT)  # [BS, BS]
             AM = M * (S_ + 1.0)
             lG = lam[:, None] * G
@@ -230,16 +230,16 @@ def linear_bwd_kernel(
             dc += tl.sum(dzb, 0)
             dA = -dot(dzb, tl.trans(G), DT)  # [BS, BS]
             dG -= dot(tl.trans(AM), dzb, DT)
-            dQ = dot(dzb, tl.trans(W), DT)
+            dQ = tl.zeros([BS, BD], dtype=tl.float32)
             if HAS_ACC:
+                gWdt = tl.load(gw0dt_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
+                dtau -= tl.sum(dzb * (dot(qb, gWdt, DT) + gc[None, :]), 1)
                 tdz = tau[:, None] * dzb
-                dtau -= tl.sum(dzb * (dot(qb, gW, DT) + gc[None, :]), 1)
                 dgW -= dot(tl.trans(qb), tdz, DT)
                 dgc -= tl.sum(tdz, 0)
-                dQ -= dot(tdz, tl.trans(gW), DT)
+                dQ -= dot(tdz, tl.trans(gWdt), DT)
             dM = dA * (S_ + 1.0)
-            if CAUSAL:
-                dM = tl.where(tri, dM, 0.0)
+            dM = tl.where(vis, dM, 0.0)
             dS = dA * M
             dQ += dot(dS, kb, DT)
             dK += dot(tl.trans(dS), qb, DT)
@@ -252,7 +252,11 @@ def linear_bwd_kernel(
             # Z = K W + c; tgt = V - K
             dW += dot(tl.trans(kb), dZ, DT)
             dc += tl.sum(dZ, 0)
-            dK += dot(dZ, tl.trans(W), DT) - dtgt
+            # W again, so the shared-memory copy of the first load dies early (".cg": a load
+            # the compiler does not merge with the first)
+            Wdt = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0, cache_modifier=".cg")
+            dQ += dot(dzb, tl.trans(Wdt), DT)
+            dK += dot(dZ, tl.trans(Wdt), DT) - dtgt
             tl.store(dq_ptr + toff, dQ, mask=xm)
             tl.store(dk_ptr + toff, dK, mask=xm)
             tl.store(dv_ptr + toff, dtgt, mask=xm)

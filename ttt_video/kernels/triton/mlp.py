@@ -18,6 +18,9 @@ Per mini-batch (kernels/README.md section 3, two inner layers)::
     Zb2 = XbW2 + c2 - (M o (S2 + 1)) G2   (terms with gW only before the first commit)
 
 Pass B may commit a tile as soon as it is read: no other tile reads it in this mini-batch.
+A tile a pass reads and then overwrites is overwritten only after a ``tl.debug_barrier()``
+(every thread has read it), and tiles written in one mini-batch are read in the next only
+after one (kernels/README.md section 12, "Global memory within a program").
 """
 
 import triton
@@ -64,7 +67,7 @@ def load_acc_tiles(
     return gW1, gW2, gc1
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["causal"])
 def mlp_fwd_kernel(
     q_ptr,  # [H, NT, D] input dtype
     k_ptr,
@@ -94,11 +97,11 @@ def mlp_fwd_kernel(
     D,
     M,
     eps,
+    causal,  # 1: query i sees tokens j <= i of its mini-batch; 0: all of them
     BS: tl.constexpr,
     BD: tl.constexpr,
     BM: tl.constexpr,
     GROUP: tl.constexpr,
-    CAUSAL: tl.constexpr,
     HAS_ACC: tl.constexpr,
 ):
     s = tl.program_id(0)
@@ -106,8 +109,8 @@ def mlp_fwd_kernel(
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
     n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
-    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
-        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, vis = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, causal, BS, BD
     )
     rm = tl.arange(0, BM)
     m1 = cm[:, None] & (rm[None, :] >= 0)  # [BD, BM]
@@ -124,10 +127,9 @@ def mlp_fwd_kernel(
         is_ck = (n - n0) % GROUP == 0
         ck = (ck0 + (n - n0) // GROUP) * H + h
         tl.store(ckc2_ptr + ck * D + rd, c2, mask=cm & is_ck)
-        toff, qb, kb, lam, tgt = load_block(
-            q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
-        )
-        Mlr = masked_lr(tau, lam, tri, CAUSAL)  # [BS, BS]
+        toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+        qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
+        Mlr = masked_lr(tau, lam, vis)  # [BS, BS]
         AM0 = Mlr * (dot(qb, tl.trans(kb), DT) + 1.0)
         first = n == n0
         f = tl.where(n == n1 - 1, commit_last, 1.0)
@@ -139,7 +141,7 @@ def mlp_fwd_kernel(
             tl.store(ckw1_ptr + ck * D * M + off1, W1, mask=m1 & is_ck)
             tl.store(ckw2_ptr + ck * M * D + off2, W2, mask=m2 & is_ck)
             tl.store(ckc1_ptr + ck * M + m0 + rm, c1, mask=(rm >= 0) & is_ck)
-            X2, _, _ = gelu(dot(kb, W1, DT) + c1[None, :])  # [BS, BM]
+            X2 = gelu(dot(kb, W1, DT) + c1[None, :])[0]  # [BS, BM]
             Z2 += dot(X2, W2, DT)
         xh, rstd, gy, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
         lG2 = lam[:, None] * G2
@@ -151,20 +153,21 @@ def mlp_fwd_kernel(
             gW1, gW2, gc1 = load_acc_tiles(
                 gw1, gw2, gc1p, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
             )
-            X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+            X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
             G1 = dot(G2, tl.trans(W2), DT) * g1  # [BS, BM]
             Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
             if HAS_ACC:
                 Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
-            Xb2, _, _ = gelu(Zb1)
+            Xb2 = gelu(Zb1)[0]
             S2 += dot(Xb2, tl.trans(X2), DT)
             XbW2 += dot(Xb2, W2, DT)
             if HAS_ACC:
                 XbW2 -= tau[:, None] * dot(Xb2, gW2, DT)
             lG1 = lam[:, None] * G1
             P1 = gW1 + dot(tl.trans(kb), lG1, DT)  # [BD, BM]
-            P2 = gW2 + dot(tl.trans(X2), lG2, DT)  # [BM, BD]
+            P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)  # [BM, BD]
             Pc1 = gc1 + tl.sum(lG1, 0)
+            tl.debug_barrier()  # every thread has read this tile before any overwrites it
             tl.store(w1 + off1, W1 - f * t_last * P1, mask=m1)
             tl.store(w2 + off2, W2 - f * t_last * P2, mask=m2)
             tl.store(c1p + m0 + rm, c1 - f * t_last * Pc1)
@@ -183,7 +186,7 @@ def mlp_fwd_kernel(
     tl.store(gc2_ptr + sh * D + rd, gc2, mask=cm)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["causal"])
 def mlp_bwd_kernel(
     q_ptr,  # [H, NT, D] input dtype
     k_ptr,
@@ -230,11 +233,11 @@ def mlp_bwd_kernel(
     D,
     M,
     eps,
+    causal,  # 1: query i sees tokens j <= i of its mini-batch; 0: all of them
     BS: tl.constexpr,
     BD: tl.constexpr,
     BM: tl.constexpr,
     GROUP: tl.constexpr,
-    CAUSAL: tl.constexpr,
     HAS_ACC: tl.constexpr,
 ):
     s = tl.program_id(0)
@@ -242,8 +245,8 @@ def mlp_bwd_kernel(
     sh = s * H + h
     DT = q_ptr.dtype.element_ty
     n0, n1, ck0, commit_last = sequence_span(cu_blk_ptr, cu_ck_ptr, commit_ptr, s)
-    ri, rd, cm, xm, tau, t_last, lnw, lnb, tri = head_constants(
-        tau_ptr, lnw_ptr, lnb_ptr, h, D, BS, BD
+    ri, rd, cm, xm, tau, t_last, lnw, lnb, vis = head_constants(
+        tau_ptr, lnw_ptr, lnb_ptr, h, D, causal, BS, BD
     )
     rm = tl.arange(0, BM)
     m1 = cm[:, None] & (rm[None, :] >= 0)
@@ -292,26 +295,24 @@ def mlp_bwd_kernel(
             sw2 = sw2_ptr + sl * M * D
             sc1 = sc1_ptr + sl * M
             first = n == n0
-            _, _, kb, lam, tgt = load_block(
-                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
-            )
+            kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)[1:]
             c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
             Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, _, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                X2 = gelu(dot(kb, W1, DT) + c1[None, :])[0]
                 Z2 += dot(X2, W2, DT)
-            _, _, _, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
+            G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)[3]
             lG2 = lam[:, None] * G2
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
                 lG1 = lam[:, None] * dot(G2, tl.trans(W2), DT) * g1
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
                 P1 = gW1 + dot(tl.trans(kb), lG1, DT)
-                P2 = gW2 + dot(tl.trans(X2), lG2, DT)
+                P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)
                 Pc1 = gc1 + tl.sum(lG1, 0)
                 # only committing mini-batches continue the group
                 tl.store(sw1_ptr + (sl + 1) * D * M + off1, W1 - t_last * P1, mask=m1)
@@ -330,11 +331,10 @@ def mlp_bwd_kernel(
             sc1 = sc1_ptr + sl * M
             first = n == n0
             f = tl.where(n == n1 - 1, commit_last, 1.0)
-            toff, qb, kb, lam, tgt = load_block(
-                q_ptr, k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS
-            )
+            toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+            qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
             dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD] adjoint of Zb2
-            Mlr = masked_lr(tau, lam, tri, CAUSAL)
+            Mlr = masked_lr(tau, lam, vis)
             S0 = dot(qb, tl.trans(kb), DT)
             AM0 = Mlr * (S0 + 1.0)
             c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
@@ -346,7 +346,7 @@ def mlp_bwd_kernel(
             Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, _, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                X2 = gelu(dot(kb, W1, DT) + c1[None, :])[0]
                 Z2 += dot(X2, W2, DT)
             xh, rstd, gy, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
             lG2 = lam[:, None] * G2
@@ -355,7 +355,7 @@ def mlp_bwd_kernel(
             XbgW2 = tl.zeros([BS, BD], dtype=tl.float32)
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
+                X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
                 G1 = dot(G2, tl.trans(W2), DT) * g1
                 Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
                 gW1, gW2, gc1 = load_acc_tiles(
@@ -363,7 +363,7 @@ def mlp_bwd_kernel(
                 )
                 if HAS_ACC:
                     Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
-                Xb2, _, _ = gelu(Zb1)
+                Xb2 = gelu(Zb1)[0]
                 S2 += dot(Xb2, tl.trans(X2), DT)
                 if HAS_ACC:
                     XbgW2 += dot(Xb2, gW2, DT)
@@ -399,10 +399,10 @@ def mlp_bwd_kernel(
                 Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
                 if HAS_ACC:
                     Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
-                Xb2, gb1, _ = gelu(Zb1)
+                Xb2, gb1 = gelu(Zb1)[:2]
                 lG1 = lam[:, None] * G1
                 P1 = gW1 + dot(tl.trans(kb), lG1, DT)  # [BD, BM]
-                P2 = gW2 + dot(tl.trans(X2), lG2, DT)  # [BM, BD]
+                P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)  # [BM, BD]
                 Pc1 = gc1 + tl.sum(lG1, 0)
                 # commit: W' = W - f t P, gW' = (1 - f) P
                 dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
@@ -455,6 +455,7 @@ def mlp_bwd_kernel(
                 dh = dG1 * g1
                 dG2 += dot(dh, W2, DT)
                 dW2 += dot(tl.trans(dh), G2, DT)
+                tl.debug_barrier()  # every thread has read this tile before any overwrites it
                 tl.store(sdz1 + m0 + offh, dG1 * hG * gg1)  # dZ1 so far
                 tl.store(sdx2 + m0 + offh, dX2)
                 tl.store(dw1 + off1, dW1, mask=m1)
@@ -465,8 +466,7 @@ def mlp_bwd_kernel(
                 tl.store(dgc1p + m0 + rm, dgc1)
             dtau += tl.where(ri == BS - 1, dt_last, 0.0)
             dM += dA0 * (S0 + 1.0)
-            if CAUSAL:
-                dM = tl.where(tri, dM, 0.0)
+            dM = tl.where(vis, dM, 0.0)
             dS0 = dA0 * Mlr
             dQ += dot(dS0, kb, DT)
             dK += dot(tl.trans(dS0), qb, DT)
@@ -481,20 +481,19 @@ def mlp_bwd_kernel(
             # pass 4, per tile: Z2 = X2 W2 + c2, X2 = gelu(Z1), Z1 = K W1 + c1
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, g1, _ = gelu(dot(kb, W1, DT) + c1[None, :])
-                tl.store(
-                    dw2 + off2,
-                    tl.load(dw2 + off2, mask=m2, other=0.0) + dot(tl.trans(X2), dZ2, DT),
-                    mask=m2,
-                )
+                X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
+                dW2 = tl.load(dw2 + off2, mask=m2, other=0.0)
+                dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
+                dc1 = tl.load(dc1p + m0 + rm)
                 dX2 = tl.load(sdx2 + m0 + offh) + dot(dZ2, tl.trans(W2), DT)
                 dZ1 = tl.load(sdz1 + m0 + offh) + dX2 * g1
-                tl.store(
-                    dw1 + off1,
-                    tl.load(dw1 + off1, mask=m1, other=0.0) + dot(tl.trans(kb), dZ1, DT),
-                    mask=m1,
-                )
-                tl.store(dc1p + m0 + rm, tl.load(dc1p + m0 + rm) + tl.sum(dZ1, 0))
+                dW2 += dot(tl.trans(X2), dZ2, DT)
+                dW1 += dot(tl.trans(kb), dZ1, DT)
+                dc1 += tl.sum(dZ1, 0)
+                tl.debug_barrier()  # every thread has read this tile before any overwrites it
+                tl.store(dw2 + off2, dW2, mask=m2)
+                tl.store(dw1 + off1, dW1, mask=m1)
+                tl.store(dc1p + m0 + rm, dc1)
                 dK += dot(dZ1, tl.trans(W1), DT)
             tl.store(dq_ptr + toff, dQ, mask=xm)
             tl.store(dk_ptr + toff, dK - dtgt, mask=xm)

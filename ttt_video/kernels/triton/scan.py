@@ -10,7 +10,8 @@ Every sequence is padded on the left by ``p`` and on the right to a multiple of 
 ``lam = 0`` (kernels/README.md section 3), and all sequences are packed head-major as
 ``[H, NT, d]`` so that one launch with a program per (sequence, head) covers a packed
 variable-length batch. The gather and the output LayerNorm are ordinary autograd ops; only
-the state chain is a custom ``autograd.Function``.
+the state chain is a custom op (``torch.ops.ttt_video.triton_scan``, with a fake
+implementation for ``torch.compile``/``torch.export`` and a backward op).
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import triton
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
+from ttt_video.kernels.api import shared_limit, triton_unsupported
 from ttt_video.kernels.common import LN_EPS, layer_norm, without_autocast
 from ttt_video.kernels.state import TTTState
 from ttt_video.kernels.triton.linear import linear_bwd_kernel, linear_fwd_kernel
 from ttt_video.kernels.triton.mlp import mlp_bwd_kernel, mlp_fwd_kernel
-
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def check_device(*tensors: Tensor) -> None:
@@ -53,6 +53,7 @@ class _Layout:
     cu_blk: Tensor  # [S + 1] int32 first mini-batch of each sequence
     cu_ck: Tensor  # [S + 1] int32 first saved state of each sequence
     commit: Tensor  # [S] fp32 1 when the sequence ends at a mini-batch border
+    checkpoints: int  # C = cu_ck[-1], states saved by the forward
 
 
 def _layout(lens: list[int], starts: list[int], p: int, b: int, group: int, device) -> _Layout:
@@ -63,7 +64,8 @@ def _layout(lens: list[int], starts: list[int], p: int, b: int, group: int, devi
         cu_blk.append(cu_blk[-1] + nb)
         cu_ck.append(cu_ck[-1] + math.ceil(nb / group))
     NT = cu_blk[-1] * b
-    seq = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(nblk) * b)  # [NT]
+    # output_size: a static shape, so that torch.compile / torch.export trace through
+    seq = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(nblk) * b, output_size=NT)
     off = torch.arange(NT) - torch.tensor(cu_blk[:-1])[seq] * b - p  # token index in sequence
     valid = (off >= 0) & (off < torch.tensor(lens)[seq])
     tok = torch.where(valid, torch.tensor(starts)[seq] + off, 0)
@@ -80,6 +82,7 @@ def _layout(lens: list[int], starts: list[int], p: int, b: int, group: int, devi
         i32(cu_blk),
         i32(cu_ck),
         commit.to(device),
+        cu_ck[-1],
     )
 
 
@@ -104,7 +107,7 @@ def ttt_triton(
         q, k, v: ``[B, T, H, d]`` in fp32, bf16 or fp16 (``B = 1`` with ``cu_seqlens``).
         lam: ``[B, T, H]``; tau: ``[b]``; ln_weight, ln_bias: ``[H, d]``.
         state: batched ``TTTState`` with batch ``S``; every sequence starts from its own row.
-        mini_batch_size: ``b`` in 16, 32, 64 (any power of two >= 16).
+        mini_batch_size: ``b`` in 16, 32, 64.
         save_every: mini-batches between states saved for the backward.
         cu_seqlens: ``[S + 1]`` int offsets of the packed sequences along ``T``.
 
@@ -113,11 +116,11 @@ def ttt_triton(
     """
     B, T, H, d = q.shape
     b, p, L = mini_batch_size, state.position, state.num_layers
-    if q.dtype not in DTYPES:
-        raise ValueError(f"q: impl='triton' takes {DTYPES}, got {q.dtype}")
-    if b < 16 or b & (b - 1):
-        raise ValueError(f"mini_batch_size: impl='triton' needs a power of two >= 16, got {b}")
     check_device(q)
+    m = state.weights[0].shape[-1] if L == 2 else None
+    unsupported = triton_unsupported(q.dtype, d, b, m, shared_limit(q))
+    if unsupported:
+        raise ValueError(f"impl='triton': {unsupported}")
     if cu_seqlens is None:
         lens, starts = [T] * B, [i * T for i in range(B)]
     else:
@@ -136,8 +139,7 @@ def ttt_triton(
         t.to(f32).contiguous()
         for t in state.weights + state.biases + state.grad_weights + state.grad_biases
     ]
-    meta = (lay, b, save_every, causal, p > 0, L)
-    outs = _TritonScan.apply(
+    outs = triton_scan(
         pack(q),
         pack(k),
         pack(v),
@@ -145,12 +147,19 @@ def ttt_triton(
         tau_eff.contiguous(),
         ln_weight.to(f32).contiguous(),
         ln_bias.to(f32).contiguous(),
-        meta,
-        *flat,
+        lay.cu_blk,
+        lay.cu_ck,
+        lay.commit,
+        flat,
+        b,
+        save_every,
+        causal,
+        p > 0,
+        lay.checkpoints,
     )
     zbar = outs[0].transpose(0, 1)[lay.valid].view(B, T, H, d)
     o = q.to(f32) + layer_norm(zbar, ln_weight.to(f32), ln_bias.to(f32))
-    fin = list(outs[1:])
+    fin = outs[1 : 1 + 4 * L]
     final = TTTState(
         tuple(fin[:L]),
         tuple(fin[L : 2 * L]),
@@ -161,84 +170,192 @@ def ttt_triton(
     return o.to(q.dtype), final
 
 
-def _launch_args(d: int, b: int, group: int, causal: bool, has_acc: bool) -> dict:
+def _launch_args(d: int, b: int, group: int, has_acc: bool) -> dict:
+    """Compile-time arguments and launch options of the chain kernels."""
     BD = max(16, triton.next_power_of_2(d))  # tl.dot needs >= 16 in every dimension
+    # num_stages=1: no software pipelining of the mini-batch loads. The chain is sequential
+    # and each mini-batch's blocks are used at once; pipelining them multiplied the shared
+    # memory (3 stages: 132 KB for TTT-Linear fp32 at d = 64, b = 64, vs 48 KB).
+    # maxnreg=255: without a cap, ptxas (12.9, -O3) gives the backward kernels 32 registers
+    # and a 19 KB stack per thread; capped, it uses 255 and spills 5 KB (bf16, d = b = 64).
     return dict(
-        BS=b, BD=BD, GROUP=group, CAUSAL=causal, HAS_ACC=has_acc, num_warps=4 if BD <= 64 else 8
+        BS=b,
+        BD=BD,
+        GROUP=group,
+        HAS_ACC=has_acc,
+        num_warps=4 if BD <= 64 else 8,
+        num_stages=1,
+        maxnreg=255,
     )
 
 
-def _hidden_tile(m: int, d: int) -> int:
-    """Hidden columns per TTT-MLP tile: a power of two in [16, 64] dividing ``m``."""
-    bm = 64 if d <= 64 else 32  # [128, 64] fp32 tiles would spill at d = 128
-    while bm >= 16 and m % bm:
+def hidden_tile(m: int, widest: int) -> int:
+    """Hidden columns per TTT-MLP tile: the largest power of two <= ``widest`` dividing ``m``
+    (``m`` is a multiple of 16, ``triton_unsupported``)."""
+    bm = widest
+    while m % bm:
         bm //= 2
-    if bm < 16:
-        raise ValueError(f"W1: impl='triton' needs a hidden width divisible by 16, got {m}")
     return bm
 
 
-class _TritonScan(torch.autograd.Function):
-    """The state chain on packed blocks ``[H, NT, d]``; state tensors ``[S, H, ...]`` fp32."""
+def chain_hidden_tile(m: int, d: int, dtype: torch.dtype) -> int:
+    """``BM`` of the forward and backward kernels: the widest tile whose backward fits in 99 KB
+    of shared memory (consumer GPUs; benchmarks/kernels_gpu.md): 64 for 16-bit inputs up to
+    d = 64, 16 at d = 128 (32 needs 112 KB) and in fp32 (its operands are twice the size)."""
+    return hidden_tile(m, 64 if dtype != torch.float32 and d <= 64 else 16)
 
-    @staticmethod
-    def forward(ctx, q, k, v, lam, tau, lnw, lnb, meta, *state):
-        lay, b, group, causal, has_acc, L = meta
-        H, NT, d = q.shape
-        cur = [t.clone() for t in state]  # the kernel turns the initial state into the final one
-        zb = torch.empty(H, NT, d, dtype=torch.float32, device=q.device)
-        C = int(lay.cu_ck[-1])
-        cks = [q.new_empty((C, H, *t.shape[2:]), dtype=torch.float32) for t in state[: 2 * L]]
-        kw = _launch_args(d, b, group, causal, has_acc)
-        args = (q, k, v, lam, tau, lnw, lnb, *cur, zb, *cks, lay.cu_blk, lay.cu_ck, lay.commit)
-        if L == 1:
-            linear_fwd_kernel[(lay.S, H)](*args, NT, H, d, LN_EPS, **kw)
-        else:
-            m = state[0].shape[-1]
-            mlp_fwd_kernel[(lay.S, H)](*args, NT, H, d, m, LN_EPS, BM=_hidden_tile(m, d), **kw)
-        ctx.save_for_backward(q, k, v, lam, tau, lnw, lnb, *state[2 * L :], *cks)
-        ctx.meta = meta
-        ctx.has_acc = has_acc or any(ctx.needs_input_grad[8 + 2 * L :])
-        return (zb, *cur)
 
-    @staticmethod
-    def backward(ctx, dzb, *dfinal):
-        lay, b, group, causal, _, L = ctx.meta
-        q, k, v, lam, tau, lnw, lnb, *rest = ctx.saved_tensors
-        gacc, cks = rest[: 2 * L], rest[2 * L :]
-        H, NT, d = q.shape
-        S = lay.S
-        dstate = [
-            torch.zeros((S, H, *t.shape[2:]), dtype=torch.float32, device=q.device)
-            if g is None
-            else g.to(torch.float32).contiguous().clone()
-            for g, t in zip(dfinal, list(cks) + list(gacc))
-        ]
-        dzb = torch.zeros_like(q, dtype=torch.float32) if dzb is None else dzb.contiguous()
-        scratch = [q.new_empty((S, H, group, *t.shape[2:]), dtype=torch.float32) for t in cks]
-        dq, dk, dv = (torch.empty_like(q, dtype=torch.float32) for _ in range(3))
-        dlam = torch.empty_like(lam)
-        dtau = q.new_empty((S, H, b), dtype=torch.float32)
-        dlnw, dlnb = (q.new_empty((S, H, d), dtype=torch.float32) for _ in range(2))
-        kw = _launch_args(d, b, group, causal, ctx.has_acc)
-        head = (q, k, v, lam, tau, lnw, lnb, *gacc, *cks, *scratch)
-        tail = (dq, dk, dv, dlam, dtau, dlnw, dlnb, lay.cu_blk, lay.cu_ck, lay.commit, NT, H, d)
-        if L == 1:
-            linear_bwd_kernel[(S, H)](*head, dzb, *dstate, *tail, LN_EPS, **kw)
-        else:
-            m = cks[0].shape[-1]
-            stash = [q.new_empty((S, H, b, m), dtype=torch.float32) for _ in range(2)]
-            mlp_bwd_kernel[(S, H)](
-                *head, *stash, dzb, *dstate, *tail, m, LN_EPS, BM=_hidden_tile(m, d), **kw
-            )
-        return (
-            dq.to(q.dtype),
-            dk.to(q.dtype),
-            dv.to(q.dtype),
-            dlam,
-            dtau.sum((0, 1)) if causal else None,
-            dlnw.sum(0),
-            dlnb.sum(0),
-            None,
-            *dstate,
+@torch.library.custom_op("ttt_video::triton_scan", mutates_args=())
+def triton_scan(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    lam: Tensor,
+    tau: Tensor,
+    lnw: Tensor,
+    lnb: Tensor,
+    cu_blk: Tensor,
+    cu_ck: Tensor,
+    commit: Tensor,
+    state: list[Tensor],
+    mini_batch_size: int,
+    group: int,
+    causal: bool,
+    has_acc: bool,
+    checkpoints: int,
+) -> list[Tensor]:
+    """The state chain on packed blocks: a custom op (``torch.ops.ttt_video.triton_scan``)
+    with a fake implementation and a backward, so ``torch.compile`` keeps it whole.
+
+    Args:
+        q, k, v: ``[H, NT, d]`` (input dtype); lam: ``[H, NT]``; tau: ``[b]``; lnw, lnb:
+            ``[H, d]`` (fp32); cu_blk, cu_ck: ``[S + 1]`` int32; commit: ``[S]`` fp32.
+        state: the initial weights, biases, accumulated gradients of weights and biases,
+            ``[S, H, ...]`` fp32 each (``4 L`` tensors).
+        checkpoints: ``C = cu_ck[-1]``, saved states.
+
+    Returns:
+        ``[zb: [H, NT, d], *final state, *saved weights and biases [C, H, ...]]`` (fp32).
+    """
+    L = len(state) // 4
+    H, NT, d = q.shape
+    cur = [t.clone() for t in state]  # the kernel turns the initial state into the final one
+    zb = torch.empty(H, NT, d, dtype=torch.float32, device=q.device)
+    cks = [q.new_empty((checkpoints, H, *t.shape[2:]), dtype=torch.float32) for t in state[: 2 * L]]
+    kw = _launch_args(d, mini_batch_size, group, has_acc)
+    args = (q, k, v, lam, tau, lnw, lnb, *cur, zb, *cks, cu_blk, cu_ck, commit)
+    grid = (commit.shape[0], H)
+    if L == 1:
+        linear_fwd_kernel[grid](*args, NT, H, d, LN_EPS, int(causal), **kw)
+    else:
+        m = state[0].shape[-1]
+        BM = chain_hidden_tile(m, d, q.dtype)
+        mlp_fwd_kernel[grid](*args, NT, H, d, m, LN_EPS, int(causal), BM=BM, **kw)
+    return [zb, *cur, *cks]
+
+
+@triton_scan.register_fake
+def _(q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, state, b, group, causal, has_acc, C):
+    H, NT, d = q.shape
+    f32 = torch.float32
+    cks = [q.new_empty((C, H, *t.shape[2:]), dtype=f32) for t in state[: len(state) // 2]]
+    return [q.new_empty((H, NT, d), dtype=f32), *(torch.empty_like(t) for t in state), *cks]
+
+
+@torch.library.custom_op("ttt_video::triton_scan_backward", mutates_args=())
+def triton_scan_backward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    lam: Tensor,
+    tau: Tensor,
+    lnw: Tensor,
+    lnb: Tensor,
+    cu_blk: Tensor,
+    cu_ck: Tensor,
+    commit: Tensor,
+    gacc: list[Tensor],
+    checkpoints: list[Tensor],
+    dzb: Tensor,
+    dfinal: list[Tensor],
+    mini_batch_size: int,
+    group: int,
+    causal: bool,
+    has_acc: bool,
+) -> list[Tensor]:
+    """The backward of ``triton_scan``: ``[dq, dk, dv, dlam, dtau [S, H, b], dlnw, dlnb
+    [S, H, d] (per program), *adjoint of the initial state]`` given ``dzb: [H, NT, d]`` and
+    the adjoint of the final state ``dfinal`` (fp32)."""
+    L = len(gacc) // 2
+    H, NT, d = q.shape
+    S, b = commit.shape[0], mini_batch_size
+    dstate = [g.clone() for g in dfinal]  # the kernel turns it into the initial state's
+    f32 = torch.float32
+    # TTT-Linear's start weights are read by products only: kept in the input dtype
+    scratch = [
+        q.new_empty((S, H, group, *t.shape[2:]), dtype=q.dtype if L == 1 and i == 0 else f32)
+        for i, t in enumerate(checkpoints)
+    ]
+    dq, dk, dv = (torch.empty_like(q, dtype=f32) for _ in range(3))
+    dlam = torch.empty_like(lam)
+    dtau = q.new_empty((S, H, b), dtype=f32)
+    dlnw, dlnb = (q.new_empty((S, H, d), dtype=f32) for _ in range(2))
+    kw = _launch_args(d, b, group, has_acc)
+    if L == 1:  # the accumulated gradient again, in the input dtype, for the products
+        gacc = [*gacc, gacc[0].to(q.dtype)]
+    head = (q, k, v, lam, tau, lnw, lnb, *gacc, *checkpoints, *scratch)
+    tail = (dq, dk, dv, dlam, dtau, dlnw, dlnb, cu_blk, cu_ck, commit, NT, H, d)
+    if L == 1:
+        linear_bwd_kernel[(S, H)](*head, dzb, *dstate, *tail, LN_EPS, int(causal), **kw)
+    else:
+        m = checkpoints[0].shape[-1]
+        stash = [q.new_empty((S, H, b, m), dtype=f32) for _ in range(2)]
+        BM = chain_hidden_tile(m, d, q.dtype)
+        mlp_bwd_kernel[(S, H)](
+            *head, *stash, dzb, *dstate, *tail, m, LN_EPS, int(causal), BM=BM, **kw
         )
+    return [dq, dk, dv, dlam, dtau, dlnw, dlnb, *dstate]
+
+
+@triton_scan_backward.register_fake
+def _(q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, gacc, cks, dzb, dfinal, b, *flags):
+    H, NT, d = q.shape
+    S, f32 = commit.shape[0], torch.float32
+    grads = [q.new_empty(q.shape, dtype=f32) for _ in range(3)] + [torch.empty_like(lam)]
+    per_program = [q.new_empty(shape, dtype=f32) for shape in ((S, H, b), (S, H, d), (S, H, d))]
+    return [*grads, *per_program, *(torch.empty_like(g) for g in dfinal)]
+
+
+def _scan_setup(ctx, inputs, output):
+    q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, state, b, group, causal, has_acc, _ = inputs
+    L = len(state) // 4
+    ctx.save_for_backward(
+        q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, *state[2 * L :], *output[1 + 4 * L :]
+    )
+    # the accumulated gradient's terms are needed when it has a gradient, even at position 0
+    has_acc = has_acc or any(t.requires_grad for t in state[2 * L :])
+    ctx.args = (L, b, group, causal, has_acc)
+
+
+def _scan_backward(ctx, grads):
+    L, b, group, causal, has_acc = ctx.args
+    q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, *rest = ctx.saved_tensors
+    gacc, cks = rest[: 2 * L], rest[2 * L :]
+    dzb = torch.zeros_like(q, dtype=torch.float32) if grads[0] is None else grads[0]
+    like = [*cks[: 2 * L], *gacc]  # [S, H, ...] shapes of the state tensors, fp32
+    S, H = commit.shape[0], q.shape[0]
+    dfinal = [
+        q.new_zeros((S, H, *t.shape[2:]), dtype=torch.float32) if g is None else g.contiguous()
+        for g, t in zip(grads[1 : 1 + 4 * L], like)
+    ]
+    out = torch.ops.ttt_video.triton_scan_backward(
+        q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, list(gacc), list(cks),
+        dzb.contiguous(), dfinal, b, group, causal, has_acc,
+    )  # fmt: skip
+    dq, dk, dv, dlam, dtau, dlnw, dlnb, *dstate = out
+    dtau = dtau.sum((0, 1)) if causal else None
+    inputs = (dq.to(q.dtype), dk.to(q.dtype), dv.to(q.dtype), dlam, dtau, dlnw.sum(0), dlnb.sum(0))
+    return (*inputs, None, None, None, dstate, None, None, None, None, None)
+
+
+triton_scan.register_autograd(_scan_backward, setup_context=_scan_setup)

@@ -1,0 +1,82 @@
+"""``benchmarks/gpu_check.py`` runs end to end without a GPU (``--dry-run``: interpreter, toy
+shapes) and writes every check; a check that raises is reported and the others still run;
+a case past its time is stopped (``benchmarks/check_harness.py``)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def script_module(name: str):
+    """A module of ``benchmarks/`` (its folder on the path, as when the script runs)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+@pytest.mark.slow
+def test_dry_run_writes_every_check(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--dry-run", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    names = list(script_module("gpu_check").CHECKS)
+    assert [c["name"] for c in report["checks"]] == names
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    assert status["fla_semantics"] == "skipped"  # flash-linear-attention is not installed
+    assert all(status[n] in ("pass", "ok") for n in names if n != "fla_semantics"), status
+    assert report["environment"]["dry_run"] is True
+    for check in report["checks"]:
+        assert check["name"] == "fla_semantics" or check["rows"], check["name"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert markdown.startswith("# GPU check: DRY RUN")
+    for name in names:
+        assert f"| {name} | {status[name]} |" in markdown and f"## {name}: " in markdown
+
+
+def test_a_check_that_raises_is_reported_and_the_next_runs():
+    harness = script_module("check_harness")
+
+    def broken(context, deadline, chk):
+        raise RuntimeError("no such kernel")
+
+    def fine(context, deadline, chk):
+        chk.rows.append({"x": context})
+
+    checks = {"broken": (1.0, broken), "fine": (1.0, fine)}
+    results = harness.run_checks(checks, 3, budget_s=10.0, cleanup=lambda: None)
+    assert [(c.name, c.status) for c in results] == [("broken", "error"), ("fine", "ok")]
+    assert "RuntimeError: no such kernel" in results[0].error
+    assert results[1].rows == [{"x": 3}]
+    report = harness.markdown("# title", {}, results, "cmd")
+    assert "| broken | error |" in report and "no such kernel" in report
+
+
+def test_a_case_past_its_deadline_is_stopped_and_the_rest_skipped():
+    harness = script_module("check_harness")
+    chk, deadline = harness.Check("slow"), harness.Deadline(0.3)
+
+    def spin(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+        return {"pass": True}
+
+    harness.run_cases(chk, deadline, [(0.0,), (5.0,), (0.0,)], spin, cleanup=lambda: None)
+    assert chk.rows[0] == {"pass": True}
+    assert "TimeoutError" in chk.rows[1]["error"]
+    assert chk.notes == ["skipped (time budget): (0.0,)"]
+    assert harness.verdict(chk) == "fail"

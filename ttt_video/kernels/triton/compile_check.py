@@ -1,0 +1,404 @@
+"""Compile the Triton kernels ahead of time for named NVIDIA GPUs, without a GPU.
+
+The interpreter, the only way the kernels run on a CPU, checks no shared-memory limit, no
+register budget and no rule of the real compiler. This module checks them:
+
+1. ``record_launches`` calls the public entry points (``ttt_linear``, ``ttt_mlp``, forward
+   and backward, and ``ttt_decode``) on small CPU tensors under ``TRITON_INTERPRET=1`` with
+   every kernel launch replaced by a recorder that runs nothing, so the launches are exactly
+   those the dispatcher makes (block sizes, dtypes, ``HAS_ACC``, warps, stages), one per
+   distinct Triton specialisation (what the launcher compiles a kernel for: argument types,
+   pointer alignment, integers divisible by 16 or equal to 1, constexprs, options);
+2. ``compile_launches`` compiles each for each target (``GPUTarget("cuda", arch, 32)``) with
+   the ``ptxas`` Triton ships, in a process without the interpreter, and reads the shared
+   memory (``metadata.shared``), the registers per thread and the stack frame (spills) of
+   the cubin (``cuobjdump -res-usage``), the ``tl.dot`` ops of the TTGIR that got a
+   tensor-core layout and the matrix instructions of the SASS.
+
+A full run takes hours on two cores, so its results are kept in
+``benchmarks/kernels_gpu_compile.json`` with each kernel's Triton cache key (a hash of its
+source and of the functions it calls); ``tests/kernels/test_triton_compile.py`` checks them
+against the kernels of the tree and recompiles a few. After changing a kernel::
+
+    python -m ttt_video.kernels.triton.compile_check --write benchmarks/kernels_gpu_compile.json
+
+(``--archs``, ``--jobs``; Triton's on-disk cache skips the kernels that did not change; the
+markdown tables of the results go to stdout, ``--read REPORT`` prints them again.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource, make_backend
+from triton.runtime.interpreter import InterpretedFunction
+from triton.runtime.jit import create_function_from_signature, native_specialize_impl
+
+# Shared memory one block may use (bytes, the opt-in maximum): A100 163 KB, consumer Ampere
+# and Ada 99 KB, H100 227 KB.
+SHARED_LIMITS = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
+HEAD_DIMS = (32, 64, 96, 128)
+MINI_BATCHES = (16, 32, 64)
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+KERNELS = (
+    "ttt_video.kernels.triton.linear:linear_fwd_kernel",
+    "ttt_video.kernels.triton.linear:linear_bwd_kernel",
+    "ttt_video.kernels.triton.mlp:mlp_fwd_kernel",
+    "ttt_video.kernels.triton.mlp:mlp_bwd_kernel",
+    "ttt_video.kernels.triton.decode:linear_decode_kernel",
+    "ttt_video.kernels.triton.decode:mlp_decode_kernel",
+)
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "maxnreg")  # what a launch passes besides arguments
+# SASS matrix instructions: HMMA (mma.sync, Ampere and later), HGMMA (wgmma, Hopper).
+_MMA_SASS = re.compile(r"\b(HMMA|HGMMA)\.")
+
+
+def record_launches(
+    head_dims=HEAD_DIMS, mini_batches=MINI_BATCHES, dtypes=DTYPES, kinds=("linear", "mlp")
+) -> list[dict]:
+    """Every distinct kernel launch of the public entry points over the grid (interpreter only).
+
+    For each kind, ``d``, ``b`` and dtype: causal and non-causal forward + backward from a
+    fresh state and from one with an accumulated gradient (``HAS_ACC``: position 5 when
+    causal, a differentiable zero ``Gacc`` when not), and ``ttt_decode`` at positions 0, 1,
+    2 and ``b - 1`` (the commit) without gradient and at ``b - 1`` with one.
+
+    Returns JSON-ready launches ``{"kernel": "module:name", "args": [spec, ...], "constexprs":
+    {...}, "options": {...}}``, one per specialisation, ``args`` the runtime arguments' Triton
+    specialisations in order (``"*bf16:D"`` a 16-byte aligned pointer, ``"i32:D"`` an int
+    divisible by 16, ``"i32:"`` another, ``"constexpr:1"`` the int 1, ``"i32"`` an int the
+    kernel does not specialise on, ``"fp32"`` a float).
+    """
+    if not isinstance(_load(KERNELS[0]), InterpretedFunction):
+        raise RuntimeError("record_launches needs TRITON_INTERPRET=1 before triton is imported")
+    backend = make_backend(GPUTarget("cuda", 80, 32))  # specialisation is the same for all
+    seen: dict[str, dict] = {}
+
+    def recorder(fn, *args, grid, warmup, **kwargs):
+        options = {k: kwargs.pop(k) for k in LAUNCH_OPTIONS if k in kwargs}
+        signature = inspect.signature(fn.fn)
+        bound = signature.bind(*args, **kwargs).arguments
+        constexprs = {n: v for n, v in bound.items() if _is_constexpr(signature.parameters[n])}
+        launch = {
+            "kernel": f"{fn.fn.__module__}:{fn.fn.__name__}",
+            "args": [
+                _specialization(backend, fn, n, v) for n, v in bound.items() if n not in constexprs
+            ],
+            "constexprs": constexprs,
+            "options": options,
+        }
+        seen.setdefault(json.dumps(launch, sort_keys=True), launch)
+
+    original = InterpretedFunction.run
+    InterpretedFunction.run = recorder
+    try:
+        for kind in kinds:
+            for d in head_dims:
+                for b in mini_batches:
+                    for dtype in dtypes:
+                        _drive(kind, d, b, dtype)
+    finally:
+        InterpretedFunction.run = original
+    return list(seen.values())
+
+
+def _specialization(backend, fn: InterpretedFunction, name: str, value) -> str:
+    """What Triton's launcher specialises a runtime argument on, honouring the kernel's
+    ``do_not_specialize``, as ``type`` or ``type:attribute``."""
+    specialize = name not in (fn.kwargs.get("do_not_specialize") or ())
+    align = name not in (fn.kwargs.get("do_not_specialize_on_alignment") or ())
+    kind, attr = native_specialize_impl(backend, value, False, specialize, align)
+    return kind if attr is None else f"{kind}:{attr}"
+
+
+def _example(spec: str):
+    """A CPU value that Triton specialises as ``spec`` (the inverse of ``_specialization``)."""
+    kind, _, attr = spec.partition(":")
+    if kind.startswith("*"):
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            kind[1:], torch.int32
+        )
+        t = torch.empty(32, dtype=dtype)  # CPU allocations are 64-byte aligned
+        return t if attr != "" else t[1:]
+    if kind == "constexpr":
+        return int(attr)
+    if kind in ("i32", "i64"):
+        return 16 if attr == "D" else 3
+    if kind == "u1":
+        return True
+    return 1e-6
+
+
+def _is_constexpr(param: inspect.Parameter) -> bool:
+    # a string under ``from __future__ import annotations``
+    return param.annotation is tl.constexpr or "constexpr" in str(param.annotation)
+
+
+def _load(qualname: str):
+    module, name = qualname.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _drive(kind: str, d: int, b: int, dtype: torch.dtype) -> None:
+    """Forward, backward and decode calls of one (kind, d, b, dtype); outputs are garbage
+    (the recorder runs no kernel), only the launches matter."""
+    from ttt_video.kernels import TTTState, initial_state, ttt_decode
+    from ttt_video.testing import random_ttt_inputs, run_ttt
+
+    inp = random_ttt_inputs(kind, B=1, T=b + 3, H=2, d=d, b=b, dtype=dtype).requires_grad_()
+    fresh = initial_state(tuple(w.detach() for w in inp.weights), inp.biases, 1)
+
+    def with_acc(position: int) -> TTTState:
+        acc = tuple(torch.zeros_like(t).requires_grad_() for t in fresh.weights)
+        accb = tuple(torch.zeros_like(t).requires_grad_() for t in fresh.biases)
+        return TTTState(fresh.weights, fresh.biases, acc, accb, position)
+
+    for causal, state in ((True, None), (True, with_acc(5)), (False, None), (False, with_acc(0))):
+        o = run_ttt(kind, inp, b, impl="triton", causal=causal, initial_state=state)
+        o.float().sum().backward()
+    x = random_ttt_inputs(kind, B=1, T=1, H=2, d=d, b=b, dtype=dtype)
+    args = (x.q, x.k, x.v, x.lam, x.tau, x.ln_weight, x.ln_bias)
+    for p in (0, 1, 2, b - 1):  # every class Triton specialises an int on: 16 | p, 1, other
+        with torch.no_grad():
+            ttt_decode(*args, with_acc(p), mini_batch_size=b, impl="triton")
+    x.requires_grad_()
+    o = ttt_decode(*args, with_acc(b - 1), mini_batch_size=b, impl="triton")[0]
+    o.float().sum().backward()
+
+
+def describe(launch: dict) -> dict:
+    """The launch's kernel name, input dtype, constexprs and options, for reports."""
+    return {
+        "kernel": launch["kernel"].split(":")[1],
+        "dtype": launch["args"][0].split(":")[0].lstrip("*"),  # q's: every kernel's first
+        **launch["constexprs"],
+        **launch["options"],
+    }
+
+
+def fingerprints() -> dict[str, str]:
+    """Each kernel's Triton cache key: a hash of its source and of every function it calls
+    (no interpreter in this process)."""
+    return {name: _load(name).cache_key for name in KERNELS}
+
+
+def compile_launch(launch: dict, arch: int) -> dict:
+    """Compile one recorded launch for ``sm_{arch}`` (no interpreter in this process).
+
+    Returns ``{"shared", "registers", "stack", "dots", "mma_dots", "sass": {op: count}}`` or
+    ``{"error": message}``: bytes of dynamic shared memory, registers per thread, bytes of
+    stack frame per thread (spills), ``tl.dot`` ops in the TTGIR and how many of them have
+    a tensor-core (``nvidia_mma``) layout, and the SASS matrix instructions by opcode.
+    """
+    fn = _load(launch["kernel"])
+    target = GPUTarget("cuda", arch, 32)
+    backend = make_backend(target)
+    kwargs = {**launch["constexprs"], **launch["options"]}
+    # the binder and the argument packing of JITFunction.run, for the target's backend
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound, specialization, options = binder(*map(_example, launch["args"]), **kwargs)
+    options, signature, constexprs, attrs = fn._pack_args(
+        backend, kwargs, bound, specialization, options
+    )
+    try:
+        kernel = triton.compile(
+            ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__
+        )
+    except Exception as e:  # a compile error is a result to report
+        return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"}
+    dots = re.findall(r"= (?:tt\.dot|ttng\.warp_group_dot) .*", kernel.asm["ttgir"])
+    mma = [line for line in dots if re.search(r"-> tensor<[^>]*#mma", line)]
+    usage = _cuobjdump("-res-usage", kernel.asm["cubin"])
+    return {
+        "shared": kernel.metadata.shared,
+        "registers": int(re.search(r"REG:(\d+)", usage)[1]),
+        "stack": int(re.search(r"STACK:(\d+)", usage)[1]),
+        "dots": len(dots),
+        "mma_dots": len(mma),
+        "sass": dict(Counter(_MMA_SASS.findall(_cuobjdump("-sass", kernel.asm["cubin"])))),
+    }
+
+
+def _cuobjdump(flag: str, cubin: bytes) -> str:
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        cmd = [triton.knobs.nvidia.cuobjdump.path, flag, f.name]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def _compile_task(task: tuple[dict, int]) -> dict:
+    launch, arch = task
+    t0 = time.perf_counter()
+    return {**compile_launch(launch, arch), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def compile_launches(launches: list[dict], archs, jobs: int = 1) -> dict:
+    """Compile every launch for every arch in a child process without the interpreter.
+
+    Returns ``{"triton": version, "kernels": fingerprints(), "launches": launches,
+    "results": [{"launch": index, "arch", **compile_launch(...), "seconds"}, ...]}``. The
+    child uses Triton's on-disk cache, so a kernel compiled before costs nothing.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp, "launches.json"), Path(tmp, "results.json")
+        src.write_text(json.dumps({"launches": launches, "archs": list(archs), "jobs": jobs}))
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        cmd = [sys.executable, "-m", __spec__.name, "--worker", str(src), str(out)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"compile worker failed:\n{proc.stderr[-4000:]}")
+        return json.loads(out.read_text())
+
+
+def _worker(src: Path, out: Path) -> None:
+    spec = json.loads(src.read_text())
+    tasks = [(launch, arch) for launch in spec["launches"] for arch in spec["archs"]]
+    if spec["jobs"] > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(spec["jobs"]) as pool:
+            results = list(pool.map(_compile_task, tasks))
+    else:
+        results = [_compile_task(t) for t in tasks]
+    index = {json.dumps(launch, sort_keys=True): i for i, launch in enumerate(spec["launches"])}
+    rows = [
+        {"launch": index[json.dumps(t[0], sort_keys=True)], "arch": t[1], **r}
+        for t, r in zip(tasks, results)
+    ]
+    report = {
+        "triton": triton.__version__,
+        "kernels": fingerprints(),
+        "launches": spec["launches"],
+        "results": rows,
+    }
+    out.write_text(json.dumps(report))
+
+
+def _one_record_a_line(report: dict) -> str:
+    """The report as JSON with one launch or result a line (small diffs when regenerated)."""
+    parts = []
+    for key, value in report.items():
+        if isinstance(value, list):
+            body = ",\n".join(json.dumps(v, sort_keys=True) for v in value)
+            parts.append(f'"{key}": [\n{body}\n]')
+        else:
+            parts.append(f'"{key}": {json.dumps(value, sort_keys=True)}')
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def markdown_table(report: dict) -> str:
+    """One row per (kernel variant, arch): shared KB vs the limit, registers, stack, MMA."""
+    rows = [
+        "| kernel | dtype | BD | BS | BM | acc | warps | sm | shared KB (limit) | regs/thread "
+        "| stack B | tl.dot on tensor cores | SASS MMA |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        v = describe(report["launches"][r["launch"]])
+        cells = [v["kernel"].removesuffix("_kernel"), v["dtype"]]
+        cells += [v.get(k, "") for k in ("BD", "BS", "BM")]
+        cells += [{True: "y", False: "n"}.get(v.get("HAS_ACC"), ""), v.get("num_warps", 4)]
+        cells.append(r["arch"])
+        if "error" in r:
+            cells += [f"does not compile: {r['error']}", "", "", "", ""]
+        else:
+            limit = SHARED_LIMITS[r["arch"]]
+            over = " **over**" if r["shared"] > limit else ""
+            mma = ", ".join(f"{n} {op}" for op, n in sorted(r["sass"].items())) or "none"
+            cells += [f"{r['shared'] / 1024:.1f} ({limit // 1024}){over}", r["registers"]]
+            cells += [r["stack"], f"{r['mma_dots']}/{r['dots']}", mma]
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def summary_table(report: dict) -> str:
+    """One row per (kernel, dtype, BD, BS, BM), the most over ``HAS_ACC``: shared memory per
+    target (over its limit in bold), registers and stack (the most over targets), and the
+    ``tl.dot`` products on tensor cores (the fewest over targets)."""
+    rows: dict[tuple, dict] = {}
+    for r in report["results"]:
+        v = describe(report["launches"][r["launch"]])
+        key = (v["kernel"].removesuffix("_kernel"), v["dtype"], v["BD"], v.get("BS", ""))
+        row = rows.setdefault(key + (v.get("BM", ""),), {"shared": {}, "regs": 0, "stack": 0})
+        if "error" in r:
+            row["error"] = r["error"]
+            continue
+        row["shared"][r["arch"]] = max(row["shared"].get(r["arch"], 0), r["shared"])
+        row["regs"] = max(row["regs"], r["registers"])
+        row["stack"] = max(row["stack"], r["stack"])
+        tc = (r["mma_dots"], r["dots"])
+        row["tc"] = min(row.get("tc", tc), tc)
+    archs = sorted(SHARED_LIMITS)
+    head = " | ".join(f"sm_{a} ({SHARED_LIMITS[a] // 1024})" for a in archs)
+    lines = [
+        f"| kernel | dtype | BD | BS | BM | shared KB: {head} | regs | stack B | dots on TC |",
+        "|---|---|---|---|---|" + "---|" * len(archs) + "---|---|---|",
+    ]
+    for key, row in sorted(rows.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        if "error" in row:
+            lines.append(f"| {' | '.join(map(str, key))} | does not compile: {row['error']} |")
+            continue
+        shared = [
+            f"**{row['shared'][a] / 1024:.0f}**"
+            if row["shared"][a] > SHARED_LIMITS[a]
+            else f"{row['shared'][a] / 1024:.0f}"
+            for a in archs
+        ]
+        tc = "" if not row["tc"][1] else f"{row['tc'][0]}/{row['tc'][1]}"
+        cells = [*map(str, key), *shared, str(row["regs"]), str(row["stack"]), tc]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archs", type=int, nargs="+", default=sorted(SHARED_LIMITS))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--write", type=Path, help="the JSON report to write")
+    parser.add_argument("--read", type=Path, help="print the tables of a JSON report")
+    parser.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--record", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return _worker(*args.worker)
+    if args.record:  # in a child with the interpreter on
+        args.record.write_text(json.dumps(record_launches()))
+        return None
+    if args.read:
+        report = json.loads(args.read.read_text())
+        print(summary_table(report), "\n", markdown_table(report), sep="\n")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "launches.json")
+        env = {**os.environ, "TRITON_INTERPRET": "1"}
+        subprocess.run(
+            [sys.executable, "-m", __spec__.name, "--record", str(path)], env=env, check=True
+        )
+        launches = json.loads(path.read_text())
+    t0 = time.perf_counter()
+    report = compile_launches(launches, args.archs, args.jobs)
+    if args.write:
+        args.write.write_text(_one_record_a_line(report))
+    print(summary_table(report), "\n", markdown_table(report), sep="\n")
+    n = len(report["results"])
+    print(f"\n{n} compiles in {time.perf_counter() - t0:.0f} s ({args.jobs} jobs)")
+    return None
+
+
+if __name__ == "__main__":
+    main()
