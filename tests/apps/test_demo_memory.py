@@ -10,8 +10,10 @@ that; one that streams holds a chunk of frames whatever the length.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ttt_video.apps.demo import FitOptions, classify_demo, predict_demo, stream_demo
@@ -19,6 +21,7 @@ from ttt_video.data.fetch import mnist_path
 from ttt_video.data.synthetic.patterns import write_pattern_video
 from ttt_video.data.video.frames import FrameFormat
 from ttt_video.data.video.windows import VideoFileDataModule
+from ttt_video.io_utils import rss_bytes, run_peak_rss
 from ttt_video.train.runner import fit
 from ttt_video.train.tasks import load_run_config
 
@@ -100,3 +103,16 @@ def test_file_windows_decode_one_window_at_a_time(files):
 
     extra = growth(draw, files)
     assert extra < BOUND, f"{extra / 2**20:.0f} MiB more for the long file"
+
+
+def test_child_peak_is_its_own_not_its_parents():
+    """The benchmark's measure: a command started from this large process (torch imported,
+    plus 200 MB here) reports its own peak, not the pages it shared with this one."""
+    ballast = np.ones(25_000_000)  # 200 MB
+    assert rss_bytes() > 2 * ballast.nbytes
+    code, idle = run_peak_rss([sys.executable, "-c", "pass"])
+    assert code == 0 and idle < 100e6
+    code, busy = run_peak_rss(
+        [sys.executable, "-c", "import numpy, sys; a = numpy.ones(25_000_000); sys.exit(3)"]
+    )
+    assert code == 3 and ballast.nbytes < busy < ballast.nbytes + 100e6
