@@ -29,8 +29,13 @@ the norm can shrink once ``G`` is small (measured: it vanishes with the epsilon)
 faster. The report gives this ratio from 1k, 10k, ... frames to the end for every group.
 TTT-MLP's ``(W1, b1)`` has no such law: its steps are not orthogonal to it.
 
+``--keep-inner-norm`` builds and trains the models with ``model.keep_inner_norm`` (each inner
+layer's ``(W, b)`` rescaled to its norm at every commit, kernels/README.md section 15): the
+norms should then stay at their initial values (ratio 1, exponent 0 in the growth-law table).
+
     python benchmarks/long_stream.py                              # 100,000 frames, 4 models
     python benchmarks/long_stream.py --frames 20000 --mixers ttt_linear --train-steps 0
+    python benchmarks/long_stream.py --keep-inner-norm            # the same with the option
 
 The report (``report.md``, ``metrics.json``, ``long_stream.png``) goes to a new folder under
 ``--out``, which is printed, with the load average and the machine's fp32 matmul rate. Needs
@@ -82,13 +87,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=100, help="frames per model call")
     p.add_argument("--scene", type=int, default=1_000, help="frames between cuts")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--keep-inner-norm",
+        action="store_true",
+        help="build and train the models with model.keep_inner_norm (inner weights' norm kept)",
+    )
     p.add_argument("--out", default="runs/long_stream")
     return p.parse_args(argv)
 
 
-def models(mixer: str, train_steps: int, folder: Path) -> dict[str, VideoModel]:
-    """``{"untrained": ..., "trained": ...}`` networks of the ``mmnist_{mixer}_debug`` run."""
+def models(
+    mixer: str, train_steps: int, folder: Path, keep_inner_norm: bool = False
+) -> dict[str, VideoModel]:
+    """``{"untrained": ..., "trained": ...}`` networks of the ``mmnist_{mixer}_debug`` run
+    (both with ``model.keep_inner_norm`` as given)."""
     overrides = {
+        "model.keep_inner_norm": keep_inner_norm,
         "out_dir": str(folder),
         "trainer.max_steps": max(train_steps, 1),
         "trainer.val_check_interval": max(train_steps, 1),
@@ -197,7 +211,8 @@ def report(results: dict[str, list[dict]], info: dict, args) -> str:
     marks = sorted({f for f in REPORTED if f < args.frames} | {args.frames})
     lines = [
         f"{args.frames:,} frames of Moving-MNIST-style video (64x64 grey, held-out digits, a cut "
-        f"every {args.scene:,} frames), {args.chunk} frames per call, one thread. Machine "
+        f"every {args.scene:,} frames), {args.chunk} frames per call, one thread, "
+        f"keep_inner_norm {'on' if args.keep_inner_norm else 'off'}. Machine "
         f"reference: fp32 matmul {info['gflops']:.1f} GFLOP/s; load average "
         f"{info['load_start']} at the start, {info['load_end']} at the end.",
         "",
@@ -307,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     info["gflops"] = measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9
     results = {}
     for mixer in args.mixers:
-        for kind, model in models(mixer, args.train_steps, folder / "train").items():
+        trained = models(mixer, args.train_steps, folder / "train", args.keep_inner_norm)
+        for kind, model in trained.items():
             name = f"{mixer} {kind}"
             results[name] = stream(model, args)
             print(name, {k: round(v, 3) for k, v in results[name][-1].items()}, flush=True)

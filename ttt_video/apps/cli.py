@@ -294,7 +294,14 @@ def _demo(args: argparse.Namespace, extra: list[str], parser) -> int:
             max_steps=args.fit_steps,
         )
         demo.predict_demo(
-            args.file, args.out, args.ckpt, args.context, args.horizon, fit, device=args.device
+            args.file,
+            args.out,
+            args.ckpt,
+            args.context,
+            args.horizon,
+            fit,
+            device=args.device,
+            compile=args.compile,
         )
     elif args.demo == "classify":
         demo.classify_demo(
@@ -305,6 +312,7 @@ def _demo(args: argparse.Namespace, extra: list[str], parser) -> int:
             size=args.size,
             channels=args.channels,
             device=args.device,
+            compile=args.compile,
         )
     else:
         demo.stream_demo(
@@ -316,6 +324,7 @@ def _demo(args: argparse.Namespace, extra: list[str], parser) -> int:
             args.channels,
             args.chunk,
             device=args.device,
+            compile=args.compile,
         )
     return 0
 
@@ -325,6 +334,11 @@ def _demo_flags(p, size_help: str, size: int | None = 64) -> None:
     p.add_argument("--out", default="runs", help="parent of the run folder (default: runs)")
     p.add_argument("--size", type=int, default=size, help=size_help)
     p.add_argument("--channels", type=int, default=None if size is None else 3, choices=(1, 3))
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model through torch.compile (predict: the fit on the video too)",
+    )
     _runtime_flags(p)
     p.set_defaults(func=_demo)
 

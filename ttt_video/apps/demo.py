@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,8 @@ class FitOptions:
     workers: int = 1
     """Loader processes decoding the training windows from the file while the model trains
     (0: decode in the training process)."""
+    compile: bool = False
+    """Train through ``torch.compile`` (the model config's ``compile``)."""
 
 
 def load_checkpoint_model(ckpt: str | Path) -> tuple[VideoModel, RunConfig]:
@@ -93,7 +95,12 @@ def fit_run(
         "task": "video_predict",
         "name": FIT_RUN,
         "out_dir": str(out),
-        "model": {"preset": opts.preset, **frames, "objective": {"rollout_training": True}},
+        "model": {
+            "preset": opts.preset,
+            **frames,
+            "compile": opts.compile,
+            "objective": {"rollout_training": True},
+        },
         "data": {
             "source": "file",
             "path": str(path),
@@ -234,6 +241,7 @@ def predict_demo(
     fit: FitOptions | None = None,
     device: str = "auto",
     chunk: int = 16,
+    compile: bool = False,
 ) -> Path:
     """Next-frame predictions over the whole file and a rollout after ``context`` frames, in
     memory that does not grow with the file (it streams through the model ``chunk`` frames at
@@ -245,7 +253,8 @@ def predict_demo(
     ``PLOT_BINS`` bins of frames), ``rollout.mp4/.gif`` (truth | prediction fed back from frame
     ``context`` on) and ``metrics.json``; without ``ckpt``, also the run folder ``fit/`` of the
     fit on the first ``context`` frames (:func:`fit_on_video`). The model runs on ``device``
-    (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+    (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``), through ``torch.compile`` with
+    ``compile`` (the fit too).
     """
     fit = fit or FitOptions()
     target = resolve_device(device)
@@ -266,7 +275,9 @@ def predict_demo(
         f"run {run_dir}"
     )
     if ckpt is None:
-        model = fit_on_video(path, context, fit, run_dir, device=device)
+        model = fit_on_video(path, context, replace(fit, compile=compile), run_dir, device=device)
+    if compile:
+        model.compile()
     fmt = FrameFormat(size=size, channels=channels)
     curves = BinnedSeries(3, PLOT_BINS)  # frame, model PSNR, copy-last-frame PSNR
     rollout = Rollout(context, horizon)
@@ -362,12 +373,14 @@ def classify_demo(
     size: int | None = None,
     channels: int | None = None,
     device: str = "auto",
+    compile: bool = False,
 ) -> Path:
     """Per-frame class probabilities of ``path`` under a ``video_classify`` checkpoint.
 
     Frames are resized to the checkpoint's ``image_size`` and ``channels``; ``size`` and
     ``channels``, when given, must equal them (``ValueError`` otherwise). The model runs on
-    ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+    ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``), through ``torch.compile``
+    with ``compile``.
 
     Writes ``labels.csv`` (frame, top-1 class, its probability; row by row as the file streams),
     ``labels_over_time.png`` (probabilities of the classes that are ever top-3, as means over
@@ -380,6 +393,8 @@ def classify_demo(
         raise ValueError(f"--ckpt: {ckpt} has no classification head (num_classes = 0)")
     fmt = check_frame_format(model, ckpt, size, channels)
     model = model.to(target)
+    if compile:
+        model.compile()
     names = class_names(run, ckpt)
     info = probe_video(path)
     run_dir = new_run_dir(out, f"classify-{Path(path).stem}")
@@ -431,6 +446,7 @@ def stream_demo(
     channels: int = 3,
     chunk: int = 1,
     device: str = "auto",
+    compile: bool = False,
 ) -> Path:
     """Read every frame of ``path`` at native fps through the model, ``chunk`` frames per call.
 
@@ -440,7 +456,8 @@ def stream_demo(
     ``metrics.json`` (the median frames/s is over those bins). Without ``ckpt`` a randomly
     initialised ``preset`` is used (speed and memory do not depend on the weights). The model
     runs on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the time of a chunk
-    waits for the GPU).
+    waits for the GPU), through ``torch.compile`` with ``compile`` (the first chunks' times
+    include compiling).
     """
     target = resolve_device(device)
     if ckpt is not None:
@@ -449,6 +466,8 @@ def stream_demo(
         cfg = config_from_name(preset, image_size=size, channels=channels)
         model = VideoModel(cfg).eval()
     model = model.to(target)
+    if compile:
+        model.compile()
     fmt = FrameFormat(size=model.cfg.image_size, channels=model.cfg.channels)
     info = probe_video(path)
     run_dir = new_run_dir(out, f"stream-{Path(path).stem}")

@@ -7,9 +7,9 @@ Letters: ``N`` test sequences, ``F0 = 10`` context frames, ``R = 10`` predicted 
 Steps: (1) the Moving-MNIST-style data from real MNIST digits (``data_prep/moving_mnist.py``'s
 functions; idempotent); (2) the shipped run file ``configs/video/quickstart.yaml``
 (``video_predict`` with the ``video_ttt_linear_small`` preset) through the shared runner;
-(3) the fixed test set: the model rolls out ``R`` frames after ``F0``, feeding its
-predictions back, against three baselines (all zeros, the mean training frame,
-the last context frame repeated); (4) the run folder: ``comparison.mp4/.gif`` (ground truth |
+(3) the fixed test set, 100 sequences at a time: the model rolls out ``R`` frames after
+``F0``, feeding its predictions back, against three baselines (all zeros, the mean training
+frame, the last context frame repeated); (4) the run folder: ``comparison.mp4/.gif`` (ground truth |
 prediction), ``training.png``, ``per_frame_mse.png``, ``metrics.json``, ``summary.txt``.
 """
 
@@ -39,7 +39,7 @@ from ttt_video.train.config import config_path, read_yaml
 from ttt_video.train.run_report import write_run_report
 from ttt_video.train.runner import fit, load_module
 from ttt_video.train.tasks import build_run_config
-from ttt_video.train.video_metrics import frame_metrics, mse_per_frame
+from ttt_video.train.video_metrics import metrics_per_frame
 from ttt_video.train.video_module import VideoPredictModule
 
 CONFIG = "quickstart"
@@ -47,6 +47,8 @@ CONFIG = "quickstart"
 STEPS = 1800
 COLUMNS = ["mse", "mae", "psnr", "ssim"]
 OURS = "TTT-Linear (ours)"
+SHOWN = 4
+"""Test sequences in the comparison video."""
 
 
 def quickstart_run(name: str, out_dir: str, max_steps: int, seed: int) -> dict:
@@ -78,41 +80,52 @@ def mean_training_frame(n: int = 200) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rollout_test(module: VideoPredictModule, test: np.ndarray, batch: int = 100) -> torch.Tensor:
-    """Rolled-out predictions ``[N, R, 1, S, S]`` for test sequences uint8 ``[N, F, S, S]``."""
-    preds = []
-    for i in tqdm(range(0, len(test), batch), desc="test rollout"):
-        frames = torch.from_numpy(np.array(test[i : i + batch])).unsqueeze(2)
-        preds.append(module.evaluate(frames)[0])
-    return torch.cat(preds)
-
-
 def evaluate_all(
-    module: VideoPredictModule, test: np.ndarray, label: str = OURS
+    module: VideoPredictModule, test: np.ndarray, label: str = OURS, batch: int = 100
 ) -> tuple[dict, dict, torch.Tensor]:
-    """(metrics per method, MSE per predicted frame per method, model predictions).
+    """(metrics per method, MSE per predicted frame per method, the model's predictions of the
+    first ``SHOWN`` sequences ``[SHOWN, R, 1, S, S]``) on test sequences uint8 ``[N, F, S, S]``.
 
     The model's entry is named ``label``; the baselines are ``zeros``, ``mean frame`` and
-    ``copy last frame``.
+    ``copy last frame``. ``test`` (a memory map of the fixed set, say) is read ``batch``
+    sequences at a time, each batch rolled out and scored: only the metrics of every frame
+    (``[N, R]`` per metric and method) are kept, never the whole set, its predictions or the
+    metrics' maps.
     """
-    x = frames_to_float(torch.from_numpy(np.array(test)).unsqueeze(2))
-    context, target = x[:, :10], x[:, 10:]
-    preds = rollout_test(module, test)
-    methods = {
-        label: preds,
-        "zeros": torch.zeros_like(target),
-        "mean frame": mean_training_frame().expand_as(target),
-        "copy last frame": context[:, -1:].expand_as(target),
-    }
-    metrics = {name: frame_metrics(p, target, openstl=True) for name, p in methods.items()}
-    curves = {name: mse_per_frame(p, target).mean(0).tolist() for name, p in methods.items()}
-    return metrics, curves, preds
+    mean_frame = mean_training_frame()
+    per_frame: dict[str, dict[str, torch.Tensor]] = {}  # method -> metric -> [N, R]
+    shown = []
+    for i in tqdm(range(0, len(test), batch), desc="test rollout"):
+        frames = torch.from_numpy(np.array(test[i : i + batch])).unsqueeze(2)
+        preds, target = module.evaluate(frames)
+        last = frames_to_float(frames[:, module.num_input - 1])  # [B, 1, S, S]
+        methods = {
+            label: preds,
+            "zeros": torch.zeros_like(target),
+            "mean frame": mean_frame.expand_as(target),
+            "copy last frame": last[:, None].expand_as(target),
+        }
+        for name, pred in methods.items():
+            scores = per_frame.setdefault(name, {})
+            for metric, v in metrics_per_frame(pred, target, openstl=True).items():
+                if metric not in scores:
+                    # allocated once: small tensors kept from every batch, between the large
+                    # short-lived ones, fragment the heap (glibc): it grew by 1.3 GB over 2,000
+                    # sequences
+                    scores[metric] = v.new_empty((len(test), *v.shape[1:]))
+                scores[metric][i : i + len(v)] = v
+        if i < SHOWN:
+            shown.append(preds[: SHOWN - i].clone())
+    metrics = {name: {m: v.mean().item() for m, v in ms.items()} for name, ms in per_frame.items()}
+    curves = {name: ms["mse"].mean(0).tolist() for name, ms in per_frame.items()}
+    return metrics, curves, torch.cat(shown)
 
 
 def write_outputs(run_dir: Path, test: np.ndarray, preds: torch.Tensor, curves: dict) -> list[Path]:
-    """The captioned comparison video (4 test sequences) and the per-frame plot in ``run_dir``."""
+    """The captioned comparison video (the first ``SHOWN`` test sequences, ``preds`` their
+    rollouts) and the per-frame plot in ``run_dir``."""
     videos = []
-    for i in range(4):
+    for i in range(SHOWN):
         truth = frames_to_float(torch.from_numpy(np.array(test[i])).unsqueeze(1))
         pred = torch.cat((truth[:10], preds[i]))
         videos.append(comparison_video(truth, pred, context=10, name="TTT-Linear", scale=2))

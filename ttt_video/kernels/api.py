@@ -15,6 +15,11 @@ Decoding one token is always the primal form: ``"naive"`` and ``"dual"`` run its
 which has a backward), and ``"auto"`` the Triton kernel for CUDA tensors it takes when no
 gradient is needed, else the PyTorch step.
 
+``keep_inner_norm=True`` (every entry point) keeps the norm of each inner layer's weights and
+bias fixed across commits (kernels/README.md section 15); the naive, dual and decode forms
+compute it, the Triton kernels do not: ``"triton"`` raises, ``"auto"`` on CUDA runs the
+PyTorch forms with a warning once.
+
 Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
 ``m`` hidden width of TTT-MLP (``4d`` in the paper).
 """
@@ -28,6 +33,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from ttt_video.kernels import ops  # noqa: F401  (registers the custom ops the forms call)
 from ttt_video.kernels.decode import ttt_decode_torch
 from ttt_video.kernels.dual import ttt_dual
 from ttt_video.kernels.naive import ttt_naive
@@ -47,6 +53,7 @@ TRITON_MINI_BATCH_SIZES = (16, 32, 64)
 # (benchmarks/kernels_gpu.md); tests/kernels/test_triton_compile.py checks it against that.
 TRITON_SHARED_OVER_99KB: dict[tuple[str, str, int, int], int] = {}
 _warned: set[str] = set()
+KEEP_NORM_UNSUPPORTED = "keep_inner_norm: the Triton kernels do not rescale the inner weights"
 
 
 def triton_unsupported(
@@ -139,6 +146,7 @@ def ttt_linear(
     save_every: int = 16,
     check_finite: bool = False,
     cu_seqlens: Tensor | None = None,
+    keep_inner_norm: bool = False,
 ) -> Tensor | tuple[Tensor, TTTState]:
     """TTT-Linear over a stream: ``o_t = q_t + LN(q_t W_t + c_t)`` (kernels/README.md sections 1-4).
 
@@ -163,6 +171,10 @@ def ttt_linear(
         cu_seqlens: ``[S + 1]`` offsets of ``S`` sequences packed along ``T`` (``B = 1``);
             each starts from the initial weights (or its row of a batch-``S``
             ``initial_state``) and the final state has batch ``S``.
+        keep_inner_norm: at each mini-batch commit, scale every inner layer's ``(W, b)``
+            jointly back to its norm before the commit, per stream and head, so that it
+            keeps the norm of the initial weights (kernels/README.md section 15). Not in
+            the Triton kernels: ``impl="triton"`` raises, ``"auto"`` falls back.
 
     Returns:
         ``o: [B, T, H, d]``, and the final state when ``output_final_state``.
@@ -190,6 +202,7 @@ def ttt_linear(
         save_every,
         check_finite,
         cu_seqlens,
+        keep_inner_norm,
     )
 
 
@@ -214,11 +227,14 @@ def ttt_mlp(
     save_every: int = 16,
     check_finite: bool = False,
     cu_seqlens: Tensor | None = None,
+    keep_inner_norm: bool = False,
 ) -> Tensor | tuple[Tensor, TTTState]:
     """TTT-MLP over a stream: the inner model is ``gelu_tanh(x W1 + b1) W2 + b2``.
 
     Shapes as ``ttt_linear`` with ``W1: [H, d, m]``, ``b1: [H, m]``, ``W2: [H, m, d]``,
-    ``b2: [H, d]`` (each optionally with a leading batch dimension); ``cu_seqlens`` as there.
+    ``b2: [H, d]`` (each optionally with a leading batch dimension); ``cu_seqlens`` and
+    ``keep_inner_norm`` (which keeps the norms of ``(W1, b1)`` and ``(W2, b2)`` separately)
+    as there.
     """
     return _run(
         q,
@@ -238,6 +254,7 @@ def ttt_mlp(
         save_every,
         check_finite,
         cu_seqlens,
+        keep_inner_norm,
     )
 
 
@@ -254,6 +271,7 @@ def ttt_decode(
     mini_batch_size: int = 16,
     impl: Impl = "auto",
     check_finite: bool = False,
+    keep_inner_norm: bool = False,
 ) -> tuple[Tensor, TTTState]:
     """One causal token per stream, primal form, for TTT-Linear and TTT-MLP alike.
 
@@ -264,11 +282,14 @@ def ttt_decode(
             the Triton kernel (``kernels.triton.decode_step_`` updates a state in place; with a
             gradient, the Triton scan over the one token), ``"auto"`` the Triton kernel for
             CUDA tensors it takes when no gradient is needed.
+        keep_inner_norm: as ``ttt_linear``: a commit (the token at the last position of its
+            mini-batch) keeps the norm of every inner layer's ``(W, b)``.
 
     Returns:
         ``o: [B, 1, H, d]`` and the new state. The given state is not modified.
     """
     check_impl(impl)
+    _check_keep_norm(keep_inner_norm, impl)
     _check(
         q,
         k,
@@ -289,14 +310,19 @@ def ttt_decode(
     tensors = (q, k, v, lam, tau, ln_weight, ln_bias, *(t for ts in _fields(state) for t in ts))
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     hidden = state.weights[0].shape[-1] if state.num_layers == 2 else None
-    unsupported = triton_unsupported(
-        q.dtype, q.shape[-1], mini_batch_size if needs_grad else None, hidden
+    unsupported = (
+        KEEP_NORM_UNSUPPORTED
+        if keep_inner_norm
+        else triton_unsupported(
+            q.dtype, q.shape[-1], mini_batch_size if needs_grad else None, hidden
+        )
     )
     if decode_backend(impl, q.is_cuda, needs_grad, unsupported) == "triton":
         from ttt_video.kernels.triton import ttt_decode_triton
 
         return ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
-    return ttt_decode_torch(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
+    args = (q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
+    return ttt_decode_torch(*args, keep_inner_norm=keep_inner_norm)
 
 
 def decode_backend(
@@ -333,8 +359,10 @@ def _run(
     save_every,
     check_finite,
     cu_seqlens=None,
+    keep_inner_norm=False,
 ):
     check_impl(impl)
+    _check_keep_norm(keep_inner_norm, impl)
     batch = q.shape[0] if cu_seqlens is None else _check_cu_seqlens(cu_seqlens, q)
     if state is None:
         if any(t is None for t in weights + biases):
@@ -388,7 +416,11 @@ def _run(
         tau = q.new_full((mini_batch_size,), 1.0 / mini_batch_size)
     if impl == "auto":
         hidden = state.weights[0].shape[-1] if state.num_layers == 2 else None
-        reason = triton_unsupported(q.dtype, q.shape[-1], mini_batch_size, hidden, shared_limit(q))
+        reason = (
+            KEEP_NORM_UNSUPPORTED
+            if keep_inner_norm
+            else triton_unsupported(q.dtype, q.shape[-1], mini_batch_size, hidden, shared_limit(q))
+        )
         impl = auto_impl(q.is_cuda, reason)
     if impl != "naive":
         check_positive({"save_every": save_every}, integer=True)
@@ -398,11 +430,11 @@ def _run(
 
         o, final = ttt_triton(*args, save_every, cu_seqlens)
     elif cu_seqlens is not None:
-        o, final = _run_packed(impl, args, save_every, cu_seqlens)
+        o, final = _run_packed(impl, args, save_every, cu_seqlens, keep_inner_norm)
     elif impl == "naive":
-        o, final = ttt_naive(*args)
+        o, final = ttt_naive(*args, keep_inner_norm=keep_inner_norm)
     else:
-        o, final = ttt_dual(*args, save_every)
+        o, final = ttt_dual(*args, save_every, keep_inner_norm=keep_inner_norm)
     if output_final_state and cu_seqlens is not None:
         ends = {(state.position + n) % mini_batch_size for n in cu_seqlens.diff().tolist()}
         if len(ends) > 1:
@@ -413,7 +445,7 @@ def _run(
     return (o, final) if output_final_state else o
 
 
-def _run_packed(impl, args, save_every, cu_seqlens):
+def _run_packed(impl, args, save_every, cu_seqlens, keep_inner_norm):
     """PyTorch forms on a packed batch: each sequence on its own, from its own state row."""
     q, k, v, lam, tau, lnw, lnb, state, b, causal = args
     cu = cu_seqlens.tolist()
@@ -422,9 +454,9 @@ def _run_packed(impl, args, save_every, cu_seqlens):
         row = TTTState(*(tuple(t[s : s + 1] for t in ts) for ts in _fields(state)), state.position)
         part = (x[:, t0:t1] for x in (q, k, v, lam))
         if impl == "naive":
-            o, fin = ttt_naive(*part, tau, lnw, lnb, row, b, causal)
+            o, fin = ttt_naive(*part, tau, lnw, lnb, row, b, causal, keep_inner_norm)
         else:
-            o, fin = ttt_dual(*part, tau, lnw, lnb, row, b, causal, save_every)
+            o, fin = ttt_dual(*part, tau, lnw, lnb, row, b, causal, save_every, keep_inner_norm)
         outs.append(o)
         finals.append(fin)
     stacked = (
@@ -432,6 +464,17 @@ def _run_packed(impl, args, save_every, cu_seqlens):
         for name in ("weights", "biases", "grad_weights", "grad_biases")
     )
     return torch.cat(outs, 1), TTTState(*stacked, finals[-1].position)
+
+
+def _check_keep_norm(keep_inner_norm: object, impl: str) -> None:
+    """Raise ``ValueError`` unless ``keep_inner_norm`` is a bool the chosen ``impl`` computes."""
+    if not isinstance(keep_inner_norm, bool):
+        raise ValueError(f"keep_inner_norm: expected a bool, got {keep_inner_norm!r}")
+    if keep_inner_norm and impl == "triton":
+        raise ValueError(
+            "impl='triton': keep_inner_norm=True is not implemented by the Triton kernels; "
+            "use impl='dual' (or 'auto', which falls back to it)"
+        )
 
 
 def _fields(state: TTTState) -> tuple:

@@ -3,7 +3,8 @@
 Letters: ``B`` batch, ``H`` heads, ``d`` head dim, ``b`` mini-batch size, ``L`` inner layers.
 The step reads the state, never mutates it, and returns a new one: the weights stay at the
 mini-batch start while ``Gacc`` grows, and at the last position of the mini-batch
-``W0 <- W0 - tau_{b-1} Gacc`` is committed (kernels/README.md sections 3 and 5).
+``W0 <- W0 - tau_{b-1} Gacc`` is committed (kernels/README.md sections 3 and 5), then, with
+``keep_inner_norm``, scaled back to the norm of ``W0`` per inner layer (section 15).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ttt_video.kernels.common import (
     gelu_tanh_vjp,
     layer_norm,
     ln_l2_grad,
+    rescale_to_norm,
     without_autocast,
 )
 from ttt_video.kernels.state import TTTState
@@ -42,12 +44,15 @@ def ttt_decode_torch(
     ln_bias: Tensor,
     state: TTTState,
     mini_batch_size: int,
+    keep_inner_norm: bool = False,
 ) -> tuple[Tensor, TTTState]:
     """Consume one token per stream.
 
     Args:
         q, k, v: ``[B, 1, H, d]``; lam: ``[B, 1, H]``; tau: ``[b]``; ln_*: ``[H, d]``.
         state: batched state at position ``p < b``.
+        keep_inner_norm: at a commit, scale every inner layer's ``(W, b)`` jointly back to
+            its norm before the commit, per stream and head.
 
     Returns:
         ``o: [B, 1, H, d]`` and the state at position ``(p + 1) % b``.
@@ -72,6 +77,9 @@ def ttt_decode_torch(
     o = (qt + layer_norm(Zq[-1], lnw, lnb)).transpose(1, 2)
     pos = state.position + 1
     if pos == mini_batch_size:
+        if keep_inner_norm:
+            kept = [rescale_to_norm(*pair) for pair in zip(ws, bs, w_i, b_i)]
+            w_i, b_i = [w for w, _, _ in kept], [c for _, c, _ in kept]
         new = TTTState(
             tuple(w_i),
             tuple(b_i),

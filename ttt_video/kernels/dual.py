@@ -14,13 +14,20 @@ One inner layer ``l`` of mini-batch ``n`` (kernels/README.md section 3; ``X_0 = 
 
 with ``M[i, j] = mask[i, j] tau_i lam_j`` (``mask`` lower-triangular when causal) and
 ``(gW, gc)`` the gradient accumulated before the mini-batch (non-zero only for the first
-mini-batch of a stream that starts mid-mini-batch). The stream is padded on the left by the
-state's position and on the right to ``N*b`` tokens with zero learning rate, so padded
-tokens change nothing. Everything that does not depend on the state (``Q K^T``, ``M``, the
-targets, the output LayerNorm) is computed for all mini-batches at once; only the chain of
-states is walked one mini-batch at a time. The backward walks that chain in reverse,
-recomputing each group of ``save_every`` mini-batches from a state saved by the forward.
-The derivation is in ``kernels/README.md``.
+mini-batch of a stream that starts mid-mini-batch). With ``keep_inner_norm`` each committed
+pair ``(W_l, c_l)`` is then scaled back to the norm it had before the commit (section 15). The
+stream is padded on the left by the state's position and on the right to ``N*b`` tokens with
+zero learning rate, so padded tokens change nothing. Everything that does not depend on the
+state (``Q K^T``, ``M``, the targets, the output LayerNorm) is computed for all mini-batches
+at once; only the chain of states is walked one mini-batch at a time. The backward walks that
+chain in reverse, recomputing each group of ``save_every`` mini-batches from a state saved by
+the forward. The derivation is in ``kernels/README.md``.
+
+The chain, ``scan_forward`` and ``scan_backward``, is the custom op ``ttt_video::dual_scan``
+with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` or
+``torch.export`` trace, so that they see it as one node, and the autograd.Function
+``_DualScan`` in eager mode (the same functions, without the dispatcher's overhead);
+``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd.
 """
 
 from __future__ import annotations
@@ -41,9 +48,16 @@ from ttt_video.kernels.common import (
     layer_norm,
     ln_backward,
     ln_stats,
+    pair_sq_norm,
+    rescale_to_norm,
     without_autocast,
 )
 from ttt_video.kernels.state import TTTState
+
+# Inside ``torch.compile`` (not ``torch.export``), calls of at most this many mini-batches run
+# the state chain compiled too (``ops.run_chain``): a video rollout's one-frame calls, short
+# chunks. Longer chains stay eager: tracing unrolls the loop over mini-batches.
+COMPILED_CHAIN_MAX_MINIBATCHES = 4
 
 
 @without_autocast
@@ -59,6 +73,7 @@ def ttt_dual(
     mini_batch_size: int,
     causal: bool = True,
     save_every: int = 16,
+    keep_inner_norm: bool = False,
 ) -> tuple[Tensor, TTTState]:
     """Dual-form TTT over a stream; same contract as ``naive.ttt_naive``.
 
@@ -71,6 +86,8 @@ def ttt_dual(
         mini_batch_size: ``b``.
         save_every: the forward keeps the state every this many mini-batches for the
             backward (memory ``~ N / save_every`` states; the backward recomputes the rest).
+        keep_inner_norm: after each commit, scale every inner layer's ``(W, c)`` jointly back
+            to its norm before the commit, per stream and head.
 
     Returns:
         ``o: [B, T, H, d]`` (dtype of ``q``) and the final ``TTTState``.
@@ -81,8 +98,8 @@ def ttt_dual(
     N = math.ceil((p + T) / b)
     pad = (p, N * b - p - T)
 
-    def blocks(x: Tensor) -> Tensor:  # [B, T, H, d] -> [R, N, b, d]
-        x = F.pad(x.to(dt).permute(0, 2, 3, 1), pad).permute(0, 1, 3, 2)
+    def blocks(x: Tensor) -> Tensor:  # [B, T, H, d] -> [R, N, b, d], contiguous
+        x = F.pad(x.to(dt).transpose(1, 2), (0, 0, *pad))
         return x.reshape(B * H, N, b, x.shape[-1])
 
     qb, kb = blocks(q), blocks(k)
@@ -96,12 +113,20 @@ def ttt_dual(
         t.to(dt).reshape(B * H, *t.shape[2:])
         for t in state.weights + state.biases + state.grad_weights + state.grad_biases
     ]
-    outs = _DualScan.apply(
-        qb, kb, tgt, lamb, tau_eff, lnw, lnb, causal, commit_last, save_every, L, *flat
-    )
+    if torch.compiler.is_compiling():  # one node for torch.compile and torch.export
+        compiled = N <= COMPILED_CHAIN_MAX_MINIBATCHES and not torch.compiler.is_exporting()
+        outs = torch.ops.ttt_video.dual_scan.default(
+            qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
+            keep_inner_norm, compiled,
+        )  # fmt: skip
+    else:  # the same computation without the dispatcher's overhead
+        outs = _DualScan.apply(
+            qb, kb, tgt, lamb, tau_eff, lnw, lnb, causal, commit_last, save_every,
+            keep_inner_norm, *flat,
+        )  # fmt: skip
     zbar = outs[0].reshape(B, H, N * b, d)[:, :, p : p + T].transpose(1, 2)
     o = q.to(dt) + layer_norm(zbar, ln_weight.to(dt), ln_bias.to(dt))
-    fin = [t.reshape(B, H, *t.shape[1:]) for t in outs[1:]]
+    fin = [t.reshape(B, H, *t.shape[1:]) for t in outs[1 : 1 + 4 * L]]
     final = TTTState(
         tuple(fin[:L]),
         tuple(fin[L : 2 * L]),
@@ -124,7 +149,10 @@ class _Chain:
 
     ``AM0 = M o (Q K^T + 1)`` is the ``(A_0 + M)`` factor of the first inner layer and
     ``gy0 = lnw o (lnb - tgt)`` the state-independent part of ``dl/dxh``: both are
-    computed once for every mini-batch.
+    computed once for every mini-batch. The commit is scaled by ``neg_t = -tau_{b-1}``, a
+    0-dim tensor rather than a Python float, so that no mini-batch waits for the device to
+    read it (and a tracer sees no data-dependent value), and ``lam_t = neg_t lam``.
+    ``keep_norm``: each commit scales every layer's ``(W, c)`` back to its norm before it.
     """
 
     q: Tensor
@@ -139,14 +167,23 @@ class _Chain:
     AM0: Tensor
     gy0: Tensor
     lnw2: Tensor
+    neg_t: Tensor
+    lam_t: Tensor
     commit_last: bool
+    keep_norm: bool
 
     @classmethod
-    def build(cls, q, k, tgt, lam, tau, lnw, lnb, causal: bool, commit_last: bool) -> _Chain:
+    def build(
+        cls, q, k, tgt, lam, tau, lnw, lnb, causal: bool, commit_last: bool, keep_norm: bool
+    ) -> _Chain:
         M = _masked_lr(lam, tau, causal)
         S0 = q @ k.transpose(-1, -2)
         AM0, gy0 = M * (S0 + 1.0), lnw.unsqueeze(1) * (lnb.unsqueeze(1) - tgt)
-        return cls(q, k, tgt, lam, tau, lnw, lnb, M, S0, AM0, gy0, lnw * lnw, commit_last)
+        neg_t = -tau[-1]
+        return cls(
+            q, k, tgt, lam, tau, lnw, lnb, M, S0, AM0, gy0, lnw * lnw, neg_t, lam * neg_t,
+            commit_last, keep_norm,
+        )  # fmt: skip
 
     @property
     def num_minibatches(self) -> int:
@@ -157,70 +194,184 @@ class _Chain:
         return _step(self, n, cur, commit=commit, first=n == 0)
 
 
-class _DualScan(torch.autograd.Function):
-    """The state chain of the dual form. Inputs are padded blocks ``[R, N, b, *]``."""
+def num_checkpoints(num_minibatches, save_every: int):
+    """``C``: states the forward keeps for the backward, at mini-batches ``0, e, 2e, ...``
+    (``e = save_every``; the first is the initial state). Integer or ``SymInt``."""
+    return (num_minibatches + save_every - 1) // save_every
 
-    @staticmethod
-    def forward(ctx, q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, L, *state):
-        chain = _Chain.build(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last)
-        cur = _unflatten(state, L)
-        zbar = q.new_empty(q.shape)
-        checkpoints = []
-        for n in range(chain.num_minibatches):
-            if n % save_every == 0:
-                checkpoints.append(cur)
-            zbar[:, n], cur, _ = chain.step(n, cur)
-        ctx.save_for_backward(q, k, tgt, lam, tau, lnw, lnb)
-        ctx.checkpoints = checkpoints
-        ctx.meta = (causal, commit_last, save_every, L)
-        # An output must not be an input object: clone what a non-committing chain passed through.
-        final = [t.clone() if any(t is s for s in state) else t for t in _flatten(cur)]
-        return (zbar, *final)
 
-    @staticmethod
-    @without_autocast
-    def backward(ctx, dzbar, *dfinal):
-        q, k, tgt, lam, tau, lnw, lnb = ctx.saved_tensors
-        causal, commit_last, every, L = ctx.meta
-        chain = _Chain.build(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last)
-        N = chain.num_minibatches
-        if dzbar is None:
-            dzbar = torch.zeros_like(q)
-        last = _flatten(ctx.checkpoints[-1])
-        # owned, dense copies: the walk accumulates the weight adjoints in place
-        owned = [
-            torch.zeros(t.shape, dtype=t.dtype) if g is None else g.clone()
-            for g, t in zip(dfinal, last)
-        ]
-        dstate = _unflatten(owned, L)
-        grads = _Grads(q, lam, lnw)
-        for g0 in reversed(range(0, N, every)):
-            cur, caches = ctx.checkpoints[g0 // every], []
-            for n in range(g0, min(g0 + every, N)):
-                _, cur, cache = chain.step(n, cur)
-                caches.append(cache)
-            for n in reversed(range(g0, min(g0 + every, N))):
-                dstate = _step_backward(chain, n, caches[n - g0], dzbar[:, n], dstate, grads)
-        dM = grads.dM + grads.dA0 * (chain.S0 + 1.0)
-        dS0 = grads.dA0 * chain.M
-        grads.dq += dS0 @ k
-        grads.dk += dS0.transpose(-1, -2) @ q
-        if causal:
-            dM = dM.tril()
-        dlam = grads.dlam + (dM * tau[:, None]).sum(-2)
-        dtau = (grads.dtau + (dM * lam[..., None, :]).sum((0, 1, 3))) if causal else None
-        nones = (None,) * 4
-        return (
-            grads.dq,
-            grads.dk,
-            grads.dtgt,
-            dlam,
-            dtau,
-            grads.dlnw,
-            grads.dlnb,
-            *nones,
-            *_flatten(dstate),
+def scan_forward(
+    q: Tensor,
+    k: Tensor,
+    tgt: Tensor,
+    lam: Tensor,
+    tau: Tensor,
+    lnw: Tensor,
+    lnb: Tensor,
+    state: list[Tensor],
+    causal: bool,
+    commit_last: bool,
+    save_every: int,
+    keep_norm: bool = False,
+) -> list[Tensor]:
+    """The state chain of the dual form, forward (callers turn autocast off: ``ttt_dual``,
+    the custom op).
+
+    Args:
+        q, k, tgt: padded blocks ``[R, N, b, d]``; lam: ``[R, N, b]``; tau: ``[b]``;
+            lnw, lnb: ``[R, 1, d]``.
+        state: the initial weights, biases, accumulated gradients of weights and biases,
+            ``[R, ...]`` each (``4 L`` tensors).
+        causal, commit_last: the mask, and whether the last mini-batch commits its update.
+        save_every: ``e``: the backward restarts from the state every ``e`` mini-batches.
+        keep_norm: each commit scales every layer's ``(W, c)`` back to its norm before it
+            (``keep_inner_norm``).
+
+    Returns:
+        ``[zbar: [R, N, b, d], *final state (4 L, [R, ...]), *checkpoints (2 L)]``: the
+        pre-LN outputs, the state after the last mini-batch, and the weights and biases at
+        mini-batches ``e, 2e, ...`` stacked ``[C - 1, R, ...]`` (their accumulated
+        gradients are zero: a mini-batch border follows a commit). No output is an input;
+        the zero accumulated gradient of a committed final state is an expanded scalar.
+    """
+    L = len(state) // 4
+    chain = _Chain.build(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, keep_norm)
+    N = chain.num_minibatches
+    cur = _unflatten(state, L)
+    zbar = q.new_empty(q.shape)
+    saved = [t.new_empty((num_checkpoints(N, save_every) - 1, *t.shape)) for t in state[: 2 * L]]
+    for n in range(N):
+        if n and n % save_every == 0:
+            for buf, t in zip(saved, _flatten(cur)):
+                buf[n // save_every - 1] = t
+        zbar[:, n], cur, _ = chain.step(n, cur)
+    # copy what a chain that never committed passed through
+    final = [t.clone() if any(t is s for s in state) else t for t in _flatten(cur)]
+    return [zbar, *final, *saved]
+
+
+@without_autocast
+def scan_backward(
+    q: Tensor,
+    k: Tensor,
+    tgt: Tensor,
+    lam: Tensor,
+    tau: Tensor,
+    lnw: Tensor,
+    lnb: Tensor,
+    state: list[Tensor],
+    checkpoints: list[Tensor],
+    dzbar: Tensor,
+    dfinal: list[Tensor],
+    causal: bool,
+    commit_last: bool,
+    save_every: int,
+    keep_norm: bool = False,
+) -> list[Tensor]:
+    """The state chain of the dual form, backward.
+
+    Args:
+        q ... lnb, state, causal, commit_last, save_every, keep_norm: the inputs of
+            ``scan_forward``.
+        checkpoints: its saved weights and biases (``2 L`` tensors ``[C - 1, R, ...]``).
+        dzbar: ``[R, N, b, d]`` the adjoint of ``zbar``; dfinal: of the final state.
+
+    Returns:
+        ``[dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *adjoint of the initial state]``, shaped as
+        those inputs (``dtau`` is meaningful only when ``causal``).
+    """
+    L = len(state) // 4
+    chain = _Chain.build(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, keep_norm)
+    N, every = chain.num_minibatches, save_every
+    starts = [_unflatten(state, L)] + [
+        (
+            [ck[g] for ck in checkpoints[:L]],
+            [ck[g] for ck in checkpoints[L:]],
+            [_zeros_like(t) for t in state[2 * L : 3 * L]],
+            [_zeros_like(t) for t in state[3 * L :]],
         )
+        for g in range(num_checkpoints(N, every) - 1)
+    ]
+    # owned, dense copies: the walk accumulates the weight adjoints in place
+    dstate = _unflatten([g.clone(memory_format=torch.contiguous_format) for g in dfinal], L)
+    grads = _Grads(q, lam, lnw)
+    for g0 in reversed(range(0, N, every)):
+        cur, caches = starts[g0 // every], []
+        for n in range(g0, min(g0 + every, N)):
+            _, cur, cache = chain.step(n, cur)
+            caches.append(cache)
+        for n in reversed(range(g0, min(g0 + every, N))):
+            dstate = _step_backward(chain, n, caches[n - g0], dzbar[:, n], dstate, grads)
+    dM = grads.dM + grads.dA0 * (chain.S0 + 1.0)
+    dS0 = grads.dA0 * chain.M
+    grads.dq += dS0 @ k
+    grads.dk += dS0.transpose(-1, -2) @ q
+    if causal:
+        dM = dM.tril()
+    dlam = grads.dlam + (dM * tau[:, None]).sum(-2)
+    dtau = grads.dtau + (dM * lam[..., None, :]).sum((0, 1, 3)) if causal else grads.dtau
+    return [grads.dq, grads.dk, grads.dtgt, dlam, dtau, grads.dlnw, grads.dlnb, *_flatten(dstate)]
+
+
+def setup_context(ctx, inputs: tuple, output: list[Tensor]) -> None:
+    """Keep what ``scan_backward`` needs: the inputs of ``scan_forward`` and its checkpoints.
+
+    The ``setup_context`` of the custom op ``ttt_video::dual_scan`` and of ``_DualScan``;
+    ``inputs`` are the op's arguments in order.
+    """
+    q, k, tgt, lam, tau, lnw, lnb, state, causal, commit_last, save_every, keep_norm, *rest = inputs
+    L = len(state) // 4
+    ctx.save_for_backward(q, k, tgt, lam, tau, lnw, lnb, *state, *output[1 + 4 * L :])
+    ctx.args = (L, causal, commit_last, save_every, keep_norm)
+    ctx.compiled = bool(rest and rest[0])  # the op's ``compiled``
+
+
+def backward_args(ctx, grads) -> tuple:
+    """The arguments of ``scan_backward`` from what ``setup_context`` kept and the adjoints of
+    the forward's outputs (``grads``, None for an output autograd left out: zeros)."""
+    L = ctx.args[0]
+    q, k, tgt, lam, tau, lnw, lnb, *rest = ctx.saved_tensors
+    state, checkpoints = rest[: 4 * L], rest[4 * L :]
+    dzbar = _or_zeros(grads[0], q)
+    dfinal = [_or_zeros(g, t) for g, t in zip(grads[1 : 1 + 4 * L], state)]
+    return (q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal, *ctx.args[1:])
+
+
+def input_grads(ctx, out: list[Tensor]) -> tuple:
+    """``scan_backward``'s result as the gradients of ``q, k, tgt, lam, tau, lnw, lnb`` and
+    the list of those of the state (``tau``'s: None when not causal)."""
+    dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *dstate = out
+    causal = ctx.args[1]
+    return dq, dk, dtgt, dlam, dtau if causal else None, dlnw, dlnb, dstate
+
+
+def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return like.new_zeros(like.shape) if grad is None else grad
+
+
+class _DualScan(torch.autograd.Function):
+    """``scan_forward`` and ``scan_backward`` in eager mode: the custom op
+    ``ttt_video::dual_scan`` computes the same with the same ``setup_context``, but a call
+    through the dispatcher costs tens of microseconds of Python (PyTorch issue 176592),
+    7-12% of a one-mini-batch call on a CPU (a video rollout step)."""
+
+    @staticmethod
+    def forward(
+        ctx, q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, keep_norm, *state
+    ):
+        inputs = (
+            q, k, tgt, lam, tau, lnw, lnb, list(state), causal, commit_last, save_every, keep_norm
+        )  # fmt: skip
+        out = scan_forward(*inputs)
+        setup_context(ctx, inputs, out)
+        ctx.mark_non_differentiable(*out[1 + len(state) :])
+        ctx.set_materialize_grads(False)
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        *inputs, dstate = input_grads(ctx, scan_backward(*backward_args(ctx, grads)))
+        return (*inputs, None, None, None, None, *dstate)
 
 
 class _Grads:
@@ -261,7 +412,7 @@ class _Cache(NamedTuple):
     Zb: list  # their outputs                                   [R, b, d_{l+1}]
     S: list  # Xb_l X_l^T for l > 0 (None for l = 0)            [R, b, b]
     AM: list  # A_l + M                                          [R, b, b]
-    Pc: list  # accumulated bias gradient after the mini-batch  [R, d_{l+1}]
+    kept: list | None  # keep_norm commits: (W', c', r) per layer, r: [R]
     commit: bool
     first: bool
 
@@ -269,7 +420,7 @@ class _Cache(NamedTuple):
 def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
     """Forward of mini-batch ``n``: returns ``(Zb_{L-1}: [R, b, d], next state, cache)``."""
     W, c, gW, gc = cur
-    L = len(W)
+    L, kept = len(W), None
     q, k, lam, M = ch.q[:, n], ch.k[:, n], ch.lam[:, n], ch.M[:, n]
     X, Z = [k], []
     for l in range(L):
@@ -292,21 +443,24 @@ def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
         if first:  # the gradient accumulated before this call (zero at a mini-batch border)
             zb = zb - ch.tau[:, None] * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])
         Zb.append(zb)
-    lamG = [lam[..., None] * g for g in G]
-    Pc = [lamG[l].sum(1) + gc[l] if first else lamG[l].sum(1) for l in range(L)]
-    if commit:  # W <- W - tau_{b-1} (gW + X^T (lam o G)), without materialising P
-        step = -float(ch.tau[-1])
-        base = [torch.add(W[l], gW[l], alpha=step) if first else W[l] for l in range(L)]
-        nxt = (
-            [torch.baddbmm(base[l], X[l].transpose(-1, -2), lamG[l], alpha=step) for l in range(L)],
-            [torch.add(b_, p, alpha=step) for b_, p in zip(c, Pc)],
-            [_zeros_like(w) for w in gW],
-            [_zeros_like(g) for g in gc],
-        )
+    if commit:  # W <- W - t (gW + X^T (lam o G)), c <- c - t (gc + sum_j lam_j G_j)
+        s, tG = ch.neg_t, [ch.lam_t[:, n, :, None] * g for g in G]  # -t lam o G
+        W_, c_ = [], []
+        for l in range(L):
+            W_.append(torch.baddbmm(W[l], X[l].transpose(-1, -2), tG[l]))
+            c_.append(c[l] + tG[l].sum(1))
+            if first:
+                W_[l], c_[l] = torch.addcmul(W_[l], gW[l], s), torch.addcmul(c_[l], gc[l], s)
+        if ch.keep_norm:  # back to the norm of (W, c): (W', c') = r (W_, c_)
+            kept = [rescale_to_norm(*pair) for pair in zip(W, c, W_, c_)]
+            W_, c_ = [w for w, _, _ in kept], [cl for _, cl, _ in kept]
+        nxt = (W_, c_, [_zeros_like(w) for w in gW], [_zeros_like(g) for g in gc])
     else:  # the stream ends mid-mini-batch: keep W, carry the accumulated gradient P
+        lamG = [lam[..., None] * g for g in G]
         P = [X[l].transpose(-1, -2) @ lamG[l] for l in range(L)]
+        Pc = [lamG[l].sum(1) + gc[l] if first else lamG[l].sum(1) for l in range(L)]
         nxt = (list(W), list(c), [gW[l] + P[l] if first else P[l] for l in range(L)], Pc)
-    return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, Pc, commit, first)
+    return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, kept, commit, first)
 
 
 def _zeros_like(t: Tensor) -> Tensor:
@@ -324,28 +478,34 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
     X, Z, G, Xb, Zb = cc.X, cc.Z, cc.G, cc.Xb, cc.Zb
     lam, M, tau, L = ch.lam[:, n], ch.M[:, n], ch.tau, len(W)
     dWn, dcn, dgWn, dgcn = dnext
+    dW, dc = dWn, list(dcn)  # dW accumulates in place: the caller hands over ownership
+    if cc.kept is not None:  # from here on dWn, dcn are the adjoints before the rescaling
+        dWn, dcn, dW, dc = _rescale_backward(W, c, cc.kept, dWn, dcn)
     # dP, the adjoint of P = gW + X^T (lam o G), is -t dW' after a commit W' = W - t P and
     # dgW' without one; it is only ever used through small products, never materialised.
-    t = float(tau[-1])
-    scale, dPW, dPc = (-t, dWn, [-t * g for g in dcn]) if cc.commit else (1.0, dgWn, dgcn)
+    if cc.commit:  # scale: -t or 1, a 0-dim tensor
+        scale, dPW, dPc = ch.neg_t, dWn, [ch.neg_t * g for g in dcn]
+    else:
+        scale, dPW, dPc = ch.neg_t.new_ones(()), dgWn, dgcn
     dgW, dgc = None, None
     if cc.first:  # only the first mini-batch reads the accumulated gradient it started with
         dgW = [scale * g for g in dPW]
         dgc = list(dPc)
-        if cc.commit:
-            grads.dtau[-1] -= sum((g * a).sum() for g, a in zip(dWn, gW))
-    if cc.commit:
-        grads.dtau[-1] -= sum((g * p).sum() for g, p in zip(dcn, cc.Pc))
-    dW, dc = dWn, list(dcn)  # dW accumulates in place: the caller hands over ownership
+        if cc.commit:  # W' = W - t (gW + ...), c' = c - t (gc + ...)
+            grads.dtau[-1] -= sum((g * a).sum() for g, a in zip(dWn + dcn, gW + gc))
     dG, dX, dlam = [], [], torch.zeros_like(lam)
     for l in range(L):
         GdW = G[l] @ dPW[l].transpose(-1, -2)  # [R, b, d_l]
-        if cc.commit:
-            grads.dtau[-1] -= (lam[..., None] * X[l] * GdW).sum()
+        XGdW = (X[l] * GdW).sum(-1)  # [R, b]
         dX.append((scale * lam)[..., None] * GdW)
         XdW = X[l] @ dPW[l]  # [R, b, d_{l+1}]
-        dG.append(lam[..., None] * torch.add(dPc[l].unsqueeze(1), XdW, alpha=scale))
-        dlam += scale * (X[l] * GdW).sum(-1) + (G[l] * dPc[l].unsqueeze(1)).sum(-1)
+        dG.append(lam[..., None] * torch.addcmul(dPc[l].unsqueeze(1), XdW, scale))
+        if cc.commit:  # and the rest of t's: W' = W - t X^T (lam o G), c' = c - t lam^T G
+            Gdc = (G[l] * dcn[l].unsqueeze(1)).sum(-1)  # [R, b]
+            grads.dtau[-1] -= (lam * (XGdW + Gdc)).sum()
+            dlam += scale * (XGdW + Gdc)
+        else:
+            dlam += XGdW + (G[l] * dPc[l].unsqueeze(1)).sum(-1)
     # dual chain: Zb_l = Xb_l W_l + c_l - (A_l + M) G_l - [first] tau o (Xb_l gW_l + gc_l)
     for l in reversed(range(L)):
         dW[l].baddbmm_(Xb[l].transpose(-1, -2), dzb)
@@ -388,6 +548,28 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
             grads.dk[:, n] = dXl
     grads.dlam[:, n] = dlam
     return (dW, dc, dgW, dgc)
+
+
+def _rescale_backward(W: list, c: list, kept: list, dWk: list, dck: list) -> tuple:
+    """Adjoint through the norm-keeping commit ``(W', c') = r (U, u)``,
+    ``r = ||(W, c)|| / ||(U, u)||``, ``U = W - t P``, per layer: returns ``(dU, du, dW, dc)``.
+
+    With ``g = <dW', W'> + <dc', c'>`` and ``n^2 = ||(W, c)||^2 = ||(W', c')||^2`` (per
+    stream and head, ``[R]``): ``dU = r (dW' - g W' / n^2)`` (``r`` times the part of ``dW'``
+    orthogonal to the new weights; ``du`` likewise), and ``W`` enters through ``U`` and the
+    numerator of ``r``: ``dW = dU + g W / n^2``, ``dc = du + g c / n^2`` (fresh tensors: the
+    start state's adjoints accumulate into them).
+    """
+    tiny = torch.finfo(W[0].dtype).tiny
+    dU, du, dW, dc = [], [], [], []
+    for w, cl, (wk, ck, r), dwk, dck_ in zip(W, c, kept, dWk, dck):
+        g = (dwk * wk).sum((-2, -1)) + (dck_ * ck).sum(-1)  # [R]
+        h = (g / pair_sq_norm(w, cl).clamp_min(tiny)).to(g.dtype)
+        dU.append(r[:, None, None] * (dwk - h[:, None, None] * wk))
+        du.append(r[:, None] * (dck_ - h[:, None] * ck))
+        dW.append(torch.addcmul(dU[-1], h[:, None, None], w))  # U = W - t P: W's share
+        dc.append(torch.addcmul(du[-1], h[:, None], cl))
+    return dU, du, dW, dc
 
 
 def _ln_grad_backward(ch: _Chain, n: int, cc: _Cache, a: Tensor, grads: _Grads) -> Tensor:

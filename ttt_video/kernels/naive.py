@@ -4,6 +4,8 @@ Written to read like the paper (kernels/README.md sections 2, 3 and 7): for ever
 the gradient of the inner loss at the weights the mini-batch started with (by
 ``torch.func.grad``, so the closed form used elsewhere is checked independently), accumulate it
 weighted by the token's learning rate, and answer the query with the weights of that position.
+With ``keep_inner_norm`` each commit rescales every inner layer's ``(W, b)`` back to the
+norm it had before the commit (section 15), written out here and differentiated by autograd.
 It never mutates its inputs and computes in at least float32. Slow by design.
 
 Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
-from ttt_video.kernels.common import LN_EPS, without_autocast
+from ttt_video.kernels.common import LN_EPS, rescale_to_norm, without_autocast
 from ttt_video.kernels.state import TTTState
 
 
@@ -63,6 +65,7 @@ def ttt_naive(
     state: TTTState,
     mini_batch_size: int,
     causal: bool = True,
+    keep_inner_norm: bool = False,
 ) -> tuple[Tensor, TTTState]:
     """Primal-form TTT over a stream.
 
@@ -75,6 +78,8 @@ def ttt_naive(
         mini_batch_size: ``b``.
         causal: False = the non-causal video variant (every query of a mini-batch sees the
             update of the whole mini-batch).
+        keep_inner_norm: after each commit, scale every inner layer's ``(W, b)`` jointly back
+            to its norm before the commit, per stream and head.
 
     Returns:
         ``o: [B, T, H, d]`` (dtype of ``q``) and the final ``TTTState``.
@@ -109,8 +114,12 @@ def ttt_naive(
         pos, t = pos + r, t + r
         if pos == b:
             step = tau[b - 1] if causal else 1.0 / b
-            ws = [w - step * a for w, a in zip(ws, acc_w)]
-            bs = [c - step * a for c, a in zip(bs, acc_b)]
+            new_ws = [w - step * a for w, a in zip(ws, acc_w)]
+            new_bs = [c - step * a for c, a in zip(bs, acc_b)]
+            if keep_inner_norm:
+                kept = [rescale_to_norm(*pair) for pair in zip(ws, bs, new_ws, new_bs)]
+                new_ws, new_bs = [w for w, _, _ in kept], [c for _, c, _ in kept]
+            ws, bs = new_ws, new_bs
             acc_w = [torch.zeros_like(a) for a in acc_w]
             acc_b = [torch.zeros_like(a) for a in acc_b]
             pos = 0

@@ -61,6 +61,10 @@ class TTTState:
         )
 
 
+# a pytree node for torch.export (states go in and out of exported models)
+torch.export.register_dataclass(TTTState)
+
+
 def initial_state(
     weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], batch_size: int
 ) -> TTTState:

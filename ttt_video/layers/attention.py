@@ -38,6 +38,9 @@ class KVCache:
         return KVCache(self.k.detach(), self.v.detach())
 
 
+torch.export.register_dataclass(KVCache)
+
+
 class CausalSelfAttention(nn.Module):
     """``y = o_proj(softmax(q k^T / sqrt(d) + causal mask) v)`` with bias-free projections."""
 

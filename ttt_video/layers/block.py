@@ -67,6 +67,9 @@ class BlockState:
         return BlockState(self.mixer.detach(), tail)
 
 
+torch.export.register_dataclass(BlockState)
+
+
 class Block(nn.Module):
     """Pre-norm residual block; see the module docstring."""
 

@@ -61,6 +61,16 @@ class BlockConfig:
     """TTT kernel backend, one of ``kernels.IMPLS``: ``"auto"``, ``"naive"`` (slow reference),
     ``"dual"`` or ``"triton"``; used on every path, one-token decode steps included. ``"lact"``
     runs its ``"naive"`` form for ``"naive"``, its ``"chunked"`` form otherwise (no Triton form)."""
+    keep_inner_norm: bool = False
+    """TTT-Linear/TTT-MLP: at each mini-batch commit, rescale every inner layer's ``(W, b)``,
+    per stream and head, to its norm before the commit, so that the inner weights keep the norm
+    of the learned initial ones however long the stream (kernels/README.md section 15). Without
+    it the scale-invariant pairs grow like ``t^(1/4)`` and the layer adapts ever more slowly
+    (benchmarks/long_stream.md). False (the default) is the paper's update, which the official
+    and earlier checkpoints were trained with and reproduce exactly; True changes every output
+    after a stream's first mini-batch, so run a model with the setting it was trained with. Not
+    in the Triton kernels: ``impl="triton"`` raises, ``"auto"`` runs the dual form (on a CPU
+    10-45% slower than without the option)."""
     gradient_checkpointing: bool = False
     """Recompute each block in the backward (``torch.utils.checkpoint``, non-reentrant)."""
     causal: bool = True
@@ -101,7 +111,24 @@ class BlockConfig:
         check_positive(self, "ttt_base_lr", allow_none=True)
         if self.bidirectional and self.causal:
             raise ValueError("bidirectional: needs causal=False (a causal model cannot see ahead)")
+        self._check_keep_inner_norm()
         self._check_lact()
+
+    def _check_keep_inner_norm(self) -> None:
+        """Raise ``ValueError`` unless ``keep_inner_norm`` is a bool the mixer and impl run."""
+        if not isinstance(self.keep_inner_norm, bool):
+            raise ValueError(f"keep_inner_norm: expected a bool, got {self.keep_inner_norm!r}")
+        if not self.keep_inner_norm:
+            return
+        if self.mixer not in ("ttt_linear", "ttt_mlp"):
+            raise ValueError(
+                f"keep_inner_norm: a TTT-Linear/TTT-MLP option, not one of mixer={self.mixer!r}"
+            )
+        if self.impl == "triton":
+            raise ValueError(
+                "keep_inner_norm: the Triton kernels do not rescale the inner weights; "
+                "use impl='auto' or 'dual'"
+            )
 
     def _check_lact(self) -> None:
         check_positive(self, "lact_hidden_ratio", "lact_lr_init")

@@ -4,6 +4,12 @@ Letters: ``B`` batch, ``T`` tokens, ``D`` channels, ``w`` kernel width. The weig
 ``nn.Conv1d`` layout ``[D, 1, w]``; tap ``w-1`` multiplies the current input and tap ``j``
 the input ``w-1-j`` steps back, so a stream cut anywhere and resumed with the tail gives the
 same output as one pass.
+
+The convolution is computed as ``w`` fused multiply-adds over shifted views of the padded
+input (one product and a sum for a single token; ``causal_conv``): for the few taps and the
+short chunks of a streaming call this is several times faster on CPU than ``F.conv1d``'s
+depthwise path, and it convolves one input with several filters at once (the Q and K convs
+of a TTT layer).
 """
 
 from __future__ import annotations
@@ -13,6 +19,34 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def causal_conv(xp: Tensor, taps: Tensor, bias: Tensor) -> Tensor:
+    """``y_t = bias + sum_j taps[j] * xp[t + j]`` over a padded input.
+
+    Args:
+        xp: ``[B, T + w - 1, ..., D]`` the ``w - 1`` inputs before the chunk, then the chunk.
+        taps: ``[w, ..., D]`` (``taps[w-1]`` multiplies the current input).
+        bias: broadcastable to ``taps[0]``.
+
+    Returns:
+        ``y: [B, T, ..., D]`` (the ``...`` of ``taps`` broadcast against those of ``xp``).
+    """
+    w = taps.shape[0]
+    T = xp.shape[1] - (w - 1)
+    if T == 1:  # a decode step: one product over the window
+        return (xp * taps).sum(1, keepdim=True) + bias
+    y = torch.addcmul(bias, xp[:, :T], taps[0])
+    for j in range(1, w):
+        y = torch.addcmul(y, xp[:, j : j + T], taps[j])
+    return y
+
+
+def pad_with_tail(x: Tensor, tail: Tensor | None, width: int) -> Tensor:
+    """``[B, width, D]`` tail (zeros when None) then ``x: [B, T, D]``: ``[B, width + T, D]``."""
+    if tail is None:
+        return F.pad(x, (0, 0, width, 0))
+    return torch.cat((tail.to(x.dtype), x), dim=1)
 
 
 class CausalConv1d(nn.Module):
@@ -34,6 +68,10 @@ class CausalConv1d(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
+    def taps(self) -> Tensor:
+        """The weight as taps ``[w, D]`` (a view)."""
+        return self.weight[:, 0].t()
+
     def forward(self, x: Tensor, tail: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Convolve a chunk of the stream.
 
@@ -44,9 +82,5 @@ class CausalConv1d(nn.Module):
         Returns:
             ``y: [B, T, D]`` and the new tail ``[B, w-1, D]``.
         """
-        B, _, D = x.shape
-        if tail is None:
-            tail = x.new_zeros(B, self.kernel_size - 1, D)
-        xp = torch.cat((tail.to(x.dtype), x), dim=1)
-        y = F.conv1d(xp.transpose(1, 2), self.weight, self.bias, groups=D).transpose(1, 2)
-        return y, xp[:, xp.shape[1] - (self.kernel_size - 1) :]
+        xp = pad_with_tail(x, tail, self.kernel_size - 1)
+        return causal_conv(xp, self.taps(), self.bias), xp[:, x.shape[1] :]

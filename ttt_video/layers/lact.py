@@ -67,6 +67,9 @@ class LaCTLayerState:
         return LaCTLayerState(self.fast.detach(), window, self.position)
 
 
+torch.export.register_dataclass(LaCTLayerState)
+
+
 def inverse_softplus(y: float) -> float:
     """``x`` with ``softplus(x) = y`` (``y > 0``)."""
     return y + math.log(-math.expm1(-y))

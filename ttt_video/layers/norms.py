@@ -6,11 +6,13 @@ Letters: ``B`` batch, ``T`` tokens, ``D`` model width.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class RMSNorm(nn.Module):
-    """``y = weight * x / sqrt(mean(x^2) + eps)`` over the last dimension, computed in fp32.
+    """``y = weight * x / sqrt(mean(x^2) + eps)`` over the last dimension, the normalisation
+    computed in fp32 for fp16/bf16 inputs and returned in their dtype (``F.rms_norm``).
 
     Args:
         width: ``D``.
@@ -24,6 +26,4 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [..., D] -> [..., D]`` (dtype of ``x``)."""
-        x32 = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * y.to(x.dtype)
+        return self.weight * F.rms_norm(x, (x.shape[-1],), eps=self.eps)

@@ -1,7 +1,8 @@
 """TTT-Linear and TTT-MLP sequence mixers (kernels/README.md sections 7, 8, 10) and their state.
 
 Letters: ``B`` batch, ``T`` tokens in this call, ``D`` model width, ``H`` heads,
-``d = D/H`` head dim, ``b`` mini-batch size, ``w`` conv width, ``m = 4d`` TTT-MLP hidden width.
+``d = D/H`` head dim, ``b`` mini-batch size, ``w`` conv width, ``m = 4d`` TTT-MLP hidden width,
+``R`` rows of the fused input projection.
 
 One call maps ``x: [B, T, D]`` (the block's RMSNorm output) to ``y: [B, T, D]``::
 
@@ -12,10 +13,17 @@ One call maps ``x: [B, T, D]`` (the block's RMSNorm output) to ``y: [B, T, D]``:
     o      = kernel(q, k, v, lam, tau)                = q + LN(zbar)
     y      = o_proj(gelu_tanh(x thetaG) * post_norm(o))      (gate: M only)
 
+Every projection of ``x`` (``thetaQK`` or ``thetaQ, thetaK``, then ``thetaV``, ``thetaG`` and
+the learning-rate weights ``w_h``) is one matmul with ``fused_proj.weight: [R, D]``
+(``projection_rows``); checkpoints saved with the separate weights (``q_proj.weight``, ...,
+``lr_weight``) load into it. The Q and K convs run as one convolution, and RoPE reads a
+table of the ``b`` positions of a mini-batch kept with the layer.
+
 A call with ``T == 1`` on a causal layer is a decode step (``ttt_decode``, primal form), with
 the layer's ``impl`` as on every other path (``"naive"``/``"dual"``: the PyTorch step).
-The state carries the kernel state, the Q/K conv tail and the absolute stream position so
-that RoPE phases and conv history continue across calls.
+The state carries the kernel state (its position inside the mini-batch is the RoPE phase),
+the Q/K conv tail and the absolute stream position, so that RoPE phases and conv history
+continue across calls.
 
 Video options (all off by default): ``causal=False`` (non-causal mini-batches),
 ``qk_l2_norm``, ``target_ln``, ``bidirectional``, ``residual_gate``.
@@ -37,8 +45,8 @@ from torch import Tensor, nn
 from ttt_video.kernels import TTTState, initial_state, ttt_decode, ttt_linear, ttt_mlp
 from ttt_video.kernels.common import layer_norm
 from ttt_video.layers.config import BlockConfig
-from ttt_video.layers.conv import CausalConv1d
-from ttt_video.layers.rope import apply_rope, rope_cos_sin
+from ttt_video.layers.conv import CausalConv1d, causal_conv, pad_with_tail
+from ttt_video.layers.rope import RotaryTable, rotate
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,9 @@ class TTTLayerState:
 
     Attributes:
         ttt: the kernel state (inner weights at the current mini-batch start, ``Gacc``,
-            position inside the mini-batch).
+            position inside the mini-batch, which also gives the RoPE phase).
         qk_tail: ``[B, w-1, D]`` last inputs of the Q/K convs (None without ``share_qk``).
-        position: tokens consumed so far in the stream (absolute).
+        position: tokens consumed so far in the stream (absolute; bookkeeping only).
     """
 
     ttt: TTTState
@@ -67,6 +75,23 @@ class TTTLayerState:
         return TTTLayerState(self.ttt.detach(), tail, self.position)
 
 
+torch.export.register_dataclass(TTTLayerState)
+
+
+def projection_rows(cfg: BlockConfig) -> tuple[tuple[str, int], ...]:
+    """The blocks of rows of ``fused_proj.weight``, in order: ``(name, rows)`` with the name of
+    the separate weight each block replaces (as saved before the fusion, and as the official
+    checkpoints name them after ``models/official.py``'s renaming).
+
+    ``qk_proj.weight`` (M) or ``q_proj.weight, k_proj.weight`` (T), ``v_proj.weight``,
+    ``g_proj.weight`` (with ``use_gate``): ``D`` rows each; ``lr_weight``: ``H`` rows.
+    """
+    D = cfg.width
+    qk = ("qk_proj",) if cfg.share_qk else ("q_proj", "k_proj")
+    gate = ("g_proj",) if cfg.use_gate else ()
+    return (*((f"{n}.weight", D) for n in (*qk, "v_proj", *gate)), ("lr_weight", cfg.num_heads))
+
+
 class TTTBase(nn.Module):
     """Projections, gates and inner-model parameters shared by TTT-Linear and TTT-MLP.
 
@@ -79,19 +104,17 @@ class TTTBase(nn.Module):
         self.cfg = cfg
         D, H, d, b = cfg.width, cfg.num_heads, cfg.head_dim, cfg.mini_batch_size
         self.num_heads, self.head_dim, self.mini_batch_size = H, d, b
-        self.base_lr = cfg.base_lr
+        rows = projection_rows(cfg)
+        self.fused_proj = nn.Linear(D, sum(n for _, n in rows), bias=False)
+        nn.init.normal_(self.fused_proj.weight, std=cfg.init_std)
         if cfg.share_qk:
-            self.qk_proj = nn.Linear(D, D, bias=False)
             self.conv_q = CausalConv1d(D, cfg.conv_kernel)
             self.conv_k = CausalConv1d(D, cfg.conv_kernel)
-        else:
-            self.q_proj = nn.Linear(D, D, bias=False)
-            self.k_proj = nn.Linear(D, D, bias=False)
-        self.v_proj = nn.Linear(D, D, bias=False)
         self.o_proj = nn.Linear(D, D, bias=False)
-        self.g_proj = nn.Linear(D, D, bias=False) if cfg.use_gate else None
-        self.lr_weight = nn.Parameter(torch.randn(H, D) * cfg.init_std)
         self.lr_bias = nn.Parameter(torch.zeros(H))
+        # base_lr / d as a tensor: a changed base_lr (warm-up) is no new constant to compile
+        self.register_buffer("lr_scale", torch.zeros(()), persistent=False)
+        self.base_lr = cfg.base_lr
         if cfg.causal:
             self.tau_offset = nn.Parameter(torch.zeros(b))
             self.register_buffer("tau_base", 1.0 / torch.arange(1, b + 1), persistent=False)
@@ -105,6 +128,24 @@ class TTTBase(nn.Module):
             self.register_parameter(f"b{i + 1}", nn.Parameter(torch.zeros(H, n_out)))
         self.post_norm = nn.LayerNorm(D, eps=1e-6)
         self.residual_alpha = nn.Parameter(torch.full((D,), 0.1)) if cfg.residual_gate else None
+        self.rope = RotaryTable(b, d, cfg.rope_theta, heads=2 * H)  # q and k
+        self.register_load_state_dict_pre_hook(_fuse_projections)
+
+    @property
+    def base_lr(self) -> float:
+        """The inner learning-rate scale (``cfg.base_lr`` unless set, e.g. by a warm-up)."""
+        return self._base_lr
+
+    @base_lr.setter
+    def base_lr(self, value: float) -> None:
+        self._base_lr = float(value)
+        with torch.no_grad():
+            self.lr_scale.fill_(self._base_lr / self.head_dim)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.base_lr = self._base_lr  # exact in the new dtype (fp64: not an fp32 rounding)
+        return self
 
     @staticmethod
     def inner_widths(d: int) -> tuple[int, ...]:
@@ -128,11 +169,6 @@ class TTTBase(nn.Module):
             return None
         return torch.clamp(self.tau_base.to(self.tau_offset.dtype) + self.tau_offset, min=0.0)
 
-    def learning_rate(self, x: Tensor) -> Tensor:
-        """``lam: [B, T, H]`` from the layer input ``x: [B, T, D]``."""
-        logits = torch.einsum("btc,hc->bth", x, self.lr_weight) + self.lr_bias
-        return self.base_lr * torch.sigmoid(logits) / self.head_dim
-
     def initial_state(self, batch_size: int) -> TTTLayerState:
         """Fresh state at the start of ``batch_size`` streams."""
         ws, bs = self.inner_params()
@@ -141,28 +177,44 @@ class TTTBase(nn.Module):
             tail = ws[0].new_zeros(batch_size, self.cfg.conv_kernel - 1, self.cfg.width)
         return TTTLayerState(initial_state(ws, bs, batch_size), tail, 0)
 
+    def project(
+        self, x: Tensor, state: TTTLayerState
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Everything the layer reads from ``x: [B, T, D]``, from one matmul.
+
+        Returns:
+            ``q, k, v: [B, T, H, d]`` (RoPE and the video options applied), ``lam: [B, T, H]``,
+            the gate's input ``[B, T, D]`` (None without ``use_gate``) and the new Q/K tail
+            ``[B, w-1, D]`` (None without ``share_qk``).
+        """
+        B, T, D = x.shape
+        cfg, H, d = self.cfg, self.num_heads, self.head_dim
+        out = self.fused_proj(x)  # [B, T, R]
+        tail = None
+        if cfg.share_qk:
+            xp = pad_with_tail(out[..., :D], state.qk_tail, cfg.conv_kernel - 1)
+            taps = torch.cat((self.conv_q.weight, self.conv_k.weight), 1).permute(2, 1, 0)
+            bias = torch.cat((self.conv_q.bias, self.conv_k.bias)).view(2, D)  # taps [w, 2, D]
+            qk, tail, rest = causal_conv(xp.unsqueeze(2), taps, bias), xp[:, T:], D
+        else:
+            qk, rest = out[..., : 2 * D].unflatten(-1, (2, D)), 2 * D
+        qk = qk.unflatten(-1, (H, d))  # [B, T, 2, H, d]
+        if cfg.qk_l2_norm:
+            qk = F.normalize(qk, dim=-1)
+        qk = rotate(qk, *self.rope.rows(state.ttt.position, T))
+        q, k = qk.unbind(2)
+        v = out[..., rest : rest + D].unflatten(-1, (H, d))
+        if cfg.target_ln:
+            v = k + layer_norm(v - k, self.ttt_norm_weight, self.ttt_norm_bias)
+        gate = out[..., rest + D : rest + 2 * D] if cfg.use_gate else None
+        lam = torch.sigmoid(out[..., -H:] + self.lr_bias) * self.lr_scale
+        return q, k, v, lam, gate, tail
+
     def views(
         self, x: Tensor, state: TTTLayerState
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """``q, k, v: [B, T, H, d]`` (RoPE applied, video options applied) and the new Q/K tail."""
-        B, T, _ = x.shape
-        tail = None
-        if self.cfg.share_qk:
-            xqk = self.qk_proj(x)
-            q, tail = self.conv_q(xqk, state.qk_tail)
-            k, _ = self.conv_k(xqk, state.qk_tail)
-        else:
-            q, k = self.q_proj(x), self.k_proj(x)
-        q, k, v = (t.view(B, T, self.num_heads, self.head_dim) for t in (q, k, self.v_proj(x)))
-        if self.cfg.qk_l2_norm:
-            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        positions = torch.arange(state.position, state.position + T, device=x.device)
-        cos, sin = rope_cos_sin(
-            positions % self.mini_batch_size, self.head_dim, self.cfg.rope_theta, q.dtype
-        )
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if self.cfg.target_ln:
-            v = k + layer_norm(v - k, self.ttt_norm_weight, self.ttt_norm_bias)
+        q, k, v, _, _, tail = self.project(x, state)
         return q, k, v, tail
 
     def run_kernel(self, q, k, v, lam, state: TTTState) -> tuple[Tensor, TTTState]:
@@ -180,6 +232,7 @@ class TTTBase(nn.Module):
                 state,
                 mini_batch_size=self.mini_batch_size,
                 impl=self.cfg.impl,
+                keep_inner_norm=self.cfg.keep_inner_norm,
             )
         nones = (None,) * (2 * state.num_layers)
         return self.kernel(
@@ -196,6 +249,7 @@ class TTTBase(nn.Module):
             initial_state=state,
             output_final_state=True,
             impl=self.cfg.impl,
+            keep_inner_norm=self.cfg.keep_inner_norm,
         )
 
     def forward(
@@ -214,20 +268,43 @@ class TTTBase(nn.Module):
         if self.cfg.bidirectional and state is not None:
             raise ValueError("state: a bidirectional TTT layer sees the whole stream; pass None")
         state = state if state is not None else self.initial_state(B)
-        q, k, v, tail = self.views(x, state)
-        lam = self.learning_rate(x)
+        q, k, v, lam, gate, tail = self.project(x, state)
         o, final = self.run_kernel(q, k, v, lam, state.ttt)
         if self.cfg.bidirectional:
             rev = [t.flip(1) for t in (q, k, v, lam)]
             o_rev, _ = self.run_kernel(*rev, self.initial_state(B).ttt)
             o = o + o_rev.flip(1)
         y = self.post_norm(o.reshape(B, T, D))
-        if self.g_proj is not None:
-            y = F.gelu(self.g_proj(x), approximate="tanh") * y
+        if gate is not None:
+            y = F.gelu(gate, approximate="tanh") * y
         y = self.o_proj(y)
         if self.residual_alpha is not None:
             y = torch.tanh(self.residual_alpha) * y
         return y, TTTLayerState(final, tail, state.position + T)
+
+
+def split_projections(cfg: BlockConfig, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state_dict`` (of a model whose TTT layers have config ``cfg``) with every
+    ``fused_proj.weight`` replaced by the separate weights of ``projection_rows``, as copies;
+    loading the result back fuses them again."""
+    rows = projection_rows(cfg)
+    out = {}
+    for name, t in state_dict.items():
+        if not name.endswith("fused_proj.weight"):
+            out[name] = t
+            continue
+        prefix = name.removesuffix("fused_proj.weight")
+        for (part_name, _), part in zip(rows, t.split([n for _, n in rows])):
+            out[prefix + part_name] = part.clone()
+    return out
+
+
+def _fuse_projections(module: TTTBase, state_dict: dict, prefix: str, *args) -> None:
+    """Load-state-dict pre-hook: a checkpoint with the separate projection weights
+    (``projection_rows``) has them concatenated into ``fused_proj.weight``."""
+    names = [prefix + name for name, _ in projection_rows(module.cfg)]
+    if prefix + "fused_proj.weight" not in state_dict and all(n in state_dict for n in names):
+        state_dict[prefix + "fused_proj.weight"] = torch.cat([state_dict.pop(n) for n in names])
 
 
 class TTTLinear(TTTBase):

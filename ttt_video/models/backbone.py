@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import torch
 from torch import Tensor, nn
 
 from ttt_video.layers import Block, BlockConfig, BlockState, RMSNorm
@@ -35,6 +36,9 @@ class BackboneState:
     def detach(self) -> BackboneState:
         """A copy cut from the autograd graph (truncated back-propagation through time)."""
         return BackboneState(tuple(b.detach() for b in self.blocks))
+
+
+torch.export.register_dataclass(BackboneState)
 
 
 def block_config(cfg: BackboneConfig) -> BlockConfig:

@@ -18,6 +18,11 @@ class BackboneConfig(BlockConfig):
 
     num_layers: int = 12
     """``L``, the number of blocks."""
+    compile: bool = False
+    """Run the model through ``torch.compile`` where a model is trained or served: the Lightning
+    modules compile it in ``configure_model`` and ``ttt-video demo`` with ``--compile``. The
+    first calls of each shape compile (seconds to minutes on a CPU); later calls run fused
+    code. Weights and checkpoints are the same either way."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -10,8 +10,11 @@ Translation rules (official <- ours):
   (or the embedding when tied); ``model.norm.weight`` <- ``backbone.norm.weight``.
 - ``model.layers.{i}.`` <- ``backbone.blocks.{i}.``, with ``conv.norm`` <- ``conv_norm`` and
   ``conv.conv`` <- ``conv`` (the pre-conv) and ``seq_modeling_block`` <- ``mixer``.
-- In the mixer: ``q_proj`` <- ``qk_proj`` when ``share_qk`` (the official code names the shared
-  projection ``q_proj``), ``learnable_ttt_lr_weight [H, 1, D]`` <- ``lr_weight [H, D]``,
+- In the mixer, our ``fused_proj.weight`` is first split into the separate weights
+  (``layers.ttt.split_projections``: ``qk_proj`` or ``q_proj, k_proj``, ``v_proj``,
+  ``g_proj``, ``lr_weight``; loading them fuses them again). Then ``q_proj`` <- ``qk_proj``
+  when ``share_qk`` (the official code names the shared projection ``q_proj``),
+  ``learnable_ttt_lr_weight [H, 1, D]`` <- ``lr_weight [H, D]``,
   ``learnable_ttt_lr_bias [H, 1]`` <- ``lr_bias [H]``, ``learnable_token_idx [b]`` <-
   ``tau_offset [b]`` (both are ``eps`` of ``tau_i = max(0, 1/(i+1) + eps_i)``), and the inner
   biases ``b1, b2 [H, 1, n]`` <- ``[H, n]``. Conv weights share the ``nn.Conv1d`` layout
@@ -29,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
+from ttt_video.layers.ttt import split_projections
 from ttt_video.models.config import LMConfig
 from ttt_video.models.pretrained import torch_load_safe
 
@@ -158,7 +162,8 @@ def official_shape(name: str, shape: torch.Size) -> tuple[int, ...]:
 def from_official_state_dict(
     cfg: LMConfig, state_dict: dict[str, Tensor], ours: dict[str, Tensor]
 ) -> dict[str, Tensor]:
-    """Translate an official state_dict into ours.
+    """Translate an official state_dict into ours, with the TTT layers' projections separate
+    (``load_state_dict`` fuses them).
 
     Args:
         cfg: our config (from ``config_from_official``).
@@ -168,6 +173,7 @@ def from_official_state_dict(
     Raises:
         CheckpointMismatchError: listing missing, unexpected and wrongly shaped keys.
     """
+    ours = split_projections(cfg, ours)
     expected = {official_name(n): (n, official_shape(n, t.shape)) for n, t in ours.items()}
     given = dict(state_dict)
     if cfg.tie_embeddings and "lm_head.weight" in given:
@@ -191,6 +197,7 @@ def from_official_state_dict(
 def to_official_state_dict(cfg: LMConfig, ours: dict[str, Tensor]) -> dict[str, Tensor]:
     """Translate our state_dict into the official names and shapes (``lm_head.weight`` is
     written even when tied, as the official model's ``state_dict()`` does)."""
+    ours = split_projections(cfg, ours)
     out = {official_name(n): t.reshape(official_shape(n, t.shape)) for n, t in ours.items()}
     if cfg.tie_embeddings:
         out["lm_head.weight"] = out["model.embed_tokens.weight"]

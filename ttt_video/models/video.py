@@ -58,6 +58,9 @@ class VideoState:
         return VideoState(backbone, last, self.frames)
 
 
+torch.export.register_dataclass(VideoState)
+
+
 @dataclass(frozen=True)
 class VideoOutput:
     """What one call returns.
@@ -74,6 +77,9 @@ class VideoOutput:
     next_frames: Tensor | None
     logits: Tensor | None
     state: VideoState
+
+
+torch.export.register_dataclass(VideoOutput)
 
 
 class FrameMixer(nn.Module):

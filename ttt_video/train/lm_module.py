@@ -105,8 +105,11 @@ class LMModule(L.LightningModule):
         self.log("val/ppl", torch.exp(mean))
 
     def configure_model(self) -> None:
-        """Shard the model over the processes when ``trainer.strategy`` is ``fsdp``."""
+        """Shard the model over the processes when ``trainer.strategy`` is ``fsdp``, then
+        compile it when its config says ``compile``."""
         configure_sharding(self)
+        if self.model.cfg.compile:
+            self.model.compile()
 
     def configure_optimizers(self):
         return adamw_with_schedule(self.model, self.optim, self.total_steps, self.warmup)

@@ -23,7 +23,6 @@ compute MSE and MAE per frame as here, but SSIM and PSNR differently, so ``opens
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -59,59 +58,84 @@ def _gaussian(size: int, sigma: float, device, dtype) -> Tensor:
     return g / g.sum()
 
 
+def _valid_band(n: int, kernel: Tensor) -> Tensor:
+    """``[n, n - k + 1]`` matrix ``M`` with ``(v @ M)[j] = sum_i kernel[i] v[j + i]``: the valid
+    correlation of rows ``v [n]`` with ``kernel [k]`` as one matrix product."""
+    k = kernel.numel()
+    offset = torch.arange(n, device=kernel.device)[:, None] - torch.arange(
+        n - k + 1, device=kernel.device
+    )
+    inside = (offset >= 0) & (offset < k)
+    return torch.where(inside, kernel[offset.clamp(0, k - 1)], 0)
+
+
+def _mean_ssim(
+    pred: Tensor,
+    target: Tensor,
+    kernel: Tensor,
+    c1: float,
+    c2: float,
+    cov_scale: float = 1.0,
+    clip: bool = False,
+    chunk: int = 64,
+) -> Tensor:
+    """``[B, F, C, H, W]`` x2 -> ``[B, F]``: the SSIM map of each frame, averaged over its
+    channels and valid window positions.
+
+    The window's weights are ``kernel [k]`` times itself (separable), applied as two matrix
+    products per map (``_valid_band``); the local means, variances and covariance are taken
+    under it, the (co)variances times ``cov_scale``; ``clip``: the prediction clipped to
+    [0, 1] first. Computed in ``kernel``'s dtype, about ``chunk`` frames at a time (whole
+    sequences), so the intermediate maps stay small whatever ``B``.
+    """
+    B, Fr, C, H, W = pred.shape
+    rows, cols = _valid_band(H, kernel), _valid_band(W, kernel)  # [H, H'], [W, W']
+    step = max(1, chunk // max(Fr, 1))
+    # filled in place: small tensors kept from every chunk, between the large short-lived
+    # ones, would fragment the heap (glibc), which then grows with B
+    out = torch.empty(B, Fr, dtype=kernel.dtype, device=pred.device)
+    for i in range(0, B, step):
+        a, b = (t[i : i + step].reshape(-1, C, H, W).to(kernel.dtype) for t in (pred, target))
+        if clip:
+            a = a.clamp(0, 1)
+        maps = torch.stack((a, b, a * a, b * b, a * b))  # [5, n, C, H, W]
+        # along W, then along H: the maps come out transposed, [5, n, C, W', H'], which the
+        # mean over window positions ignores
+        mx, my, mxx, myy, mxy = (maps @ cols).transpose(-1, -2) @ rows
+        sxx, syy = cov_scale * (mxx - mx**2), cov_scale * (myy - my**2)
+        sxy = cov_scale * (mxy - mx * my)
+        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+        out[i : i + step] = s.flatten(1).mean(-1).view(-1, Fr)
+    return out
+
+
 def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     """``[B, F, C, H, W]`` x2 -> ``[B, F]``: structural similarity with a Gaussian window.
 
     The usual constants (``K1 = 0.01``, ``K2 = 0.03``, data range 1), valid convolution, averaged
-    over pixels and channels; the window shrinks to the frame for frames smaller than it.
+    over pixels and channels, in float32; the window shrinks to the frame for frames smaller
+    than it.
     """
     _check_pair(pred, target)
-    B, Fr, C, H, W = pred.shape
-    size = min(window, H, W)
-    g = _gaussian(size, sigma, pred.device, torch.float32)
-    kernel = (g[:, None] * g[None, :]).expand(C, 1, size, size)
-    x, y = (t.float().reshape(B * Fr, C, H, W) for t in (pred, target))
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, kernel, groups=C)
-
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return s.flatten(1).mean(-1).view(B, Fr)
+    H, W = pred.shape[-2:]
+    g = _gaussian(min(window, H, W), sigma, pred.device, torch.float32)
+    return _mean_ssim(pred, target, g, 0.01**2, 0.03**2)
 
 
 def openstl_ssim(pred: Tensor, target: Tensor, data_range: float = 2.0) -> Tensor:
     """``[B, F, C, H, W]`` x2 -> ``[B, F]``: SSIM as OpenSTL reports it (module docstring).
 
     Prediction clipped to [0, 1]; 7 x 7 uniform windows inside the frame, sample
-    (co)variances, ``C1 = (0.01 data_range)^2``, ``C2 = (0.03 data_range)^2``, in float64
-    (512 frames at a time); the mean over windows and channels. Frames need sides of at
-    least 7.
+    (co)variances, ``C1 = (0.01 data_range)^2``, ``C2 = (0.03 data_range)^2``, in float64;
+    the mean over windows and channels. Frames need sides of at least 7.
     """
     _check_pair(pred, target)
-    B, Fr, C, H, W = pred.shape
+    H, W = pred.shape[-2:]
     if min(H, W) < 7:
         raise ValueError(f"openstl_ssim: frames of {H}x{W} are smaller than its 7x7 window")
-    x, y = pred.clamp(0, 1).reshape(B * Fr, C, H, W), target.reshape(B * Fr, C, H, W)
+    box = torch.full((7,), 1 / 7, dtype=torch.float64, device=pred.device)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-
-    def mean(t: Tensor) -> Tensor:
-        return F.avg_pool2d(t, 7, stride=1)
-
-    def frame_ssim(x: Tensor, y: Tensor) -> Tensor:
-        x, y = x.double(), y.double()
-        mx, my = mean(x), mean(y)
-        n = 49 / 48
-        sxx, syy = n * (mean(x * x) - mx**2), n * (mean(y * y) - my**2)
-        sxy = n * (mean(x * y) - mx * my)
-        s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-        return s.flatten(1).mean(-1)
-
-    chunk = 512
-    parts = [frame_ssim(x[i : i + chunk], y[i : i + chunk]) for i in range(0, B * Fr, chunk)]
-    return torch.cat(parts).view(B, Fr)
+    return _mean_ssim(pred, target, box, c1, c2, cov_scale=49 / 48, clip=True)
 
 
 def openstl_psnr(pred: Tensor, target: Tensor) -> Tensor:
@@ -122,23 +146,31 @@ def openstl_psnr(pred: Tensor, target: Tensor) -> Tensor:
     return -10 * torch.log10(mse)
 
 
-def frame_metrics(pred: Tensor, target: Tensor, openstl: bool = False) -> dict[str, float]:
-    """Means over ``[B, F, C, H, W]`` of MSE/MAE per frame, PSNR and SSIM (preds clamped).
+def metrics_per_frame(pred: Tensor, target: Tensor, openstl: bool = False) -> dict[str, Tensor]:
+    """``[B, F, C, H, W]`` x2 -> ``{name: [B, F]}``: MSE and MAE per frame, PSNR and SSIM of
+    each frame, the prediction clamped to [0, 1].
 
     ``openstl``: also ``ssim_openstl`` and ``psnr_openstl``, the definitions of published
-    tables (see the module docstring).
+    tables (see the module docstring). Every value is the frame's own, so the values of a
+    set computed batch by batch are those of the whole set at once.
     """
     pred = pred.clamp(0, 1)
     metrics = {
-        "mse": mse_per_frame(pred, target).mean().item(),
-        "mae": mae_per_frame(pred, target).mean().item(),
-        "psnr": psnr(pred, target).mean().item(),
-        "ssim": ssim(pred, target).mean().item(),
+        "mse": mse_per_frame(pred, target),
+        "mae": mae_per_frame(pred, target),
+        "psnr": psnr(pred, target),
+        "ssim": ssim(pred, target),
     }
     if openstl:
-        metrics["ssim_openstl"] = openstl_ssim(pred, target).mean().item()
-        metrics["psnr_openstl"] = openstl_psnr(pred, target).mean().item()
+        metrics["ssim_openstl"] = openstl_ssim(pred, target)
+        metrics["psnr_openstl"] = openstl_psnr(pred, target)
     return metrics
+
+
+def frame_metrics(pred: Tensor, target: Tensor, openstl: bool = False) -> dict[str, float]:
+    """Means over ``[B, F, C, H, W]`` of ``metrics_per_frame`` (MSE/MAE per frame, PSNR and
+    SSIM; with ``openstl`` also ``ssim_openstl`` and ``psnr_openstl``)."""
+    return {k: v.mean().item() for k, v in metrics_per_frame(pred, target, openstl).items()}
 
 
 def topk_accuracy(logits: Tensor, labels: Tensor, k: int = 1) -> Tensor:

@@ -140,8 +140,11 @@ class VideoModule(L.LightningModule):
         return 6.0 * self.model.num_parameters()
 
     def configure_model(self) -> None:
-        """Shard the model over the processes when ``trainer.strategy`` is ``fsdp``."""
+        """Shard the model over the processes when ``trainer.strategy`` is ``fsdp``, then
+        compile it when its config says ``compile``."""
         configure_sharding(self)
+        if self.model.cfg.compile:
+            self.model.compile()
 
     def configure_optimizers(self):
         return adamw_with_schedule(

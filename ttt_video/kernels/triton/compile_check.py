@@ -29,6 +29,7 @@ markdown tables of the results go to stdout, ``--read REPORT`` prints them again
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import inspect
 import json
@@ -45,7 +46,9 @@ from pathlib import Path
 import torch
 import triton
 import triton.language as tl
+from triton._C.libtriton import ir, nvidia, passes
 from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import get_ptx_version_from_options
 from triton.compiler import ASTSource, make_backend
 from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import create_function_from_signature, native_specialize_impl
@@ -53,6 +56,9 @@ from triton.runtime.jit import create_function_from_signature, native_specialize
 # Shared memory one block may use (bytes, the opt-in maximum): A100 163 KB, consumer Ampere
 # and Ada 99 KB, H100 227 KB.
 SHARED_LIMITS = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
+# sm_86 and sm_89 get the TTGIR of sm_80 (checked launch by launch), so they are compiled
+# through the shared-memory allocation only; ptxas on the large fp32 kernels takes minutes.
+FULL_ARCHS = (80, 90)
 HEAD_DIMS = (32, 64, 96, 128)
 MINI_BATCHES = (16, 32, 64)
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -198,13 +204,17 @@ def fingerprints() -> dict[str, str]:
     return {name: _load(name).cache_key for name in KERNELS}
 
 
-def compile_launch(launch: dict, arch: int) -> dict:
+def compile_launch(launch: dict, arch: int, full: bool = True) -> dict:
     """Compile one recorded launch for ``sm_{arch}`` (no interpreter in this process).
 
-    Returns ``{"shared", "registers", "stack", "dots", "mma_dots", "sass": {op: count}}`` or
-    ``{"error": message}``: bytes of dynamic shared memory, registers per thread, bytes of
-    stack frame per thread (spills), ``tl.dot`` ops in the TTGIR and how many of them have
-    a tensor-core (``nvidia_mma``) layout, and the SASS matrix instructions by opcode.
+    Always: the TTGIR and its shared-memory allocation (``{"shared", "ttgir"}``: bytes of
+    dynamic shared memory per block and a hash of the TTGIR with the target's name left
+    out). With ``full``, and only where the launch fits the target's shared memory (the
+    dispatcher never runs it elsewhere), on through LLVM and ptxas to a cubin, adding
+    ``"registers"`` per thread, ``"stack"`` (bytes of stack frame per thread: spills),
+    ``"dots"`` (``tl.dot`` ops in the TTGIR), ``"mma_dots"`` (those with a tensor-core
+    layout) and ``"sass"`` (the SASS matrix instructions by opcode). ``"full"`` says whether
+    a cubin was made. A compile error is returned as ``{"error": message}``.
     """
     fn = _load(launch["kernel"])
     target = GPUTarget("cuda", arch, 32)
@@ -216,23 +226,64 @@ def compile_launch(launch: dict, arch: int) -> dict:
     options, signature, constexprs, attrs = fn._pack_args(
         backend, kwargs, bound, specialization, options
     )
+    src = ASTSource(fn, signature, constexprs, attrs)
     try:
-        kernel = triton.compile(
-            ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__
-        )
+        result = {**_allocate_shared(src, target, backend, options), "full": False}
+        if not full or result["shared"] > SHARED_LIMITS[arch]:
+            return result
+        kernel = triton.compile(src, target=target, options=options.__dict__)
     except Exception as e:  # a compile error is a result to report
         return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"}
     dots = re.findall(r"= (?:tt\.dot|ttng\.warp_group_dot) .*", kernel.asm["ttgir"])
     mma = [line for line in dots if re.search(r"-> tensor<[^>]*#mma", line)]
     usage = _cuobjdump("-res-usage", kernel.asm["cubin"])
+    if kernel.metadata.shared != result["shared"]:
+        raise RuntimeError(f"shared memory {kernel.metadata.shared} != {result['shared']}")
     return {
-        "shared": kernel.metadata.shared,
+        **result,
+        "full": True,
         "registers": int(re.search(r"REG:(\d+)", usage)[1]),
         "stack": int(re.search(r"STACK:(\d+)", usage)[1]),
         "dots": len(dots),
         "mma_dots": len(mma),
         "sass": dict(Counter(_MMA_SASS.findall(_cuobjdump("-sass", kernel.asm["cubin"])))),
     }
+
+
+def _allocate_shared(src: ASTSource, target: GPUTarget, backend, options) -> dict:
+    """The stages of ``triton.compile`` up to the TTGIR, then the first passes of its LLVM
+    stage, through the shared-memory allocation (as the NVIDIA backend orders them in
+    Triton 3.8): ``{"shared", "ttgir"}`` in seconds where the whole LLVM stage of the large
+    fp32 kernels takes minutes. ``compile_launch`` checks the bytes against the cubin's
+    wherever it makes one."""
+    context = ir.context()
+    ir.load_dialects(context)
+    backend.load_dialects(context)
+    codegen = backend.get_codegen_implementation(options)
+    module = src.make_ir(target, options, codegen, backend.get_module_map(), context)
+    stages: dict = {}
+    backend.add_stages(stages, options, src.language)
+    metadata = {"target": target, **options.__dict__}
+    for ext, stage in stages.items():
+        module = stage(module, metadata)
+        if ext == "ttgir":
+            break
+    ttgir = _ttgir_hash(str(module))
+    pm = ir.pass_manager(module.context)
+    passes.ttgpuir.add_combine_tensor_select_and_if(pm)
+    passes.ttgpuir.add_allocate_warp_groups(pm, False)
+    passes.convert.add_scf_to_cf(pm)
+    passes.gluon.add_inliner(pm)
+    ptx_version = get_ptx_version_from_options(options, target.arch)
+    nvidia.passes.ttgpuir.add_allocate_shared_memory_nv(pm, target.arch, ptx_version)
+    pm.run(module, "allocate_shared")
+    return {"shared": module.get_int_attr("ttg.shared"), "ttgir": ttgir}
+
+
+def _ttgir_hash(ttgir: str) -> str:
+    """A hash of the TTGIR with the target's name left out: equal for two targets when the
+    compiler made the same code for both."""
+    return hashlib.sha256(re.sub(r"cuda:\d+", "cuda", ttgir).encode()).hexdigest()[:16]
 
 
 def _cuobjdump(flag: str, cubin: bytes) -> str:
@@ -243,46 +294,80 @@ def _cuobjdump(flag: str, cubin: bytes) -> str:
         return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-def _compile_task(task: tuple[dict, int]) -> dict:
-    launch, arch = task
+def _compile_task(task: tuple[dict, int, bool]) -> dict:
+    launch, arch, full = task
     t0 = time.perf_counter()
-    return {**compile_launch(launch, arch), "seconds": round(time.perf_counter() - t0, 1)}
+    result = compile_launch(launch, arch, full)
+    seconds = round(time.perf_counter() - t0, 1)
+    made = "cubin" if result.get("full") else "shared memory only"
+    print(f"{describe(launch)} sm_{arch}: {made}, {seconds} s", file=sys.stderr, flush=True)
+    return {**result, "seconds": seconds}
 
 
-def compile_launches(launches: list[dict], archs, jobs: int = 1) -> dict:
+def compile_launches(
+    launches: list[dict], archs, jobs: int = 1, full_archs=None, progress: Path | None = None
+) -> dict:
     """Compile every launch for every arch in a child process without the interpreter.
 
-    Returns ``{"triton": version, "kernels": fingerprints(), "launches": launches,
-    "results": [{"launch": index, "arch", **compile_launch(...), "seconds"}, ...]}``. The
-    child uses Triton's on-disk cache, so a kernel compiled before costs nothing.
+    ``full_archs`` (default: all) go on to a cubin where the launch fits (``compile_launch``).
+    ``progress``: a JSON-lines file to which each result is appended as it comes and from
+    which a rerun takes the results of unchanged kernels (a long run can be stopped and
+    resumed). Returns ``{"triton": version, "kernels": fingerprints(), "launches": launches,
+    "results": [{"launch": index, "arch", **compile_launch(...), "seconds"}, ...]}``.
     """
+    full_archs = list(archs if full_archs is None else full_archs)
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp, "launches.json"), Path(tmp, "results.json")
-        src.write_text(json.dumps({"launches": launches, "archs": list(archs), "jobs": jobs}))
+        spec = {
+            "launches": launches,
+            "archs": list(archs),
+            "full": full_archs,
+            "jobs": jobs,
+            "progress": None if progress is None else str(progress),
+        }
+        src.write_text(json.dumps(spec))
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         cmd = [sys.executable, "-m", __spec__.name, "--worker", str(src), str(out)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env)  # its progress and errors go to our stderr
         if proc.returncode:
-            raise RuntimeError(f"compile worker failed:\n{proc.stderr[-4000:]}")
+            raise RuntimeError(f"compile worker failed (exit {proc.returncode}; see above)")
         return json.loads(out.read_text())
 
 
 def _worker(src: Path, out: Path) -> None:
     spec = json.loads(src.read_text())
-    tasks = [(launch, arch) for launch in spec["launches"] for arch in spec["archs"]]
-    if spec["jobs"] > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(spec["jobs"]) as pool:
-            results = list(pool.map(_compile_task, tasks))
-    else:
-        results = [_compile_task(t) for t in tasks]
+    keys = fingerprints()
+
+    def task_key(launch: dict, arch: int, full: bool) -> str:
+        return json.dumps([launch, arch, full, keys[launch["kernel"]]], sort_keys=True)
+
+    tasks = [
+        (launch, arch, arch in spec["full"])
+        for launch in spec["launches"]
+        for arch in spec["archs"]
+    ]
+    done: dict[str, dict] = {}
+    progress = spec["progress"] and Path(spec["progress"])
+    if progress and progress.exists():
+        for line in progress.read_text().splitlines():
+            record = json.loads(line)
+            done[record["task"]] = record["result"]
+    todo = [t for t in tasks if task_key(*t) not in done]
+    print(f"{len(tasks) - len(todo)} of {len(tasks)} done before", file=sys.stderr, flush=True)
+    with ProcessPoolExecutor(max(1, spec["jobs"])) as pool:
+        for task, result in zip(todo, pool.map(_compile_task, todo)):
+            done[task_key(*task)] = result
+            if progress:
+                with progress.open("a") as f:
+                    f.write(json.dumps({"task": task_key(*task), "result": result}) + "\n")
     index = {json.dumps(launch, sort_keys=True): i for i, launch in enumerate(spec["launches"])}
     rows = [
-        {"launch": index[json.dumps(t[0], sort_keys=True)], "arch": t[1], **r}
-        for t, r in zip(tasks, results)
+        {"launch": index[json.dumps(t[0], sort_keys=True)], "arch": t[1], **done[task_key(*t)]}
+        for t in tasks
     ]
     report = {
         "triton": triton.__version__,
-        "kernels": fingerprints(),
+        "kernels": keys,
         "launches": spec["launches"],
         "results": rows,
     }
@@ -319,17 +404,20 @@ def markdown_table(report: dict) -> str:
         else:
             limit = SHARED_LIMITS[r["arch"]]
             over = " **over**" if r["shared"] > limit else ""
-            mma = ", ".join(f"{n} {op}" for op, n in sorted(r["sass"].items())) or "none"
-            cells += [f"{r['shared'] / 1024:.1f} ({limit // 1024}){over}", r["registers"]]
-            cells += [r["stack"], f"{r['mma_dots']}/{r['dots']}", mma]
+            cells.append(f"{r['shared'] / 1024:.1f} ({limit // 1024}){over}")
+            if r["full"]:
+                mma = ", ".join(f"{n} {op}" for op, n in sorted(r["sass"].items())) or "none"
+                cells += [r["registers"], r["stack"], f"{r['mma_dots']}/{r['dots']}", mma]
+            else:
+                cells += ["", "", "", "no cubin"]
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(rows)
 
 
 def summary_table(report: dict) -> str:
     """One row per (kernel, dtype, BD, BS, BM), the most over ``HAS_ACC``: shared memory per
-    target (over its limit in bold), registers and stack (the most over targets), and the
-    ``tl.dot`` products on tensor cores (the fewest over targets)."""
+    target (over its limit in bold), registers and stack (the most over the targets compiled
+    to a cubin), and the ``tl.dot`` products on tensor cores (the fewest over those)."""
     rows: dict[tuple, dict] = {}
     for r in report["results"]:
         v = describe(report["launches"][r["launch"]])
@@ -339,6 +427,8 @@ def summary_table(report: dict) -> str:
             row["error"] = r["error"]
             continue
         row["shared"][r["arch"]] = max(row["shared"].get(r["arch"], 0), r["shared"])
+        if not r["full"]:
+            continue
         row["regs"] = max(row["regs"], r["registers"])
         row["stack"] = max(row["stack"], r["stack"])
         tc = (r["mma_dots"], r["dots"])
@@ -368,7 +458,20 @@ def summary_table(report: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", type=int, nargs="+", default=sorted(SHARED_LIMITS))
+    parser.add_argument(
+        "--full-archs",
+        type=int,
+        nargs="+",
+        default=FULL_ARCHS,
+        help="compiled to a cubin (registers, spills, SASS) where a launch fits; the others "
+        "through the shared-memory allocation",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--progress",
+        type=Path,
+        help="JSON lines: each result appended as it comes; a rerun resumes from it",
+    )
     parser.add_argument("--write", type=Path, help="the JSON report to write")
     parser.add_argument("--read", type=Path, help="print the tables of a JSON report")
     parser.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
@@ -391,7 +494,7 @@ def main(argv=None) -> None:
         )
         launches = json.loads(path.read_text())
     t0 = time.perf_counter()
-    report = compile_launches(launches, args.archs, args.jobs)
+    report = compile_launches(launches, args.archs, args.jobs, args.full_archs, args.progress)
     if args.write:
         args.write.write_text(_one_record_a_line(report))
     print(summary_table(report), "\n", markdown_table(report), sep="\n")

@@ -262,36 +262,8 @@ def ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_s
         raise ValueError(f"impl='triton': {unsupported}")
     L = state.num_layers
     flat = [*state.weights, *state.biases, *state.grad_weights, *state.grad_biases]
-    o, *new = triton_decode(
+    o, *new = torch.ops.ttt_video.triton_decode.default(
         q, k, v, lam, tau, ln_weight, ln_bias, flat, state.position, mini_batch_size
-    )
+    )  # registered in kernels/ops.py
     parts = (new[:L], new[L : 2 * L], new[2 * L : 3 * L], new[3 * L :])
     return o, TTTState(*map(tuple, parts), (state.position + 1) % mini_batch_size)
-
-
-@torch.library.custom_op("ttt_video::triton_decode", mutates_args=())
-def triton_decode(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    lam: Tensor,
-    tau: Tensor,
-    ln_weight: Tensor,
-    ln_bias: Tensor,
-    state: list[Tensor],
-    position: int,
-    mini_batch_size: int,
-) -> list[Tensor]:
-    """One token on an fp32 copy of ``state`` (weights, biases, accumulated gradients of
-    weights and biases): a custom op with a fake implementation, ``[o, *new state]``."""
-    L = len(state) // 4
-    fresh = [t.to(torch.float32).contiguous().clone() for t in state]
-    parts = (fresh[:L], fresh[L : 2 * L], fresh[2 * L : 3 * L], fresh[3 * L :])
-    start = TTTState(*map(tuple, parts), position)
-    o = decode_step_(q, k, v, lam, tau, ln_weight, ln_bias, start, mini_batch_size)[0]
-    return [o, *fresh]
-
-
-@triton_decode.register_fake
-def _(q, k, v, lam, tau, ln_weight, ln_bias, state, position, mini_batch_size):
-    return [torch.empty_like(q), *(torch.empty_like(t, dtype=torch.float32) for t in state)]

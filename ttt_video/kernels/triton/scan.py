@@ -1,4 +1,4 @@
-"""The Triton path of ``ttt_linear`` / ``ttt_mlp``: layout, padding and the autograd wrapper.
+"""The Triton path of ``ttt_linear`` / ``ttt_mlp``: layout, padding and the kernel launches.
 
 Letters: ``B`` batch, ``T`` tokens, ``H`` heads, ``d`` head dim, ``b`` mini-batch size,
 ``S`` sequences (``B``, or ``len(cu_seqlens) - 1`` for a packed batch), ``p`` the initial
@@ -10,8 +10,9 @@ Every sequence is padded on the left by ``p`` and on the right to a multiple of 
 ``lam = 0`` (kernels/README.md section 3), and all sequences are packed head-major as
 ``[H, NT, d]`` so that one launch with a program per (sequence, head) covers a packed
 variable-length batch. The gather and the output LayerNorm are ordinary autograd ops; only
-the state chain is a custom op (``torch.ops.ttt_video.triton_scan``, with a fake
-implementation for ``torch.compile``/``torch.export`` and a backward op).
+the state chain is a custom op (``torch.ops.ttt_video.triton_scan``, registered with its
+fake implementation and its backward op in kernels/ops.py; ``launch_scan`` and
+``launch_scan_backward`` here are their bodies).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from triton.runtime.interpreter import InterpretedFunction
 
 from ttt_video.kernels.api import shared_limit, triton_unsupported
 from ttt_video.kernels.common import LN_EPS, layer_norm, without_autocast
+from ttt_video.kernels.ops import triton_scan
 from ttt_video.kernels.state import TTTState
 from ttt_video.kernels.triton.linear import linear_bwd_kernel, linear_fwd_kernel
 from ttt_video.kernels.triton.mlp import mlp_bwd_kernel, mlp_fwd_kernel
@@ -205,8 +207,7 @@ def chain_hidden_tile(m: int, d: int, dtype: torch.dtype) -> int:
     return hidden_tile(m, 64 if dtype != torch.float32 and d <= 64 else 16)
 
 
-@torch.library.custom_op("ttt_video::triton_scan", mutates_args=())
-def triton_scan(
+def launch_scan(
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -224,8 +225,8 @@ def triton_scan(
     has_acc: bool,
     checkpoints: int,
 ) -> list[Tensor]:
-    """The state chain on packed blocks: a custom op (``torch.ops.ttt_video.triton_scan``)
-    with a fake implementation and a backward, so ``torch.compile`` keeps it whole.
+    """The state chain on packed blocks: the body of the custom op
+    ``torch.ops.ttt_video.triton_scan`` (kernels/ops.py, with its fake and its backward).
 
     Args:
         q, k, v: ``[H, NT, d]`` (input dtype); lam: ``[H, NT]``; tau: ``[b]``; lnw, lnb:
@@ -254,16 +255,7 @@ def triton_scan(
     return [zb, *cur, *cks]
 
 
-@triton_scan.register_fake
-def _(q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, state, b, group, causal, has_acc, C):
-    H, NT, d = q.shape
-    f32 = torch.float32
-    cks = [q.new_empty((C, H, *t.shape[2:]), dtype=f32) for t in state[: len(state) // 2]]
-    return [q.new_empty((H, NT, d), dtype=f32), *(torch.empty_like(t) for t in state), *cks]
-
-
-@torch.library.custom_op("ttt_video::triton_scan_backward", mutates_args=())
-def triton_scan_backward(
+def launch_scan_backward(
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -283,9 +275,10 @@ def triton_scan_backward(
     causal: bool,
     has_acc: bool,
 ) -> list[Tensor]:
-    """The backward of ``triton_scan``: ``[dq, dk, dv, dlam, dtau [S, H, b], dlnw, dlnb
-    [S, H, d] (per program), *adjoint of the initial state]`` given ``dzb: [H, NT, d]`` and
-    the adjoint of the final state ``dfinal`` (fp32)."""
+    """The backward of ``launch_scan``, the body of ``torch.ops.ttt_video.triton_scan_backward``:
+    ``[dq, dk, dv, dlam, dtau [S, H, b], dlnw, dlnb [S, H, d] (per program), *adjoint of the
+    initial state]`` given ``dzb: [H, NT, d]`` and the adjoint of the final state ``dfinal``
+    (fp32)."""
     L = len(gacc) // 2
     H, NT, d = q.shape
     S, b = commit.shape[0], mini_batch_size
@@ -315,47 +308,3 @@ def triton_scan_backward(
             *head, *stash, dzb, *dstate, *tail, m, LN_EPS, int(causal), BM=BM, **kw
         )
     return [dq, dk, dv, dlam, dtau, dlnw, dlnb, *dstate]
-
-
-@triton_scan_backward.register_fake
-def _(q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, gacc, cks, dzb, dfinal, b, *flags):
-    H, NT, d = q.shape
-    S, f32 = commit.shape[0], torch.float32
-    grads = [q.new_empty(q.shape, dtype=f32) for _ in range(3)] + [torch.empty_like(lam)]
-    per_program = [q.new_empty(shape, dtype=f32) for shape in ((S, H, b), (S, H, d), (S, H, d))]
-    return [*grads, *per_program, *(torch.empty_like(g) for g in dfinal)]
-
-
-def _scan_setup(ctx, inputs, output):
-    q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, state, b, group, causal, has_acc, _ = inputs
-    L = len(state) // 4
-    ctx.save_for_backward(
-        q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, *state[2 * L :], *output[1 + 4 * L :]
-    )
-    # the accumulated gradient's terms are needed when it has a gradient, even at position 0
-    has_acc = has_acc or any(t.requires_grad for t in state[2 * L :])
-    ctx.args = (L, b, group, causal, has_acc)
-
-
-def _scan_backward(ctx, grads):
-    L, b, group, causal, has_acc = ctx.args
-    q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, *rest = ctx.saved_tensors
-    gacc, cks = rest[: 2 * L], rest[2 * L :]
-    dzb = torch.zeros_like(q, dtype=torch.float32) if grads[0] is None else grads[0]
-    like = [*cks[: 2 * L], *gacc]  # [S, H, ...] shapes of the state tensors, fp32
-    S, H = commit.shape[0], q.shape[0]
-    dfinal = [
-        q.new_zeros((S, H, *t.shape[2:]), dtype=torch.float32) if g is None else g.contiguous()
-        for g, t in zip(grads[1 : 1 + 4 * L], like)
-    ]
-    out = torch.ops.ttt_video.triton_scan_backward(
-        q, k, v, lam, tau, lnw, lnb, cu_blk, cu_ck, commit, list(gacc), list(cks),
-        dzb.contiguous(), dfinal, b, group, causal, has_acc,
-    )  # fmt: skip
-    dq, dk, dv, dlam, dtau, dlnw, dlnb, *dstate = out
-    dtau = dtau.sum((0, 1)) if causal else None
-    inputs = (dq.to(q.dtype), dk.to(q.dtype), dv.to(q.dtype), dlam, dtau, dlnw.sum(0), dlnb.sum(0))
-    return (*inputs, None, None, None, dstate, None, None, None, None, None)
-
-
-triton_scan.register_autograd(_scan_backward, setup_context=_scan_setup)

@@ -1,0 +1,276 @@
+"""Per-call cost of the TTT models against attention on one CPU thread, before and after a
+change of the code, in one run:
+
+    nice -n 10 python benchmarks/call_overhead.py > call_overhead_out.md   # ~12 minutes
+    python benchmarks/call_overhead.py --no-compile                        # eager only, ~2 min
+    python benchmarks/call_overhead.py --base 4f7ae3c                      # "before" = a commit
+
+- Training: the Moving-MNIST-style step of the quickstart recipe (``configs/video/quickstart
+  .yaml``: ``video_{mixer}_small`` with ``motion_input``, B = 8, F0 = 10 context frames in one
+  call, then R = 10 frames fed back one call each with the gradient through them, the
+  rollout-training loss with ``context_weight`` 3, AdamW at lr 3e-3) on random frames, for
+  TTT-Linear, TTT-MLP and attention; steps/s eager and with ``torch.compile`` (the model's
+  ``compile()``: inductor; the first steps, which compile, are timed apart).
+- Decode: ms/token of greedy decoding at stream position 1024 (B = 1; the far position is
+  reached as in ``lm_decode.py``: a TTT model prefills 64 tokens and moves its position, the
+  attention baseline gets a KV cache of 1024 random keys and values) for ``ttt_linear_debug``
+  and ``attention_debug``, and the same two at the 125m width (D = 768, 12 heads, FFN 2048,
+  2 blocks).
+- The machine's fp32 matmul rate (2048^3, one thread), measured in the same run.
+
+"before" is ``git archive BASE ttt_video`` extracted into a temporary folder, "after" the
+``ttt_video`` of this repository's working tree; each side runs in subprocesses
+(``--worker``) with ``PYTHONPATH`` pointing at its code, so the measurements below use only
+what both sides have. Times are process CPU time (one thread: the wall time of an idle
+machine, less what other jobs take on a shared one). Load on a shared machine changes over
+minutes, so the two sides alternate: the eager and decode points run ``--repeats`` times,
+before, after, before, after (the best run of each point is kept), then each compiled point
+once per side, model by model. How long compiling takes depends on inductor's on-disk cache
+(a rerun of the same graphs is fast).
+
+Letters: B batch, F0 context frames, R fed-back frames, D width. Not collected by pytest.
+Results: Markdown tables on stdout, and every number as JSON with ``--json PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MIXERS = ("ttt_linear", "ttt_mlp", "attention")
+DECODE = {
+    "ttt_linear_debug": {},
+    "attention_debug": {},
+    "ttt_linear_debug @ 125m width": {"width": 768, "num_heads": 12, "ffn_width": 2048},
+    "attention_debug @ 125m width": {"width": 768, "num_heads": 12, "ffn_width": 2048},
+}
+RESULT = "RESULT "
+"""Prefix of the worker's JSON line on stdout."""
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """Best fp32 ``n^3`` matmul rate, GFLOP/s, on the current threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        a @ b
+        best = min(best, time.process_time() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def training_step(mixer: str, compiled: bool, steps: int) -> dict[str, float]:
+    """Steps/s of the quickstart recipe's step (module docstring) and the seconds of the
+    first (warm-up, compiling) steps."""
+    from ttt_video.models import from_name
+
+    torch.manual_seed(0)
+    model = from_name(f"video_{mixer}_small", motion_input=True)
+    if compiled:
+        model.compile()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    clip = torch.rand(8, 20, 1, 64, 64)
+    F0, R, w = 10, 10, 3.0 * 9  # context_weight * (F0 - 1), as VideoPredictModule.loss
+
+    def step() -> None:
+        out = model(clip[:, :F0])
+        rolled, _ = model.feed_back(out.next_frames[:, -1], R, out.state)
+        fed = torch.nn.functional.mse_loss(rolled, clip[:, F0:])
+        context = torch.nn.functional.mse_loss(out.next_frames[:, :-1], clip[:, 1:F0])
+        loss = (w * context + R * fed) / (w + R)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    start = time.perf_counter()
+    for _ in range(2):
+        step()
+    warmup = time.perf_counter() - start
+    start = time.process_time()
+    for _ in range(steps):
+        step()
+    return {"steps_per_s": steps / (time.process_time() - start), "warmup_s": warmup}
+
+
+def decode_ms(overrides: dict, name: str, steps: int) -> float:
+    """Median ms per greedy decoded token at stream position 1024 (module docstring)."""
+    from lm_decode import far_state  # benchmarks/, this script's folder
+
+    from ttt_video.models import from_name
+
+    torch.manual_seed(0)
+    model = from_name(name.split(" ")[0], **overrides).eval()
+    times = []
+    with torch.no_grad():
+        state = far_state(model, 1024, 64)
+        token = torch.zeros(1, 1, dtype=torch.long)
+        for i in range(steps + 5):
+            start = time.process_time()
+            logits, state = model(token, state)
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            if i >= 5:
+                times.append(time.process_time() - start)
+    return 1e3 * statistics.median(times)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Measure the ``--train`` points and, with ``--decode``, the decode points, with the
+    ``ttt_video`` on ``PYTHONPATH``; print one JSON line."""
+    torch.set_num_threads(1)
+    out = {"train": {}, "decode": {}}
+    for point in args.train:
+        mixer, mode = point.split(":")
+        out["train"][f"{mixer} {mode}"] = training_step(mixer, mode == "compiled", args.steps)
+    for name, overrides in DECODE.items() if args.decode else ():
+        out["decode"][name] = decode_ms(overrides, name, args.decode_steps)
+    print(RESULT + json.dumps(out), flush=True)
+
+
+def run_side(code_root: Path, points: list[str], decode: bool, args: argparse.Namespace) -> dict:
+    """Run a worker with ``PYTHONPATH=code_root``; its results."""
+    env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
+    argv = ["--worker", "--steps", str(args.steps), "--decode_steps", str(args.decode_steps)]
+    argv += ["--train", *points] if points else []
+    argv += ["--decode"] if decode else []
+    proc = subprocess.run(
+        [sys.executable, __file__, *argv],
+        env=env,
+        cwd=tempfile.gettempdir(),  # not the repository: its ttt_video would shadow PYTHONPATH
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in proc.stdout.splitlines() if x.startswith(RESULT))
+    result = json.loads(line.removeprefix(RESULT))
+    print(f"{code_root}: {result}", file=sys.stderr, flush=True)
+    return result
+
+
+def measure(sides: dict[str, Path], args: argparse.Namespace) -> dict[str, dict]:
+    """Every point on both sides, interleaved so that load changes on a shared machine hit
+    both alike: the eager and decode points ``--repeats`` times (the best run is kept), then
+    each compiled point once per side, one model after the other."""
+    results = {side: {"train": {}, "decode": {}} for side in sides}
+
+    def keep(side: str, new: dict) -> None:
+        for key, value in new["train"].items():
+            old = results[side]["train"].get(key)
+            if old is None or value["steps_per_s"] > old["steps_per_s"]:
+                results[side]["train"][key] = value
+        for key, value in new["decode"].items():
+            results[side]["decode"][key] = min(value, results[side]["decode"].get(key, value))
+
+    eager = [f"{m}:eager" for m in args.mixers]
+    for _ in range(args.repeats):
+        for side, root in sides.items():
+            keep(side, run_side(root, eager, True, args))
+    for mixer in args.mixers if args.compile else ():
+        for side, root in sides.items():
+            keep(side, run_side(root, [f"{mixer}:compiled"], False, args))
+    return results
+
+
+def report(
+    before: dict, after: dict, gflops: float, loads: tuple[float, float], args: argparse.Namespace
+) -> str:
+    """The Markdown tables."""
+    lines = [
+        f"torch {torch.__version__}, one thread; fp32 2048^3 matmul: {gflops:.0f} GFLOP/s; "
+        f"load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end; "
+        f"before = `{args.base}`, after = the working tree; eager and decode: best of "
+        f"{args.repeats} interleaved runs.",
+        "",
+        "Training steps/s (quickstart recipe; higher is better) and the seconds of the two "
+        "first steps (compiling, for compiled):",
+        "",
+        "| model | mode | before steps/s | after steps/s | after / before | after, x attention "
+        "| first 2 steps before / after (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, new in after["train"].items():
+        old = before["train"][key]
+        mode = key.split(" ")[1]
+        ref = after["train"].get(f"attention {mode}", new)["steps_per_s"]
+        lines.append(
+            f"| {key.split(' ')[0]} | {mode} | {old['steps_per_s']:.2f} | "
+            f"{new['steps_per_s']:.2f} | {new['steps_per_s'] / old['steps_per_s']:.2f} | "
+            f"{new['steps_per_s'] / ref:.2f} | {old['warmup_s']:.0f} / {new['warmup_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "Decode at position 1024, ms/token (median; lower is better):",
+        "",
+        "| model | before | after | after / before |",
+        "|---|---|---|---|",
+    ]
+    for name, new in after["decode"].items():
+        old = before["decode"][name]
+        lines.append(f"| {name} | {old:.3f} | {new:.3f} | {new / old:.2f} |")
+    lines += ["", "Goals (after): TTT against attention in the same mode / at the same width:", ""]
+    for key, new in after["train"].items():
+        mixer, mode = key.split(" ")
+        goal = {"ttt_linear": 1.0, "ttt_mlp": 0.75}.get(mixer)
+        ref = after["train"].get(f"attention {mode}")
+        if goal is not None and ref is not None:
+            ratio = new["steps_per_s"] / ref["steps_per_s"]
+            met = "met" if ratio >= goal else "not met"
+            lines.append(f"- {key} steps/s: {ratio:.2f}x attention (goal >= {goal}: {met})")
+    for name, new in after["decode"].items():
+        ref = after["decode"].get(name.replace("ttt_linear", "attention"))
+        if name.startswith("ttt_linear") and ref is not None:
+            met = "met" if new <= ref else "not met"
+            lines.append(
+                f"- {name} decode: {new / ref:.2f}x attention's ms/token (goal <= 1: {met})"
+            )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--base", default="HEAD", help="the 'before' commit (default HEAD)")
+    p.add_argument("--mixers", nargs="+", default=list(MIXERS), choices=MIXERS)
+    p.add_argument("--steps", type=int, default=10, help="timed training steps per point")
+    p.add_argument("--decode_steps", type=int, default=100, help="timed decode steps per point")
+    p.add_argument("--repeats", type=int, default=2, help="runs of the eager points (best kept)")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="eager only")
+    p.add_argument("--json", default=None, help="also write every number to this file")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--train", nargs="*", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        worker(args)
+        return
+    torch.set_num_threads(1)
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as base:
+        archive = subprocess.run(
+            ["git", "archive", args.base, "ttt_video"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
+        results = measure({"before": Path(base), "after": ROOT}, args)
+    gflops = matmul_gflops()
+    loads = (load, os.getloadavg()[0])
+    print(report(results["before"], results["after"], gflops, loads, args))
+    if args.json:
+        numbers = {**results, "matmul_gflops": gflops, "load_average": loads}
+        Path(args.json).write_text(json.dumps(numbers, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The kernels as one graph: the state chain of the dual form is the custom op
+``ttt_video::dual_scan`` (backward: ``dual_scan_backward``) for ``torch.compile`` and
+``torch.export``; the entry points trace without a graph break; the op computes what the
+eager path computes. (The Triton ops: ``test_triton.py``, in the interpreter.)"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from ttt_video.kernels import TTTState, initial_state, ttt_decode
+from ttt_video.testing import TTTInputs, random_ttt_inputs, run_ttt
+
+
+def scan_inputs(layers: int, N: int, seed: int, R=3, b=4, d=8, m=16) -> tuple:
+    """Tensor arguments of ``dual_scan``: blocks ``[R, N, b, *]``, ``tau``, the LN and a state
+    with a non-zero accumulated gradient (as at a stream resumed mid-mini-batch)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g) * scale
+
+    widths = [d, d] if layers == 1 else [d, m, d]
+    pairs = list(zip(widths[:-1], widths[1:]))
+    weights = [rnd(R, i, o, scale=i**-0.5) for i, o in pairs]
+    biases = [rnd(R, o, scale=0.1) for _, o in pairs]
+    grad_weights = [rnd(R, i, o, scale=0.01) for i, o in pairs]
+    grad_biases = [rnd(R, o, scale=0.01) for _, o in pairs]
+    state = weights + biases + grad_weights + grad_biases
+    lam = torch.rand(R, N, b, generator=g) * 0.1
+    tau = 1.0 / torch.arange(1, b + 1)
+    lnw, lnb = 1.0 + rnd(R, 1, d, scale=0.1), rnd(R, 1, d, scale=0.1)
+    return rnd(R, N, b, d), rnd(R, N, b, d), rnd(R, N, b, d), lam, tau, lnw, lnb, state
+
+
+@pytest.mark.parametrize("layers", [1, 2], ids=["linear", "mlp"])
+@pytest.mark.parametrize(
+    "causal, commit_last, N, save_every",
+    [(True, True, 5, 2), (True, False, 3, 1), (False, True, 4, 3), (True, False, 1, 16)],
+)
+def test_dual_scan_passes_opcheck(layers, causal, commit_last, N, save_every):
+    """Schema, fake implementation (shapes, dtypes, strides), autograd registration and AOT
+    dispatch (forward and backward with dynamic shapes) of ``dual_scan``, then of its
+    backward op on the arguments the backward gives it."""
+    *tensors, state = scan_inputs(layers, N, seed=N)
+    tensors = [t.requires_grad_() for t in tensors]
+    state = [t.requires_grad_() for t in state]
+    args = (*tensors, state, causal, commit_last, save_every)
+    result = torch.library.opcheck(torch.ops.ttt_video.dual_scan.default, args)
+    assert set(result.values()) == {"SUCCESS"}, result
+
+    out = torch.ops.ttt_video.dual_scan.default(*args)
+    L = len(state) // 4
+    assert len(out) == 1 + 4 * L + 2 * L
+    assert all(ck.shape[0] == -(-N // save_every) - 1 for ck in out[1 + 4 * L :])
+    g = torch.Generator().manual_seed(0)
+    dzbar = torch.randn(out[0].shape, generator=g)
+    dfinal = [torch.randn(t.shape, generator=g) for t in out[1 : 1 + 4 * L]]
+    detached = [t.detach() for t in tensors]
+    back = (*detached, [t.detach() for t in state], [t.detach() for t in out[1 + 4 * L :]])
+    back += (dzbar, dfinal, causal, commit_last, save_every)
+    result = torch.library.opcheck(torch.ops.ttt_video.dual_scan_backward.default, back)
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
+def grads_of(kind, inp, b, causal):
+    """Output, final state and the gradient of every input."""
+    o, st = run_ttt(kind, inp, b, causal=causal, impl="dual", save_every=2, output_final_state=True)
+    loss = (o * o.detach().sin()).sum() + sum((t * t.detach().cos()).sum() for t in flat(st))
+    grads = torch.autograd.grad(loss, inp.tensors(), allow_unused=True)
+    return [o, *flat(st), *(g for g in grads if g is not None)]
+
+
+def flat(st: TTTState) -> list[torch.Tensor]:
+    return [*st.weights, *st.biases, *st.grad_weights, *st.grad_biases]
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
+def test_op_path_equals_eager_path(monkeypatch, kind, causal):
+    """While tracing, ``ttt_dual`` calls the custom op; in eager mode an autograd.Function
+    around the same functions. Forced onto the op path in eager mode, every output, final
+    state and gradient is the same, bit for bit (35 tokens: partial last mini-batch)."""
+    inp = random_ttt_inputs(kind, B=2, T=35, H=2, d=8, b=8, seed=1).requires_grad_()
+    eager = grads_of(kind, inp, 8, causal)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    traced = grads_of(kind, inp, 8, causal)
+    assert len(eager) == len(traced)
+    for a, c in zip(eager, traced):
+        assert torch.equal(a, c)
+
+
+def entry_points(lin, mlp, state_lin, state_mlp):
+    """Every dual-form entry point once: ``ttt_linear`` and ``ttt_mlp`` causal (from a state
+    mid-mini-batch) and not, with final states, and ``ttt_decode`` of both."""
+    outs = []
+    for inp, kind, state in ((lin, "linear", state_lin), (mlp, "mlp", state_mlp)):
+        o, st = run_ttt(kind, inp, 8, impl="dual", initial_state=state, output_final_state=True)
+        outs += [o, *flat(st)]
+        o, st = run_ttt(kind, inp, 8, impl="dual", causal=False, output_final_state=True)
+        outs += [o, *flat(st)]
+        x = (inp.q[:, :1], inp.k[:, :1], inp.v[:, :1], inp.lam[:, :1], inp.tau)
+        o, st = ttt_decode(*x, inp.ln_weight, inp.ln_bias, state, mini_batch_size=8, impl="dual")
+        outs += [o, *flat(st)]
+    return outs
+
+
+def resumed(inp) -> TTTState:
+    """A state at position 3 with a non-zero accumulated gradient."""
+    start = initial_state(inp.weights, inp.biases, inp.q.shape[0])
+
+    def acc(ts):
+        return tuple(torch.full_like(t, 0.01) for t in ts)
+
+    return TTTState(start.weights, start.biases, acc(start.grad_weights), acc(start.grad_biases), 3)
+
+
+def test_entry_points_trace_as_one_graph():
+    """``torch._dynamo.explain`` of ``ttt_linear``, ``ttt_mlp`` (dual form, causal from a
+    resumed state and not, final states) and ``ttt_decode``: one graph, no break (the
+    commit used to read ``tau[-1]`` as a Python float: 33 breaks here)."""
+    lin = random_ttt_inputs("linear", B=2, T=21, H=2, d=8, b=8, seed=2)
+    mlp = random_ttt_inputs("mlp", B=2, T=21, H=2, d=8, b=8, seed=3)
+    explained = torch._dynamo.explain(entry_points)(lin, mlp, resumed(lin), resumed(mlp))
+    assert explained.graph_break_count == 0, [r.reason for r in explained.break_reasons]
+    assert explained.graph_count == 1
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_full_graph_forward_and_backward_equal_eager(kind):
+    """``fullgraph=True`` through the AOT autograd of the op (its backward op in the backward
+    graph; a chain this short runs compiled by inductor, ``ops.run_chain``) gives the eager
+    outputs, final states and the gradients of every input (float64: to rounding)."""
+    inp = random_ttt_inputs(kind, B=2, T=21, H=2, d=8, b=8, dtype=torch.float64, seed=4)
+    inp = inp.requires_grad_()
+    L = len(inp.weights)
+
+    def layer(q, k, v, lam, tau, lnw, lnb, *params):
+        x = TTTInputs(q, k, v, lam, tau, params[:L], params[L:], lnw, lnb)
+        o, st = run_ttt(kind, x, 8, impl="dual", save_every=2, output_final_state=True)
+        return o, flat(st)
+
+    leaves = inp.tensors()
+    args = (*leaves[:5], inp.ln_weight, inp.ln_bias, *inp.weights, *inp.biases)
+    results = []
+    for fn in (layer, torch.compile(layer, backend="aot_eager", fullgraph=True)):
+        o, st = fn(*args)
+        loss = (o * o.detach().sin()).sum() + sum((t * t.detach().cos()).sum() for t in st)
+        results.append([o, *st, *torch.autograd.grad(loss, leaves)])
+    for a, c in zip(*results):
+        torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
+def test_export_keeps_the_op_and_the_outputs(kind, causal):
+    """``torch.export`` of a module around ``ttt_linear`` / ``ttt_mlp`` with a state in and
+    out: the chain is one ``dual_scan`` node and the program gives the eager outputs."""
+    inp = random_ttt_inputs(kind, B=2, T=21, H=2, d=8, b=8, seed=5)
+    L = len(inp.weights)
+
+    class Layer(torch.nn.Module):
+        def forward(self, q, k, v, lam, *state):
+            parts = (state[:L], state[L : 2 * L], state[2 * L : 3 * L], state[3 * L :])
+            start = TTTState(*parts, 0)
+            x = dataclasses.replace(inp, q=q, k=k, v=v, lam=lam)
+            o, st = run_ttt(
+                kind, x, 8, impl="dual", causal=causal, initial_state=start,
+                output_final_state=True,
+            )  # fmt: skip
+            return o, *flat(st)
+
+    state = [t.contiguous() for t in flat(initial_state(inp.weights, inp.biases, 2))]
+    args = (inp.q, inp.k, inp.v, inp.lam, *state)
+    program = torch.export.export(Layer(), args)
+    nodes = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert nodes.count("ttt_video.dual_scan.default") == 1
+    for a, c in zip(Layer()(*args), program.module()(*args)):
+        torch.testing.assert_close(c, a, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", [1, 2], ids=["linear", "mlp"])
+def test_compiled_chain_equals_eager_chain(layers):
+    """Inside ``torch.compile``, short chains run compiled by inductor (``ops.run_chain``):
+    forward and backward ops with ``compiled=True`` give the eager results to rounding
+    (float64), from a resumed state (accumulated gradient) over two mini-batches, the last
+    not committing; and the compiled function really ran (no silent fallback to eager)."""
+    from ttt_video.kernels import dual, ops
+
+    *tensors, state = scan_inputs(layers, N=2, seed=7)
+    tensors, state = [t.double() for t in tensors], [t.double() for t in state]
+    flags = (True, False, 16, False)
+    results = []
+    for compiled in (False, True):
+        out = torch.ops.ttt_video.dual_scan.default(*tensors, state, *flags, compiled)
+        L = len(state) // 4
+        g = torch.Generator().manual_seed(1)
+        dzbar = torch.randn(out[0].shape, generator=g, dtype=torch.float64)
+        dfinal = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in out[1 : 1 + 4 * L]]
+        back = torch.ops.ttt_video.dual_scan_backward.default(
+            *tensors, state, out[1 + 4 * L :], dzbar, dfinal, *flags, compiled
+        )
+        results.append([*out, *back])
+    assert dual.scan_forward in ops._compiled_chains and not ops._chains_that_failed
+    for a, c in zip(*results):
+        torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)
