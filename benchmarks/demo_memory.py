@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ttt_video.apps.report import new_run_dir
+from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.data.fetch import mnist_path
 from ttt_video.data.synthetic.patterns import write_pattern_video
 from ttt_video.io_utils import run_peak_rss, write_json
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write the files, run every demo on each, then write and print the report."""
     args = parse_args(argv)
     folder = new_run_dir(args.out, "run")
-    info = {"load_start": ", ".join(f"{v:.1f}" for v in os.getloadavg())}
+    info = {"load_start": load_average()}
     info["gflops"] = measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9
     demos = list(args.demos)
     ckpt = None
@@ -138,15 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             rows[demo][minutes] = measure(demo, video, folder, ckpt, args.fit_steps)
             print(demo, f"{minutes:g} min", rows[demo][minutes], flush=True)
         video.unlink()
-    info["load_end"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    info["load_end"] = load_average()
     write_json(
         folder / "metrics.json", {"rows": {d: list(r.items()) for d, r in rows.items()}, **info}
     )
     text = report(rows, info, args)
-    (folder / "report.md").write_text(text)
-    print(text)
-    print(f"report: {folder / 'report.md'}")
-    return 0
+    return save_report(folder, text)
 
 
 if __name__ == "__main__":

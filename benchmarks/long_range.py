@@ -22,7 +22,7 @@ import time
 import lightning as L
 import torch
 
-from ttt_video.apps.report import new_run_dir
+from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.io_utils import write_json
 from ttt_video.train.config import config_path
 from ttt_video.train.runner import fit, load_module
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = new_run_dir(args.out, "held_out")
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    load = load_average()
     info = {"max_steps": args.max_steps, "threads": args.threads, "load_start": load}
     info["gflops"] = matmul_gflops()
     rows = []
@@ -135,13 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 rows.append(run_one(config, distance, seed, args, folder))
                 write_json(folder / "metrics.json", {"runs": rows, **info})
-    info["load_end"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    info["load_end"] = load_average()
     write_json(folder / "metrics.json", {"runs": rows, **info})
     text = report(rows, info)
-    (folder / "report.md").write_text(text)
-    print(text)
-    print(f"report: {folder / 'report.md'}")
-    return 0
+    return save_report(folder, text)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +54,7 @@ import numpy as np
 import torch
 
 from ttt_video.apps.demo import load_checkpoint_model
-from ttt_video.apps.report import new_run_dir
+from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.apps.series import BinnedSeries
 from ttt_video.data.fetch import load_mnist_digits
 from ttt_video.data.synthetic.moving_mnist import moving_digits, split_digits
@@ -318,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = new_run_dir(args.out, "run")
-    info = {"load_start": ", ".join(f"{v:.1f}" for v in os.getloadavg())}
+    info = {"load_start": load_average()}
     info["gflops"] = measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9
     results = {}
     for mixer in args.mixers:
@@ -328,14 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = stream(model, args)
             print(name, {k: round(v, 3) for k, v in results[name][-1].items()}, flush=True)
             write_json(folder / "metrics.json", {"results": results, **info})
-    info["load_end"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    info["load_end"] = load_average()
     write_json(folder / "metrics.json", {"results": results, **info, "args": vars(args)})
     plot(results, folder / "long_stream.png")
     text = report(results, info, args)
-    (folder / "report.md").write_text(text)
-    print(text)
-    print(f"report: {folder / 'report.md'}")
-    return 0
+    return save_report(folder, text)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ttt_video.apps.report import new_run_dir
+from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.io_utils import run_peak_rss, write_json
 from ttt_video.train.peak_flops import measure_peak_flops
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder = new_run_dir(args.out, "run")
     torch.set_num_threads(1)
-    info = {"load_start": ", ".join(f"{v:.1f}" for v in os.getloadavg())}
+    info = {"load_start": load_average()}
     info["gflops_start"] = measure_peak_flops(torch.device("cpu"), torch.float32, 2048) / 1e9
     trees = {"this tree": None}
     if args.compare_with is not None:
@@ -171,16 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         for i, (label, tree) in enumerate(trees.items())
     }
     info["gflops_end"] = measure_peak_flops(torch.device("cpu"), torch.float32, 2048) / 1e9
-    info["load_end"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    info["load_end"] = load_average()
     write_json(
         folder / "metrics.json",
         {"rows": rows, **info, "args": vars(args) | {"compare_with": str(args.compare_with)}},
     )
     text = report(rows, info, args)
-    (folder / "report.md").write_text(text)
-    print(text)
-    print(f"report: {folder / 'report.md'}")
-    return 0
+    return save_report(folder, text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Needs ``ttt-video prepare mnist``. Not collected by pytest.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import lightning as L
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from ttt_video.apps.quickstart import CONFIG, quickstart_run
-from ttt_video.apps.report import new_run_dir
+from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.data.synthetic.moving_mnist import MovingMNIST
 from ttt_video.io_utils import write_json
 from ttt_video.train.config import config_path, resolved_dict
@@ -124,18 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     folder = new_run_dir(args.out, "run")
     torch.set_num_threads(1)
-    info = {"load_start": ", ".join(f"{v:.1f}" for v in os.getloadavg())}
+    info = {"load_start": load_average()}
     info["gflops"] = measure_peak_flops(torch.device("cpu"), torch.float32, 2048) / 1e9
     rows = {"bare, before": bare_steps(args.bare_steps, folder)}
     rows["Lightning"] = lightning_steps(args, folder)
     rows["bare, after"] = bare_steps(args.bare_steps, folder)
-    info["load_end"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    info["load_end"] = load_average()
     write_json(folder / "metrics.json", {"rows": rows, **info, "args": vars(args)})
     text = report(rows, info, args)
-    (folder / "report.md").write_text(text)
-    print(text)
-    print(f"report: {folder / 'report.md'}")
-    return 0
+    return save_report(folder, text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Letters: N sequences, R = 10 predicted frames. Not collected by pytest.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from ttt_video.apps.quickstart import COLUMNS, evaluate_all, prepare_data, quickstart_run
-from ttt_video.apps.report import format_table, new_run_dir, plot_lines
+from ttt_video.apps.report import format_table, load_average, new_run_dir, plot_lines, save_report
 from ttt_video.data.synthetic.moving_mnist import fixed_set_path
 from ttt_video.io_utils import write_json
 from ttt_video.train.config import parse_overrides
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         info["models"][name] = {"steps": steps, "cpu_s": round(cpu_s), "params": params}
     for baseline in ("zeros", "mean frame", "copy last frame"):  # the same for every model
         rows[baseline], curves[baseline] = metrics[baseline], model_curves[baseline]
-    info["load"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    info["load"] = load_average()
     write_json(folder / "metrics.json", {"metrics": rows, "curves": curves, **info})
     plot_lines(
         curves,
@@ -122,10 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "MSE per frame",
     )
     text = report(rows, curves, info, args)
-    (folder / "report.md").write_text(text)
     print(format_table(rows, COLUMNS))
-    print(text)
-    print(f"report: {folder / 'report.md'}")
+    save_report(folder, text)
     return 0
 
 

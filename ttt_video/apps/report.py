@@ -5,6 +5,7 @@ Letters: ``F`` frames, ``C`` channels, ``H`` height, ``W`` width, ``R`` predicte
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def new_run_dir(parent: str | Path, name: str) -> Path:
         path = parent / f"{name}-{k}"
     path.mkdir(parents=True)
     return path
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages, ``"2.1, 2.0, 1.9"`` (for benchmark reports)."""
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def save_report(folder: Path, text: str) -> int:
+    """Write ``text`` to ``folder/report.md``, print it and the path; 0 (an exit status)."""
+    (folder / "report.md").write_text(text)
+    print(text)
+    print(f"report: {folder / 'report.md'}")
+    return 0
 
 
 def write_comparison(
