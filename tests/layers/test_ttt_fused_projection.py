@@ -45,7 +45,7 @@ def test_rope_phase_is_the_position_in_the_mini_batch_across_calls():
     layer = from_name("ttt_linear_t_debug").double().backbone.blocks[0].mixer
     x = torch.randn(2, 19 + 20, 64, dtype=torch.float64)
     _, state = layer(x[:, :19])
-    q, _, _, _ = layer.views(x[:, 19:], state)
+    q, *_ = layer.project(x[:, 19:], state)
     raw = torch.nn.functional.linear(x[:, 19:], layer.fused_proj.weight[:64]).view(2, 20, 4, 16)
     cos, sin = rope_cos_sin((19 + torch.arange(20)) % 16, 16, 10000.0, torch.float64)
     assert_close("q", apply_rope(raw, cos, sin), q, 1e-14)

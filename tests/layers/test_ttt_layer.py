@@ -85,7 +85,7 @@ def test_state_size_is_constant():
 def test_qk_l2_norm_gives_unit_q_and_k():
     layer = make(qk_l2_norm=True)
     state = layer.initial_state(2)
-    q, k, _, _ = layer.views(inputs(), state)
+    q, k, *_ = layer.project(inputs(), state)
     assert_close("|q|", torch.ones(q.shape[:-1], dtype=q.dtype), q.norm(dim=-1))
     assert_close("|k|", torch.ones(k.shape[:-1], dtype=k.dtype), k.norm(dim=-1))
 
@@ -93,8 +93,8 @@ def test_qk_l2_norm_gives_unit_q_and_k():
 def test_target_ln_makes_the_kernel_target_the_normalised_residual():
     plain, normed = make(seed=3), make(seed=3, target_ln=True)
     x = inputs()
-    q, k, v, _ = plain.views(x, plain.initial_state(2))
-    _, k2, v2, _ = normed.views(x, normed.initial_state(2))
+    q, k, v, *_ = plain.project(x, plain.initial_state(2))
+    _, k2, v2, *_ = normed.project(x, normed.initial_state(2))
     expected = layer_norm(v - k, plain.ttt_norm_weight, plain.ttt_norm_bias)
     assert_close("target", expected, v2 - k2, 1e-12)
 

@@ -210,13 +210,6 @@ class TTTBase(nn.Module):
         lam = torch.sigmoid(out[..., -H:] + self.lr_bias) * self.lr_scale
         return q, k, v, lam, gate, tail
 
-    def views(
-        self, x: Tensor, state: TTTLayerState
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """``q, k, v: [B, T, H, d]`` (RoPE applied, video options applied) and the new Q/K tail."""
-        q, k, v, _, _, tail = self.project(x, state)
-        return q, k, v, tail
-
     def run_kernel(self, q, k, v, lam, state: TTTState) -> tuple[Tensor, TTTState]:
         """Inner loop over ``q, k, v: [B, T, H, d]``, ``lam: [B, T, H]`` from ``state``."""
         ln_w, ln_b, tau = self.ttt_norm_weight, self.ttt_norm_bias, self.tau()

@@ -9,11 +9,12 @@ register budget and no rule of the real compiler. This module checks them:
    those the dispatcher makes (block sizes, dtypes, ``HAS_ACC``, warps, stages), one per
    distinct Triton specialisation (what the launcher compiles a kernel for: argument types,
    pointer alignment, integers divisible by 16 or equal to 1, constexprs, options);
-2. ``compile_launches`` compiles each for each target (``GPUTarget("cuda", arch, 32)``) with
-   the ``ptxas`` Triton ships, in a process without the interpreter, and reads the shared
-   memory (``metadata.shared``), the registers per thread and the stack frame (spills) of
-   the cubin (``cuobjdump -res-usage``), the ``tl.dot`` ops of the TTGIR that got a
-   tensor-core layout and the matrix instructions of the SASS.
+2. ``compile_launches`` compiles each for each target (``GPUTarget("cuda", arch, 32)``) in a
+   process without the interpreter: for every target through the compiler's shared-memory
+   allocation (the bytes a block needs), and, for the targets of ``FULL_ARCHS`` where the
+   launch fits, on with the ``ptxas`` Triton ships to a cubin, whose registers per thread and
+   stack frame (spills; ``cuobjdump -res-usage``), ``tl.dot`` ops with a tensor-core layout
+   in the TTGIR and matrix instructions in the SASS are read.
 
 A full run takes hours on two cores, so its results are kept in
 ``benchmarks/kernels_gpu_compile.json`` with each kernel's Triton cache key (a hash of its
@@ -22,7 +23,8 @@ against the kernels of the tree and recompiles a few. After changing a kernel::
 
     python -m ttt_video.kernels.triton.compile_check --write benchmarks/kernels_gpu_compile.json
 
-(``--archs``, ``--jobs``; Triton's on-disk cache skips the kernels that did not change; the
+(``--archs``, ``--full-archs``, ``--jobs``, ``--progress FILE`` to resume a stopped run;
+Triton's on-disk cache skips the cubins of kernels that did not change; the
 markdown tables of the results go to stdout, ``--read REPORT`` prints them again.)
 """
 
