@@ -283,9 +283,12 @@ def _allocate_shared(src: ASTSource, target: GPUTarget, backend, options) -> dic
 
 
 def _ttgir_hash(ttgir: str) -> str:
-    """A hash of the TTGIR with the target's name left out: equal for two targets when the
-    compiler made the same code for both."""
-    return hashlib.sha256(re.sub(r"cuda:\d+", "cuda", ttgir).encode()).hexdigest()[:16]
+    """A hash of the TTGIR with the target's name and the folders of source locations left
+    out: equal for two targets when the compiler made the same code for both, and the same
+    in any checkout or installation."""
+    text = re.sub(r"cuda:\d+", "cuda", ttgir)
+    text = re.sub(r'loc\("[^"]*/([^"/]*)"', r'loc("\1"', text)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _cuobjdump(flag: str, cubin: bytes) -> str:
