@@ -58,18 +58,6 @@ RESULT = "RESULT "
 """Prefix of the worker's JSON line on stdout."""
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
-    """Best fp32 ``n^3`` matmul rate, GFLOP/s, on the current threads."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        a @ b
-        best = min(best, time.process_time() - start)
-    return 2 * n**3 / best / 1e9
-
-
 def training_step(mixer: str, compiled: bool, steps: int) -> dict[str, float]:
     """Steps/s of the quickstart recipe's step (module docstring) and the seconds of the
     first (warm-up, compiling) steps."""
@@ -264,7 +252,9 @@ def main() -> None:
         ).stdout
         subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
         results = measure({"before": Path(base), "after": ROOT}, args)
-    gflops = matmul_gflops()
+    from ttt_video.apps.measure import matmul_gflops  # here: the workers import their own trees
+
+    gflops = matmul_gflops(2048, 3)
     loads = (load, os.getloadavg()[0])
     print(report(results["before"], results["after"], gflops, loads, args))
     if args.json:

@@ -23,6 +23,7 @@ import os
 import kernels_cpu
 import torch
 
+from ttt_video.apps.measure import saved_bytes
 from ttt_video.kernels.lact import lact
 
 MODES = {  # name: (causal, momentum, muon)
@@ -55,21 +56,6 @@ def lact_flops(B: int, T: int, H: int, d: int, m: int, C: int, muon: bool) -> fl
         per_iter = 2 * small * small * large * 2 + 2 * small**3  # gram, gram @ gram, (.) @ x
         flops += B * H * (T // C) * 3 * 5 * per_iter
     return flops
-
-
-def saved_bytes(fn) -> int:
-    """Bytes of the tensors autograd saves for the backward while ``fn()`` runs (each storage
-    once)."""
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def far_state(model: LanguageModel, position: int, prompt: int) -> BackboneState
     if cfg.mixer == "attention":
         shape = (1, cfg.num_heads, position, cfg.head_dim)
         blocks = tuple(
-            dataclasses.replace(b, mixer=KVCache(torch.randn(shape), torch.randn(shape)))
+            dataclasses.replace(b, mixer=KVCache(torch.randn(shape), torch.randn(shape), shape[2]))
             for b in model(torch.zeros(1, 1, dtype=torch.long))[1].blocks
         )
         return BackboneState(blocks)

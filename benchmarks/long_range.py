@@ -1,12 +1,17 @@
-"""Long-range recall on held-out digits: TTT-Linear against windowed attention by distance.
+"""Long-range recall on held-out digits: TTT-Linear, LaCT, full and windowed attention by distance,
+at an equal CPU budget.
 
-For every config, distance and seed, one after another: ``ttt-video fit --config CONFIG
---data.distance D --trainer.max_steps N --trainer.seed S`` (the shipped ``long_range_*``
-configs), then top-1/top-5 of its last checkpoint on the test split (held-out digits that
-neither training nor validation shows; ``ttt_video.data.synthetic.long_range``)::
+For every distance, the first ``--variants`` entry (TTT-Linear by default) trains for
+``--max-steps`` steps; every other variant then trains for the same wall time (its
+``data.time_budget_s``, the schedule running on elapsed time) unless ``--budget-min`` gives
+every run one budget. Each run is ``ttt-video fit --config long_range_* --data.distance D
+--trainer.seed S`` with the variant's overrides, in a child process of its own (its peak
+resident memory is the run's), then top-1/top-5 of its last checkpoint on the test split
+(held-out digits that neither training nor validation shows;
+``ttt_video.data.synthetic.long_range``)::
 
     python benchmarks/long_range.py --distances 50 200 --max-steps 300
-    python benchmarks/long_range.py --configs long_range_ttt_linear --distances 1000 --seeds 0 1
+    python benchmarks/long_range.py --variants lact --distances 1000 --budget-min 17
 
 The runs go to a new folder under ``--out`` with ``report.md`` (also printed) and
 ``metrics.json``; the report gives the load average and the machine's fp32 matmul GFLOP/s,
@@ -16,42 +21,45 @@ measured in the same process, since wall times depend on both. Not collected by 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import lightning as L
 import torch
 
+from ttt_video.apps.measure import matmul_gflops
 from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.io_utils import write_json
 from ttt_video.train.config import config_path
 from ttt_video.train.runner import fit, load_module
 from ttt_video.train.tasks import load_run_config
 
-NAMES = {"long_range_ttt_linear": "TTT-Linear", "long_range_attention": "windowed attention"}
+VARIANTS = {  # name: (shipped config, overrides, label in the report)
+    "ttt_linear": ("long_range_ttt_linear", {}, "TTT-Linear"),
+    "attention_full": (
+        "long_range_attention",
+        {"model.objective.window_frames": None},
+        "full causal attention",
+    ),
+    "attention_window": ("long_range_attention", {}, "windowed attention (last 32 frames)"),
+    "lact": ("long_range_lact", {}, "LaCT (64-frame chunks and window)"),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=list(NAMES), choices=list(NAMES))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--distances", nargs="+", type=int, default=[50, 200])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--max-steps", type=int, default=300, help="steps of the first variant")
+    p.add_argument("--budget-min", type=float, default=None, help="one budget for every run")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/long_range")
     return p.parse_args(argv)
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an ``[n, n] @ [n, n]`` matmul on the CPU (the machine's reference)."""
-    a = torch.randn(n, n)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def test_metrics(ckpt) -> dict[str, float]:
@@ -68,28 +76,37 @@ def test_metrics(ckpt) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
-def run_one(config: str, distance: int, seed: int, args, folder) -> dict:
-    """Train one run and evaluate it on the test split: its row of the report."""
-    name = f"{config}_d{distance}_s{seed}"
+def run_one(variant: str, distance: int, seed: int, budget_s: float | None, args, folder) -> dict:
+    """Train one run (``args.max_steps`` steps, or ``budget_s`` seconds of wall time) and evaluate
+    it on the test split: its row of the report. Meant for a child process of its own, whose
+    peak resident memory (``peak_rss_mb``) is then this run's."""
+    torch.set_num_threads(args.threads)
+    config, extra, _ = VARIANTS[variant]
     overrides = {
-        "name": name,
+        "name": f"{variant}_d{distance}_s{seed}",
         "out_dir": str(folder),
         "data.distance": distance,
-        "trainer.max_steps": args.max_steps,
+        "trainer.max_steps": args.max_steps if budget_s is None else 100_000,
         "trainer.seed": seed,
         "trainer.progress_bar": False,
+        **extra,
     }
+    if budget_s is not None:
+        overrides["data.time_budget_s"] = budget_s
     run = load_run_config(config_path(config), overrides)
     t0 = time.perf_counter()
     status = fit(run)
-    minutes = (time.perf_counter() - t0) / 60
+    seconds = time.perf_counter() - t0
     test = test_metrics(run.run_dir / "checkpoints" / "last.ckpt")
     row = {
-        "config": config,
+        "variant": variant,
         "distance": distance,
         "seed": seed,
         "steps": status["step"],
-        "train_min": round(minutes, 2),
+        "train_s": round(seconds, 1),
+        "s_per_step": round(seconds / max(status["step"], 1), 3),
+        "budget_s": budget_s,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "load": round(os.getloadavg()[0], 1),
         "val_top1": status.get("val/top1"),
         "test_top1": test["test/top1"],
@@ -100,45 +117,67 @@ def run_one(config: str, distance: int, seed: int, args, folder) -> dict:
     return row
 
 
+def run_in_child(*args) -> dict:
+    """``run_one`` in a fresh process (spawned, so that its peak memory is its own)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(run_one, *args).result()
+
+
 def report(rows: list[dict], info: dict) -> str:
     """The Markdown report: one row per run."""
+    budget = (
+        f"{info['budget_min']} min of training per run"
+        if info["budget_min"]
+        else f"the first variant {info['max_steps']} steps, the others its wall time"
+    )
     lines = [
-        f"Long-range recall, test split (held-out digits), {info['max_steps']} training steps "
-        f"per run, {info['threads']} thread(s). Machine reference: fp32 matmul "
-        f"{info['gflops']:.1f} GFLOP/s; load average {info['load_start']} at the start, "
-        f"{info['load_end']} at the end (other jobs shared the CPU).",
+        f"Long-range recall, test split (held-out digits), {budget}, {info['threads']} "
+        f"thread(s) per run. Machine reference: fp32 matmul {info['gflops']:.1f} GFLOP/s; load "
+        f"average {info['load_start']} at the start, {info['load_end']} at the end.",
         "",
-        "| model | distance | seed | steps | test top-1 | test top-5 | val top-1 | train min | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | distance | seed | steps | s/step | peak RSS MB | test top-1 | test top-5 "
+        "| val top-1 | train min | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {NAMES[r['config']]} | {r['distance']} | {r['seed']} | {r['steps']} | "
-            f"{100 * r['test_top1']:.1f}% | {100 * r['test_top5']:.1f}% | "
-            f"{100 * r['val_top1']:.1f}% | {r['train_min']:.1f} | {r['load']} |"
+            f"| {VARIANTS[r['variant']][2]} | {r['distance']} | {r['seed']} | {r['steps']} | "
+            f"{r['s_per_step']:.2f} | {r['peak_rss_mb']:,} | {100 * r['test_top1']:.1f}% | "
+            f"{100 * r['test_top5']:.1f}% | {100 * r['val_top1']:.1f}% | "
+            f"{r['train_s'] / 60:.1f} | {r['load']} |"
         )
-    lines += ["", f"Test sequences per run: {rows[0]['test_sequences']} (the same for every run)."]
+    lines += [
+        "",
+        f"Test sequences per run: {rows[0]['test_sequences']} (the same for every run). "
+        "s/step is the training wall time (validation included) over the steps.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every (config, distance, seed), then write and print the report."""
+    """Run every (distance, variant, seed), then write and print the report."""
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     folder = new_run_dir(args.out, "held_out")
-    load = load_average()
-    info = {"max_steps": args.max_steps, "threads": args.threads, "load_start": load}
-    info["gflops"] = matmul_gflops()
+    info = {
+        "max_steps": args.max_steps,
+        "budget_min": args.budget_min,
+        "threads": args.threads,
+        "load_start": load_average(),
+        "gflops": matmul_gflops(),
+    }
+    fixed = None if args.budget_min is None else 60 * args.budget_min
     rows = []
     for distance in args.distances:
-        for config in args.configs:
-            for seed in args.seeds:
-                rows.append(run_one(config, distance, seed, args, folder))
+        for seed in args.seeds:
+            budget = fixed
+            for variant in args.variants:
+                rows.append(run_in_child(variant, distance, seed, budget, args, folder))
+                budget = budget or rows[-1]["train_s"]
                 write_json(folder / "metrics.json", {"runs": rows, **info})
     info["load_end"] = load_average()
     write_json(folder / "metrics.json", {"runs": rows, **info})
-    text = report(rows, info)
-    return save_report(folder, text)
+    return save_report(folder, report(rows, info))
 
 
 if __name__ == "__main__":

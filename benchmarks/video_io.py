@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as nnf
 from torch.utils.data import DataLoader
 
+from ttt_video.apps.measure import best_of, matmul_gflops
+from ttt_video.apps.report import load_average
 from ttt_video.data.fetch import CLIPS, clip_path
 from ttt_video.data.video.backends import decord_available, torchcodec_available
 from ttt_video.data.video.folder import VideoClipDataset, collate_clips
@@ -53,26 +55,6 @@ from ttt_video.io_utils import rss_bytes
 
 SIZES = (64, 224)
 INTERPOLATIONS = ("FAST_BILINEAR", "BILINEAR", "BICUBIC", "AREA", "GAUSS", "X", "LANCZOS")
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    """Fastest wall time of ``repeats`` calls, seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_gflops(n: int = 1024) -> float:
-    """fp32 GFLOP/s of an ``n x n`` matmul with torch's threads: the machine's reference."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_of(lambda: a @ b, 5) / 1e9
-
-
-def load() -> str:
-    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def previous_path(path: Path, frames: int, size: int) -> torch.Tensor:
@@ -262,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     cockatoo = clip_path("cockatoo.mp4")
     if cockatoo is None:
         raise SystemExit("cockatoo.mp4 is not in the cache: run ttt-video prepare clips")
-    start_load, gflops = load(), matmul_gflops()
+    start_load, gflops = load_average(), matmul_gflops()
     lines = [
         "# Video reader benchmark",
         "",
@@ -315,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "## Streaming a long file in chunks of 32", ""]
         lines += ["| file | peak traced (numpy) | resident growth |", "|---|---|---|"]
         lines += streaming_memory(Path(tmp))
-    lines += ["", f"Load average at the end: {load()}."]
+    lines += ["", f"Load average at the end: {load_average()}."]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out}")

@@ -1,12 +1,19 @@
-"""Moving-MNIST-style 10 -> 10: TTT-Linear, TTT-MLP and attention at an equal CPU budget.
+"""Moving-MNIST-style prediction: TTT-Linear, TTT-MLP, LaCT, full and window attention at an
+equal CPU budget.
 
 Every model is trained with the quickstart's recipe (``ttt_video.apps.quickstart``: same data,
 loss, optimiser and schedule) for the same wall-clock budget, one after another on one thread,
 then rolled out on the same fixed sequences against the trivial baselines::
 
-    python benchmarks/video_mmnist.py                       # 3 models x 8 min, 2,000 test seqs
+    python benchmarks/video_mmnist.py                       # 10 -> 10, 3 models x 8 min
     python benchmarks/video_mmnist.py --budget-min 3 --split val --test-size 300 \\
         --models ttt_linear --set model.decoder=conv        # a quick probe of one change
+    python benchmarks/video_mmnist.py --variant long200 --batch-size 2 \\
+        --set model.objective.rollout_training=false       # 200-frame clips, teacher-forced
+
+``--variant long200`` trains on 200-frame clips and rolls out 100 frames after 100 (the
+``long200`` fixed sets). ``attention_window`` is the attention backbone restricted to the last
+``--window-frames`` frames (``attention_window`` in tokens: frames x 16).
 
 ``--set key=value`` (repeatable) overrides a field of the run file (dotted path, YAML value),
 as ``ttt-video fit --key value`` does. The report (``report.md``, ``metrics.json``,
@@ -26,20 +33,31 @@ import torch
 
 from ttt_video.apps.quickstart import COLUMNS, evaluate_all, prepare_data, quickstart_run
 from ttt_video.apps.report import format_table, load_average, new_run_dir, plot_lines, save_report
-from ttt_video.data.synthetic.moving_mnist import fixed_set_path
+from ttt_video.data.synthetic.moving_mnist import VARIANTS, build_fixed_set
 from ttt_video.io_utils import write_json
+from ttt_video.models import config_from_name
 from ttt_video.train.config import parse_overrides
 from ttt_video.train.runner import fit, load_module
 from ttt_video.train.tasks import build_run_config
 
-NAMES = {"ttt_linear": "TTT-Linear", "ttt_mlp": "TTT-MLP", "attention": "attention"}
+NAMES = {
+    "ttt_linear": "TTT-Linear",
+    "ttt_mlp": "TTT-MLP",
+    "attention": "attention",
+    "attention_window": "window attention",
+    "lact": "LaCT",
+}
+DEFAULT_MODELS = ("ttt_linear", "ttt_mlp", "attention")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(NAMES), choices=list(NAMES))
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=list(NAMES))
     p.add_argument("--size", default="small", help="preset size: video_<model>_<size>")
+    p.add_argument("--variant", default="standard", choices=["standard", "long200"])
+    p.add_argument("--batch-size", type=int, default=None, help="clips per step (recipe's: 8)")
+    p.add_argument("--window-frames", type=int, default=8, help="attention_window's frames")
     p.add_argument("--budget-min", type=float, default=8.0, help="training minutes per model")
     p.add_argument("--max-steps", type=int, default=100_000, help="also stop after this many")
     p.add_argument("--split", default="test", choices=["val", "test"])
@@ -54,12 +72,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_and_evaluate(args: argparse.Namespace, model: str, folder: Path, test: np.ndarray):
     """Train ``model`` under the budget; (metrics per method, curves, steps, seconds, params)."""
     raw = quickstart_run(model, str(folder), args.max_steps, args.seed)
+    mixer = "attention" if model == "attention_window" else model
     overrides = {
-        "model.preset": f"video_{model}_{args.size}",
+        "model.preset": f"video_{mixer}_{args.size}",
         "data.time_budget_s": 60 * args.budget_min,
         "trainer.val_check_interval": args.max_steps,
-        **parse_overrides([f"--{item}" for item in args.set]),
     }
+    if args.variant != "standard":
+        variant = VARIANTS[args.variant]
+        overrides.update({"data.variant": args.variant, "data.num_input": variant.num_input})
+        overrides["data.num_output"] = variant.num_output
+    if args.batch_size:
+        overrides["data.batch_size"] = args.batch_size
+    if model == "attention_window":
+        tokens = config_from_name(f"video_attention_{args.size}").tokens_per_frame
+        overrides["model.attention_window"] = args.window_frames * tokens
+    overrides.update(parse_overrides([f"--{item}" for item in args.set]))
     run = build_run_config(raw, model, overrides)
     t0 = time.process_time()
     status = fit(run)
@@ -72,7 +100,7 @@ def train_and_evaluate(args: argparse.Namespace, model: str, folder: Path, test:
 def report(rows: dict, curves: dict, info: dict, args: argparse.Namespace) -> str:
     """The Markdown report: one row per model and baseline."""
     lines = [
-        f"Moving-MNIST-style 10 -> 10, {info['sequences']} {args.split} sequences, "
+        f"Moving-MNIST-style {info['protocol']}, {info['sequences']} {args.split} sequences, "
         f"{args.budget_min} min of training per model, one thread, seed {args.seed}, "
         f"load average at the end {info['load']}.",
         "",
@@ -101,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     prepare_data()
-    test = np.load(fixed_set_path("standard", args.split), mmap_mode="r")[: args.test_size]
+    path = build_fixed_set(args.variant, args.split)  # kept when it exists
+    test = np.load(path, mmap_mode="r")[: args.test_size]
     folder = new_run_dir(args.out, "compare")
-    rows, curves, info = {}, {}, {"models": {}, "sequences": len(test)}
+    variant = VARIANTS[args.variant]
+    protocol = f"{variant.num_input} -> {variant.num_output}"
+    rows, curves, info = {}, {}, {"models": {}, "sequences": len(test), "protocol": protocol}
     for model in args.models:
         metrics, model_curves, steps, cpu_s, params = train_and_evaluate(args, model, folder, test)
         name = NAMES[model]

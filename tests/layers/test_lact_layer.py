@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ttt_video.layers import Block, BlockConfig
-from ttt_video.layers.lact import LaCT, LaCTLayerState, window_attention
+from ttt_video.layers.attention import window_attention
+from ttt_video.layers.lact import LaCT, LaCTLayerState
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 from ttt_video.testing import assert_close

@@ -1,8 +1,16 @@
-"""Causal multi-head self-attention: the Transformer baseline, with a KV cache for decoding.
+"""Causal multi-head self-attention: the Transformer baseline, with a KV cache for decoding,
+full or over a sliding window.
 
-Letters: ``B`` batch, ``T`` tokens in this call, ``S`` tokens in the cache before the call,
-``D`` model width, ``H`` heads, ``d = D/H`` head dim. RoPE (adjacent pairs, as in the TTT
-layers) uses absolute positions ``S..S+T-1``.
+Letters: ``B`` batch, ``T`` tokens in this call, ``P`` tokens of the stream before the call,
+``S`` tokens in the cache (``P``, or at most ``W`` with a window), ``W`` window
+(``cfg.attention_window``), ``D`` model width, ``H`` heads, ``d = D/H`` head dim. RoPE
+(adjacent pairs, as in the TTT layers) uses absolute positions ``P..P+T-1``.
+
+Full attention (``W = 0``): token ``t`` sees every token ``s <= t``; the cache grows with the
+stream and a step costs ``O(P)``. Sliding window (``W > 0``): token ``t`` sees ``t - W < s <= t``;
+the cache keeps the last ``W`` keys and values, so memory and the cost per token stay constant
+however long the stream, and a call of ``T`` tokens costs ``O(T W)`` (computed ``W`` queries at
+a time, ``window_attention``).
 """
 
 from __future__ import annotations
@@ -13,21 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ttt_video.kernels.lact import chunk_segments
 from ttt_video.layers.config import BlockConfig
 from ttt_video.layers.rope import apply_rope, rope_cos_sin
 
 
 @dataclass(frozen=True)
 class KVCache:
-    """Keys and values of every token so far: ``k, v: [B, H, S, d]`` (grows with ``S``)."""
+    """Keys (RoPE applied) and values ``k, v: [B, H, S, d]`` of the tokens a next token may see:
+    every token so far (``S = position``, growing), or the last ``S <= W`` with a window.
+
+    Attributes:
+        position: ``P``, tokens consumed so far in the stream (absolute).
+    """
 
     k: Tensor
     v: Tensor
-
-    @property
-    def position(self) -> int:
-        """``S``, tokens consumed so far."""
-        return self.k.shape[2]
+    position: int
 
     def nbytes(self) -> int:
         """Memory held by the cache, in bytes (linear in ``S``)."""
@@ -35,18 +45,68 @@ class KVCache:
 
     def detach(self) -> KVCache:
         """A copy cut from the autograd graph."""
-        return KVCache(self.k.detach(), self.v.detach())
+        return KVCache(self.k.detach(), self.v.detach(), self.position)
 
 
 torch.export.register_dataclass(KVCache)
 
 
+def window_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    tail: tuple[Tensor, Tensor] | None,
+    chunk_position: int,
+    window: int,
+    chunk_size: int,
+    causal: bool,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Sliding-window softmax attention over a call's tokens and the tail of the previous ones.
+
+    Causal: token ``t`` sees tokens ``t - W < s <= t``. Non-causal: a token of the chunk
+    ``[c, c + C)`` sees tokens ``c - W <= s < c + C`` (its chunk whole and the ``W`` before it).
+
+    Args:
+        q, k, v: ``[B, H, T, h]`` (RoPE already applied to ``q`` and ``k``).
+        tail: ``(k, v)`` of the ``S <= W`` tokens before the call, or None (``S = 0``).
+        chunk_position: tokens of the current chunk consumed before the call (0 when not causal).
+        window: ``W >= 1``.
+        chunk_size: ``C``; the call is computed one chunk segment at a time.
+        causal: the masking rule above.
+
+    Returns:
+        ``o: [B, H, T, h]`` and the new tail (the last ``min(W, S + T)`` keys and values).
+    """
+    keys, values = k, v
+    if tail is not None:
+        keys, values = torch.cat((tail[0], k), dim=2), torch.cat((tail[1], v), dim=2)
+    S = keys.shape[2] - k.shape[2]
+    outs = []
+    for a, b in chunk_segments(chunk_position, q.shape[2], chunk_size):
+        # key j of `keys` is token j - S of the call; query i is token i
+        lo = max(0, S + a - (window - 1 if causal else window))
+        mask = None
+        if causal:
+            offset = (S + torch.arange(a, b, device=q.device))[:, None] - torch.arange(
+                lo, S + b, device=q.device
+            )
+            mask = (offset >= 0) & (offset < window)
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, a:b], keys[:, :, lo : S + b], values[:, :, lo : S + b], attn_mask=mask
+            )
+        )
+    return torch.cat(outs, dim=2), (keys[:, :, -window:], values[:, :, -window:])
+
+
 class CausalSelfAttention(nn.Module):
-    """``y = o_proj(softmax(q k^T / sqrt(d) + causal mask) v)`` with bias-free projections."""
+    """``y = o_proj(softmax(q k^T / sqrt(d) + mask) v)`` with bias-free projections; the mask is
+    causal, over the whole stream or the last ``cfg.attention_window`` tokens (module docstring)."""
 
     def __init__(self, cfg: BlockConfig) -> None:
         super().__init__()
         D = cfg.width
+        self.window = cfg.attention_window
         self.num_heads, self.head_dim, self.rope_theta = cfg.num_heads, cfg.head_dim, cfg.rope_theta
         self.q_proj = nn.Linear(D, D, bias=False)
         self.k_proj = nn.Linear(D, D, bias=False)
@@ -57,28 +117,33 @@ class CausalSelfAttention(nn.Module):
         """Attend from ``x: [B, T, D]`` to the cache and ``x`` itself.
 
         Returns:
-            ``y: [B, T, D]`` and the cache extended by ``T`` tokens.
+            ``y: [B, T, D]`` and the cache extended by ``T`` tokens (with a window, its last
+            ``W``).
         """
         B, T, D = x.shape
-        S = 0 if state is None else state.position
+        P = 0 if state is None else state.position
         shape = (B, T, self.num_heads, self.head_dim)
         q, k, v = (p(x).view(shape) for p in (self.q_proj, self.k_proj, self.v_proj))
         cos, sin = rope_cos_sin(
-            torch.arange(S, S + T, device=x.device), self.head_dim, self.rope_theta, q.dtype
+            torch.arange(P, P + T, device=x.device), self.head_dim, self.rope_theta, q.dtype
         )
         q, k, v = (
             apply_rope(q, cos, sin).transpose(1, 2),
             apply_rope(k, cos, sin).transpose(1, 2),
             v.transpose(1, 2),
         )
+        if self.window:
+            tail = None if state is None else (state.k, state.v)
+            o, (k, v) = window_attention(q, k, v, tail, 0, self.window, self.window, causal=True)
+            return self.o_proj(o.transpose(1, 2).reshape(B, T, D)), KVCache(k, v, P + T)
         if state is not None:
             k, v = torch.cat((state.k, k), dim=2), torch.cat((state.v, v), dim=2)
-        if S == 0:
+        if P == 0:
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif T == 1:
             o = F.scaled_dot_product_attention(q, k, v)
         else:
-            rows = torch.arange(S, S + T, device=x.device)[:, None]
-            mask = torch.arange(S + T, device=x.device)[None, :] <= rows
+            rows = torch.arange(P, P + T, device=x.device)[:, None]
+            mask = torch.arange(P + T, device=x.device)[None, :] <= rows
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.o_proj(o.transpose(1, 2).reshape(B, T, D)), KVCache(k, v)
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, D)), KVCache(k, v, P + T)

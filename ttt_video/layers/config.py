@@ -83,6 +83,11 @@ class BlockConfig:
     """Video variant: add a second TTT pass over the reversed stream (non-causal only)."""
     residual_gate: bool = False
     """Video variant: scale the mixer output by ``tanh(alpha)`` (``alpha: [D]``, init 0.1)."""
+    attention_window: int = 0
+    """``"attention"``: tokens a query sees, itself included (``t - W < s <= t``); 0: all of them
+    (full causal attention, a cache that grows with the stream). With a window the cache keeps
+    the last ``W`` tokens, so memory and the cost per token stay constant (a sliding-window
+    baseline; for video, ``k`` frames are ``k N`` tokens)."""
     lact_window: int = 2048
     """LaCT: tokens of the sliding-window attention in the same layer (0: no attention branch).
     Causal: a token sees the last ``lact_window`` tokens up to itself; non-causal: a chunk sees
@@ -108,6 +113,10 @@ class BlockConfig:
             raise ValueError(f"mixer: unknown {self.mixer!r}; valid: {', '.join(MIXER_NAMES)}")
         check_impl(self.impl)
         check_positive(self, "norm_eps", "init_std", "rope_theta")
+        for name in ("attention_window", "lact_window"):
+            window = getattr(self, name)
+            if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+                raise ValueError(f"{name}: expected an int >= 0, got {window!r}")
         check_positive(self, "ttt_base_lr", allow_none=True)
         if self.bidirectional and self.causal:
             raise ValueError("bidirectional: needs causal=False (a causal model cannot see ahead)")
@@ -133,9 +142,6 @@ class BlockConfig:
     def _check_lact(self) -> None:
         check_positive(self, "lact_hidden_ratio", "lact_lr_init")
         check_positive(self, "lact_num_heads", integer=True, allow_none=True)
-        window = self.lact_window
-        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
-            raise ValueError(f"lact_window: expected an int >= 0, got {window!r}")
         if not 0.0 <= self.lact_momentum < 1.0:
             raise ValueError(
                 f"lact_momentum: expected 0 <= momentum < 1, got {self.lact_momentum!r}"

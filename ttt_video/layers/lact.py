@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ttt_video.kernels.lact import LaCTState, chunk_segments, lact, lact_initial_state
+from ttt_video.kernels.lact import LaCTState, lact, lact_initial_state
+from ttt_video.layers.attention import window_attention
 from ttt_video.layers.config import BlockConfig
 from ttt_video.layers.norms import RMSNorm
 from ttt_video.layers.rope import apply_rope, rope_cos_sin
@@ -73,54 +74,6 @@ torch.export.register_dataclass(LaCTLayerState)
 def inverse_softplus(y: float) -> float:
     """``x`` with ``softplus(x) = y`` (``y > 0``)."""
     return y + math.log(-math.expm1(-y))
-
-
-def window_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    tail: tuple[Tensor, Tensor] | None,
-    chunk_position: int,
-    window: int,
-    chunk_size: int,
-    causal: bool,
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """Sliding-window softmax attention over a call's tokens and the tail of the previous ones.
-
-    Causal: token ``t`` sees tokens ``t - W < s <= t``. Non-causal: a token of the chunk
-    ``[c, c + C)`` sees tokens ``c - W <= s < c + C`` (its chunk whole and the ``W`` before it).
-
-    Args:
-        q, k, v: ``[B, H, T, h]`` (RoPE already applied to ``q`` and ``k``).
-        tail: ``(k, v)`` of the ``S <= W`` tokens before the call, or None (``S = 0``).
-        chunk_position: tokens of the current chunk consumed before the call (0 when not causal).
-        window: ``W >= 1``.
-        chunk_size: ``C``; the call is computed one chunk segment at a time.
-        causal: the masking rule above.
-
-    Returns:
-        ``o: [B, H, T, h]`` and the new tail (the last ``min(W, S + T)`` keys and values).
-    """
-    keys, values = k, v
-    if tail is not None:
-        keys, values = torch.cat((tail[0], k), dim=2), torch.cat((tail[1], v), dim=2)
-    S = keys.shape[2] - k.shape[2]
-    outs = []
-    for a, b in chunk_segments(chunk_position, q.shape[2], chunk_size):
-        # key j of `keys` is token j - S of the call; query i is token i
-        lo = max(0, S + a - (window - 1 if causal else window))
-        mask = None
-        if causal:
-            offset = (S + torch.arange(a, b, device=q.device))[:, None] - torch.arange(
-                lo, S + b, device=q.device
-            )
-            mask = (offset >= 0) & (offset < window)
-        outs.append(
-            F.scaled_dot_product_attention(
-                q[:, :, a:b], keys[:, :, lo : S + b], values[:, :, lo : S + b], attn_mask=mask
-            )
-        )
-    return torch.cat(outs, dim=2), (keys[:, :, -window:], values[:, :, -window:])
 
 
 class LaCT(nn.Module):
