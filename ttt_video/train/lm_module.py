@@ -9,6 +9,7 @@ The paper's recipe (ttt_video/kernels/README.md section 9), all from ``OptimConf
 - ``ttt_base_lr_start``: before every optimiser step, each TTT layer's inner ``base_lr``
   attribute (the scale of its learning-rate gate, read at every forward) is set on the
   same warm-up ramp, from ``ttt_base_lr_start`` to the layer's configured value.
+- ``time_budget_s``: train to a wall-clock budget (``ttt_video.train.time_budget``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ttt_video.models import LanguageModel, LMConfig
 from ttt_video.train.config import OptimConfig
 from ttt_video.train.optim import adamw_with_schedule, warmup_steps
 from ttt_video.train.sharding import configure_sharding
+from ttt_video.train.time_budget import TimeBudget
 
 
 def set_ttt_base_lr(model: nn.Module, start: float, fraction: float) -> float | None:
@@ -39,20 +41,27 @@ def set_ttt_base_lr(model: nn.Module, start: float, fraction: float) -> float | 
     return first
 
 
-class LMModule(L.LightningModule):
+class LMModule(TimeBudget, L.LightningModule):
     """Next-token cross-entropy on ``(inputs, targets): int64 [B, T]`` batches.
 
     Args:
         model_cfg: the language model to build.
         optim: optimiser and schedule.
         total_steps: length of the learning-rate schedule in optimiser steps.
+        time_budget_s: stop training after this many seconds (None: after the steps).
     """
 
-    def __init__(self, model_cfg: LMConfig, optim: OptimConfig, total_steps: int) -> None:
+    def __init__(
+        self,
+        model_cfg: LMConfig,
+        optim: OptimConfig,
+        total_steps: int,
+        time_budget_s: float | None = None,
+    ) -> None:
         super().__init__()
         self.model = LanguageModel(model_cfg)
         self.optim = optim
-        self.total_steps = total_steps
+        self.total_steps, self.time_budget_s = total_steps, time_budget_s
         self.warmup = warmup_steps(optim, total_steps)
         self._micro_losses: list[Tensor] = []
 
@@ -72,7 +81,8 @@ class LMModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self.optim.ttt_base_lr_start is not None:
-            fraction = (self.global_step + 1) / self.warmup if self.warmup else 1.0
+            step = self.progress(self.global_step + 1)
+            fraction = step / self.warmup if self.warmup else 1.0
             set_ttt_base_lr(self.model, self.optim.ttt_base_lr_start, fraction)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -87,6 +97,9 @@ class LMModule(L.LightningModule):
                 first = next(m for m in self.model.modules() if isinstance(m, TTTBase))
                 self.log("train/ttt_base_lr", first.base_lr)
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.stop_when_spent()
 
     def on_validation_epoch_start(self) -> None:
         self._val_losses: list[Tensor] = []
@@ -112,4 +125,6 @@ class LMModule(L.LightningModule):
             self.model.compile()
 
     def configure_optimizers(self):
-        return adamw_with_schedule(self.model, self.optim, self.total_steps, self.warmup)
+        return adamw_with_schedule(
+            self.model, self.optim, self.total_steps, self.warmup, progress=self.progress
+        )

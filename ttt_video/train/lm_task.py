@@ -31,6 +31,7 @@ from ttt_video.train.config import ConfigError, RunConfig
 from ttt_video.train.lm_module import LMModule
 from ttt_video.train.presets import model_parser, with_trainer_options
 from ttt_video.train.tasks import register_task
+from ttt_video.train.time_budget import run_time_budget
 from ttt_video.validation import check_positive
 
 CACHE_PREFIX = "cache:"
@@ -50,9 +51,12 @@ class LMDataConfig:
     """Sequences per micro-batch on one device."""
     num_workers: int = 0
     """DataLoader worker processes per device."""
+    time_budget_s: float | None = None
+    """Stop training after this many seconds (the LR schedule follows elapsed time)."""
 
     def __post_init__(self) -> None:
         check_positive(self, "block_len", "batch_size")
+        check_positive(self, "time_budget_s", allow_none=True)
         if self.num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, got {self.num_workers}")
 
@@ -102,4 +106,4 @@ def build_lm(run: RunConfig) -> tuple[LMModule, LMDataModule]:
         seed=run.trainer.seed,
     )
     total = run.optim.schedule_steps or run.trainer.max_steps
-    return LMModule(model_cfg, run.optim, total), datamodule
+    return LMModule(model_cfg, run.optim, total, run_time_budget(run)), datamodule

@@ -25,15 +25,12 @@ the loader workers, which fill the batches, and over the processes) with a log l
 stops the run with an error when more than ``MAX_UNREADABLE`` of the epoch's items were
 unreadable. Evaluation drops them (``val/skipped_files``, summed over the validation run).
 
-Both stop training early once ``time_budget_s`` seconds have passed, and then decay the
-learning rate on elapsed time instead of steps (whichever is further along), so a run on a
-busy machine ends on time with a finished schedule.
+Both train to ``time_budget_s`` seconds when it is given (``ttt_video.train.time_budget``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import lightning as L
@@ -50,6 +47,7 @@ from ttt_video.models.video_config import VideoConfig
 from ttt_video.train.config import OptimConfig
 from ttt_video.train.optim import adamw_with_schedule, warmup_steps
 from ttt_video.train.sharding import configure_sharding
+from ttt_video.train.time_budget import TimeBudget
 from ttt_video.train.video_metrics import frame_metrics, topk_accuracy
 from ttt_video.train.video_objectives import ClassifyObjective, PredictObjective
 
@@ -66,7 +64,7 @@ def clip_batch(batch: dict) -> tuple[Tensor, Tensor | None]:
     return batch["frames"], batch.get("label")
 
 
-class VideoModule(L.LightningModule):
+class VideoModule(TimeBudget, L.LightningModule):
     """Optimiser, schedule and the time budget shared by the video modules."""
 
     def __init__(
@@ -80,18 +78,7 @@ class VideoModule(L.LightningModule):
         self.model = VideoModel(model_cfg)
         self.optim, self.total_steps, self.time_budget_s = optim, total_steps, time_budget_s
         self.warmup = warmup_steps(optim, total_steps)
-        self._start: float | None = None
         self._unreadable: list[int] | None = None  # [unreadable, items] of the epoch so far
-
-    def progress(self, step: int) -> int:
-        """The schedule step: ``step``, or further when the time budget is running out."""
-        if self.time_budget_s is None or self._start is None:
-            return step
-        elapsed = (time.monotonic() - self._start) / self.time_budget_s
-        return max(step, round(elapsed * self.total_steps))
-
-    def on_train_start(self) -> None:
-        self._start = time.monotonic()
 
     def on_train_epoch_start(self) -> None:
         self._unreadable = None
@@ -100,8 +87,7 @@ class VideoModule(L.LightningModule):
         if "skipped" in batch:
             counts = self._unreadable or [0, 0]
             self._unreadable = [counts[0] + int(batch["skipped"]), counts[1] + len(batch["frames"])]
-        if self.time_budget_s is not None and time.monotonic() - self._start > self.time_budget_s:
-            self.trainer.should_stop = True
+        self.stop_when_spent()
 
     def on_train_epoch_end(self) -> None:
         """Report the epoch's unreadable files (all processes); stop when most were."""

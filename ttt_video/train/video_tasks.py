@@ -42,8 +42,8 @@ from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 from ttt_video.train.config import ConfigError, RunConfig, from_dict
 from ttt_video.train.presets import model_parser, with_trainer_options
-from ttt_video.train.runner import world_size
 from ttt_video.train.tasks import register_task
+from ttt_video.train.time_budget import run_time_budget
 from ttt_video.train.video_module import VideoClassifyModule, VideoPredictModule
 from ttt_video.train.video_objectives import ClassifyObjective, PredictObjective
 from ttt_video.validation import check_positive
@@ -114,7 +114,7 @@ class VideoPredictData:
 
     def __post_init__(self) -> None:
         check_positive(self, "num_input", "num_output", "size", "batch_size", "train_length")
-        check_positive(self, "max_frames", allow_none=True)
+        check_positive(self, "max_frames", "time_budget_s", allow_none=True)
         if self.source not in PREDICT_SOURCES:
             raise ValueError(
                 f"source: expected one of {', '.join(PREDICT_SOURCES)}, got {self.source!r}"
@@ -172,6 +172,7 @@ class VideoClassifyData:
 
     def __post_init__(self) -> None:
         check_positive(self, "size", "num_frames", "batch_size", "train_length", "eval_length")
+        check_positive(self, "time_budget_s", allow_none=True)
         if self.source not in CLASSIFY_SOURCES:
             raise ValueError(
                 f"source: expected one of {', '.join(CLASSIFY_SOURCES)}, got {self.source!r}"
@@ -272,21 +273,6 @@ def predict_datamodule(data: VideoPredictData, seed: int):
     )
 
 
-def _time_budget(run: RunConfig) -> float | None:
-    """``data.time_budget_s``; a ``ConfigError`` when the run has several processes.
-
-    Each process would read its own clock, so ranks could stop at different steps (a hang in
-    the gradient all-reduce) and decay their learning rates differently.
-    """
-    budget = run.data.time_budget_s
-    if budget is not None and world_size(run.trainer) > 1:
-        raise ConfigError(
-            "data.time_budget_s: single-process runs only (ranks would stop at different "
-            "steps); bound a multi-process run with trainer.max_steps"
-        )
-    return budget
-
-
 @register_task(
     "video_predict",
     model=model_parser(PredictModelSection, preset_type=VideoConfig),
@@ -307,7 +293,7 @@ def build_video_predict(run: RunConfig) -> tuple[VideoPredictModule, object]:
         data.num_input,
         data.num_output,
         run.model.objective,
-        _time_budget(run),
+        run_time_budget(run),
     )
     return module, datamodule
 
@@ -347,6 +333,6 @@ def build_video_classify(run: RunConfig) -> tuple[VideoClassifyModule, object]:
             f"{len(classes)} classes"
         )
     module = VideoClassifyModule(
-        model, run.optim, _total_steps(run), run.model.objective, _time_budget(run), classes
+        model, run.optim, _total_steps(run), run.model.objective, run_time_budget(run), classes
     )
     return module, datamodule
