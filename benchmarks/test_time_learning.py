@@ -20,7 +20,9 @@ are decoded in the training process (``--workers`` moves it to loader processes)
 - ``attention_window``: ``video_attention_small`` with ``model.attention_window`` =
   ``--window-frames`` x 16 tokens per frame (the cache keeps that many tokens);
 - ``attention``: ``video_attention_small``, full causal attention (its cache grows with the
-  video).
+  video);
+- ``lact``: ``video_lact_small`` (large-chunk TTT: SwiGLU fast weights updated once per
+  one-frame chunk, with a 4-frame attention window in the same layer).
 
 Evaluation streams the file (``ttt_video.apps.demo.stream_one_step``: decoded chunk by chunk at
 64x64 grey, centre crop, exactly the pixels the training loader gives; one chunk held at a
@@ -31,7 +33,7 @@ of the video), which separates "learns from this video" from "is a good predicto
 The error is the Moving-MNIST metric (``ttt_video.train.video_metrics.mse_per_frame``): squared
 error summed over the 64x64 pixels in [0, 1], predictions clamped to [0, 1]::
 
-    python benchmarks/test_time_learning.py                    # 3 models x 6 min, all of vtest
+    python benchmarks/test_time_learning.py                    # 4 models x 6 min, all of vtest
     python benchmarks/test_time_learning.py --budget-min 0.2 --max-frames 200 --out /tmp/ttl
     python benchmarks/test_time_learning.py --models ttt_linear --clip-frames 32
 
@@ -74,6 +76,7 @@ VARIANTS = {  # name: (shipped run file, label in the report)
     "ttt_linear": ("folder_predict_ttt_linear", "TTT-Linear"),
     "attention_window": ("folder_predict_attention", "sliding-window attention"),
     "attention": ("folder_predict_attention", "full causal attention"),
+    "lact": ("folder_predict_lact", "LaCT"),
 }
 COPY = "copy last frame"
 RESET = "TTT-Linear, state reset every call"
