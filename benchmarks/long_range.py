@@ -127,7 +127,7 @@ def run_in_child(*args) -> dict:
 def report(rows: list[dict], info: dict) -> str:
     """The Markdown report: one row per run."""
     budget = (
-        f"{info['budget_min']} min of training per run"
+        f"{info['budget_min']:.1f} min of training per run"
         if info["budget_min"]
         else f"the first variant {info['max_steps']} steps, the others its wall time"
     )
