@@ -17,9 +17,9 @@ and sliding-window attention over the last ``--window-frames`` frames (``attenti
     python benchmarks/video_clip_length.py                    # F = 25 ... 800, ~10 min
     python benchmarks/video_clip_length.py --frames 25 100 --models ttt_linear attention
 
-Writes ``report.md``, ``metrics.json`` and ``cost_vs_length.png`` to a new folder under
-``--out``; the report gives the machine's fp32 matmul GFLOP/s, measured in the same run.
-Letters: ``B`` clips, ``F`` frames per clip. Not collected by pytest.
+Writes ``report.md``, ``metrics.json``, ``train_s_vs_length.png`` and ``frame_ms_vs_length.png``
+to a new folder under ``--out``; the report gives the machine's fp32 matmul GFLOP/s, measured
+in the same run. Letters: ``B`` clips, ``F`` frames per clip. Not collected by pytest.
 """
 
 from __future__ import annotations

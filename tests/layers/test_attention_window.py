@@ -71,3 +71,11 @@ def test_stream_cut_anywhere_equals_one_pass_and_the_cache_stays_bounded(cuts):
 def test_the_window_is_validated():
     with pytest.raises(ValueError, match="attention_window"):
         BlockConfig(mixer="attention", attention_window=-1)
+    with pytest.raises(ValueError, match="attention_window: an option of mixer='attention'"):
+        BlockConfig(mixer="ttt_linear", attention_window=8)
+
+
+def test_the_cache_holds_only_the_window():
+    attn = make_attention(4)
+    _, cache = attn(torch.randn(1, 64, D, dtype=torch.float64))
+    assert cache.k.untyped_storage().nbytes() == cache.k.numel() * cache.k.element_size()

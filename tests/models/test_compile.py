@@ -24,9 +24,9 @@ def fresh_dynamo():
     dynamo.reset()
 
 
-def lm(name="ttt_linear_debug", train=False):
+def lm(name="ttt_linear_debug", train=False, **overrides):
     torch.manual_seed(0)
-    return from_name(name).train(train)
+    return from_name(name, **overrides).train(train)
 
 
 def video(name="video_ttt_linear_debug", train=False):
@@ -42,11 +42,11 @@ def frames(F, B=2, seed=1):
     return torch.rand(B, F, 1, 64, 64, generator=torch.Generator().manual_seed(seed))
 
 
-def lm_call(name, decode):
+def lm_call(name, decode, **overrides):
     """(model, args): a prefill of 20 tokens (training mode), or one decode step after 19."""
     if not decode:
-        return lm(name, train=True), (tokens(20),)
-    model = lm(name)
+        return lm(name, train=True, **overrides), (tokens(20),)
+    model = lm(name, **overrides)
     with torch.no_grad():
         _, state = model(tokens(19))
     return model, (tokens(1, seed=2), state)
@@ -64,6 +64,8 @@ CALLS = {
     "lm_prefill": lambda: lm_call("ttt_linear_debug", decode=False),
     "lm_mlp_prefill": lambda: lm_call("ttt_mlp_debug", decode=False),
     "lm_decode": lambda: lm_call("ttt_linear_debug", decode=True),
+    "lm_window_attention_prefill": lambda: lm_call("attention_debug", False, attention_window=8),
+    "lm_window_attention_decode": lambda: lm_call("attention_debug", True, attention_window=8),
     "video": lambda: video_call(with_state=False),
     "video_with_state": lambda: video_call(with_state=True),
 }
@@ -120,6 +122,7 @@ def test_warming_up_the_inner_learning_rate_does_not_recompile():
 EXPORTS = {
     "lm": lambda: (lm(), (tokens(20),)),
     "lm_with_state": lambda: lm_call("ttt_linear_debug", decode=True),
+    "lm_window_attention_with_state": lambda: lm_call("attention_debug", True, attention_window=8),
     "video": lambda: (video(), (frames(2),)),
     "video_with_state": lambda: (video(), (frames(1, seed=2), video()(frames(2)).state)),
 }

@@ -39,7 +39,7 @@ VARIANTS = [
     dict(mixer="ttt_linear", motion_input=True, decoder="conv", num_classes=5),
     dict(mixer="ttt_mlp", frames_per_mini_batch=2),
     dict(mixer="attention", frame_mixer=False, residual=False),
-    dict(mixer="attention", attention_window=6),  # a frame and a half of 4 tokens
+    dict(mixer="attention", attention_window=24),  # a frame and a half of 16 tokens
     dict(mixer="ttt_linear", causal=False, qk_l2_norm=True, target_ln=True, residual_gate=True),
 ]
 
@@ -84,7 +84,7 @@ def test_streaming_equals_whole_clip(kw):
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(causal=False), dict(mixer="attention", attention_window=8)], ids=["ttt", "window"]
+    "kw", [dict(causal=False), dict(mixer="attention", attention_window=40)], ids=["ttt", "window"]
 )
 def test_frame_by_frame_streaming_keeps_state_size(kw):
     model = build(**kw)
@@ -98,7 +98,7 @@ def test_frame_by_frame_streaming_keeps_state_size(kw):
             preds.append(out.next_frames)
             sizes.append(state.nbytes())
         assert_close("next_frames", model(x).next_frames, torch.cat(preds, 1), 1e-5)
-    assert len(set(sizes[2:])) == 1  # a window of 8 tokens is full after 2 frames
+    assert len(set(sizes[2:])) == 1  # a window of 40 tokens is full after 3 frames of 16
 
 
 @pytest.mark.parametrize("horizon", [1, 3, 17])

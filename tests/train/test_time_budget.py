@@ -23,7 +23,12 @@ class Clock:
         return self.now
 
 
-class Budgeted(TimeBudget):
+class Hooks:
+    def on_train_start(self) -> None:
+        self.hook_ran = True
+
+
+class Budgeted(TimeBudget, Hooks):
     def __init__(self, seconds: float | None) -> None:
         self.time_budget_s, self.total_steps = seconds, 1000
         self.trainer = SimpleNamespace(should_stop=False)
@@ -35,6 +40,7 @@ def test_the_schedule_follows_whichever_is_further_the_step_or_the_clock(monkeyp
     module = Budgeted(60.0)
     assert module.progress(7) == 7  # before training starts
     module.on_train_start()
+    assert module.hook_ran  # the mixin passes the hook on
     clock.now += 30.0  # half the budget
     assert module.progress(10) == 500
     assert module.progress(800) == 800

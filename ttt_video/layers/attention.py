@@ -96,7 +96,8 @@ def window_attention(
                 q[:, :, a:b], keys[:, :, lo : S + b], values[:, :, lo : S + b], attn_mask=mask
             )
         )
-    return torch.cat(outs, dim=2), (keys[:, :, -window:], values[:, :, -window:])
+    # copies: a view would keep the whole call's keys and values alive with the state
+    return torch.cat(outs, dim=2), (keys[:, :, -window:].clone(), values[:, :, -window:].clone())
 
 
 class CausalSelfAttention(nn.Module):

@@ -41,8 +41,9 @@ class BlockState:
     """Recurrent state of one block.
 
     Attributes:
-        mixer: ``TTTLayerState`` (constant size), ``KVCache`` (grows with the stream) or
-            ``LaCTLayerState`` (fast weights and a window of keys and values: bounded).
+        mixer: ``TTTLayerState`` (constant size), ``KVCache`` (grows with the stream; with
+            ``attention_window``, bounded) or ``LaCTLayerState`` (fast weights and a window of
+            keys and values: bounded).
         conv_tail: ``[B, w-1, D]`` last inputs of the pre-conv (None without ``pre_conv``).
     """
 

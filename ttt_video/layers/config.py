@@ -84,10 +84,11 @@ class BlockConfig:
     residual_gate: bool = False
     """Video variant: scale the mixer output by ``tanh(alpha)`` (``alpha: [D]``, init 0.1)."""
     attention_window: int = 0
-    """``"attention"``: tokens a query sees, itself included (``t - W < s <= t``); 0: all of them
-    (full causal attention, a cache that grows with the stream). With a window the cache keeps
-    the last ``W`` tokens, so memory and the cost per token stay constant (a sliding-window
-    baseline; for video, ``k`` frames are ``k N`` tokens)."""
+    """``"attention"``: tokens a query sees in each layer, itself included (``t - W < s <= t``;
+    ``L`` layers reach ``L (W - 1)`` tokens back); 0: all of them (full causal attention, a
+    cache that grows with the stream). With a window the cache keeps the last ``W`` tokens, so
+    memory and the cost per token stay constant (a sliding-window baseline; for video, ``k``
+    frames are ``k N`` tokens)."""
     lact_window: int = 2048
     """LaCT: tokens of the sliding-window attention in the same layer (0: no attention branch).
     Causal: a token sees the last ``lact_window`` tokens up to itself; non-causal: a chunk sees
@@ -117,6 +118,11 @@ class BlockConfig:
             window = getattr(self, name)
             if isinstance(window, bool) or not isinstance(window, int) or window < 0:
                 raise ValueError(f"{name}: expected an int >= 0, got {window!r}")
+        if self.attention_window and self.mixer != "attention":
+            raise ValueError(
+                f"attention_window: an option of mixer='attention', not of {self.mixer!r} "
+                "(LaCT's window is lact_window)"
+            )
         check_positive(self, "ttt_base_lr", allow_none=True)
         if self.bidirectional and self.causal:
             raise ValueError("bidirectional: needs causal=False (a causal model cannot see ahead)")

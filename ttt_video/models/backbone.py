@@ -19,7 +19,7 @@ class BackboneState:
     """Recurrent state of the whole stack: one ``BlockState`` per block.
 
     Fixed size for TTT mixers (``nbytes()`` does not grow with ``position``); the attention
-    baseline's KV caches grow linearly.
+    baseline's KV caches grow linearly, or up to ``attention_window`` tokens.
     """
 
     blocks: tuple[BlockState, ...]

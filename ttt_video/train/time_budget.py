@@ -32,6 +32,7 @@ class TimeBudget:
         return max(step, round(elapsed * self.total_steps))
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         self._budget_start = time.monotonic()
 
     def stop_when_spent(self) -> None:
