@@ -25,6 +25,7 @@ Letters: N sequences, R = 10 predicted frames. Not collected by pytest.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/video_mmnist")
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="RUN",
+        help="no training: merge the reports of earlier runs (their folders) into one",
+    )
     return p.parse_args(argv)
 
 
@@ -124,14 +131,12 @@ def report(rows: dict, curves: dict, info: dict, args: argparse.Namespace) -> st
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run every model, then write and print the report."""
-    args = parse_args(argv)
+def train_all(args: argparse.Namespace, folder: Path) -> tuple[dict, dict, dict]:
+    """Train and evaluate every model, in ``folder``: (metrics, curves, info) by method."""
     torch.set_num_threads(args.threads)
     prepare_data()
     path = build_fixed_set(args.variant, args.split)  # kept when it exists
     test = np.load(path, mmap_mode="r")[: args.test_size]
-    folder = new_run_dir(args.out, "compare")
     variant = VARIANTS[args.variant]
     protocol = f"{variant.num_input} -> {variant.num_output}"
     rows, curves, info = {}, {}, {"models": {}, "sequences": len(test), "protocol": protocol}
@@ -143,6 +148,38 @@ def main(argv: list[str] | None = None) -> int:
     for baseline in ("zeros", "mean frame", "copy last frame"):  # the same for every model
         rows[baseline], curves[baseline] = metrics[baseline], model_curves[baseline]
     info["load"] = load_average()
+    return rows, curves, info
+
+
+def combine(runs: list[str]) -> tuple[dict, dict, dict]:
+    """The (metrics, curves, info) of earlier runs' ``metrics.json`` merged: models from every
+    run, baselines from the first (``ValueError`` when the runs scored other sequences)."""
+    reports = [json.loads((Path(run) / "metrics.json").read_text()) for run in runs]
+    first = reports[0]
+    for run, other in zip(runs, reports):
+        if (other["sequences"], other["protocol"]) != (first["sequences"], first["protocol"]):
+            raise ValueError(f"{run}: scored other sequences than {runs[0]}")
+    rows, curves = {}, {}
+    info = {"models": {}, "sequences": first["sequences"], "protocol": first["protocol"]}
+    for other in reports:
+        for name in other["models"]:
+            rows[name], curves[name] = other["metrics"][name], other["curves"][name]
+            info["models"][name] = other["models"][name]
+    for name in first["metrics"]:
+        if name not in first["models"]:  # a baseline
+            rows[name], curves[name] = first["metrics"][name], first["curves"][name]
+    info["load"] = ", ".join(other["load"] for other in reports)
+    return rows, curves, info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every model, then write and print the report."""
+    args = parse_args(argv)
+    folder = new_run_dir(args.out, "compare")
+    if args.combine:
+        rows, curves, info = combine(args.combine)
+    else:
+        rows, curves, info = train_all(args, folder)
     write_json(folder / "metrics.json", {"metrics": rows, "curves": curves, **info})
     plot_lines(
         curves,
