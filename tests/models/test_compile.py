@@ -12,6 +12,7 @@ from torch._dynamo.testing import CompileCounter
 from torch.utils._pytree import tree_leaves
 
 from ttt_video.models import config_from_name, from_name
+from ttt_video.models.compiling import compile_model
 from ttt_video.train.config import OptimConfig
 from ttt_video.train.lm_module import LMModule, set_ttt_base_lr
 from ttt_video.train.video_module import VideoPredictModule
@@ -158,3 +159,22 @@ def test_lightning_modules_compile_the_model_when_the_config_says_so(monkeypatch
         module.trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
         module.configure_model()
     assert compiled == (modules if compile else [])
+
+
+def test_without_a_cpp_compiler_the_model_runs_eager_with_a_warning(monkeypatch):
+    import torch._inductor.cpp_builder as cpp_builder
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler found among ('g++',)")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    model = lm()
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler .* the model runs eager"):
+        assert compile_model(model) is False
+    assert model._compiled_call_impl is None
+    model(tokens(5))  # still runs
+
+
+def test_with_a_compiler_the_model_is_compiled():
+    model = lm()
+    assert compile_model(model) is True and model._compiled_call_impl is not None

@@ -34,6 +34,7 @@ from ttt_video.data.video.writer import VideoWriter
 from ttt_video.devices import resolve_device
 from ttt_video.io_utils import pyplot, rss_bytes, write_json
 from ttt_video.models import config_from_name
+from ttt_video.models.compiling import compile_model
 from ttt_video.models.video import VideoModel, VideoOutput, VideoState
 from ttt_video.train.config import RunConfig
 from ttt_video.train.video_metrics import psnr
@@ -277,7 +278,7 @@ def predict_demo(
     if ckpt is None:
         model = fit_on_video(path, context, replace(fit, compile=compile), run_dir, device=device)
     if compile:
-        model.compile()
+        compile_model(model)
     fmt = FrameFormat(size=size, channels=channels)
     curves = BinnedSeries(3, PLOT_BINS)  # frame, model PSNR, copy-last-frame PSNR
     rollout = Rollout(context, horizon)
@@ -394,7 +395,7 @@ def classify_demo(
     fmt = check_frame_format(model, ckpt, size, channels)
     model = model.to(target)
     if compile:
-        model.compile()
+        compile_model(model)
     names = class_names(run, ckpt)
     info = probe_video(path)
     run_dir = new_run_dir(out, f"classify-{Path(path).stem}")
@@ -467,7 +468,7 @@ def stream_demo(
         model = VideoModel(cfg).eval()
     model = model.to(target)
     if compile:
-        model.compile()
+        compile_model(model)
     fmt = FrameFormat(size=model.cfg.image_size, channels=model.cfg.channels)
     info = probe_video(path)
     run_dir = new_run_dir(out, f"stream-{Path(path).stem}")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ttt_video.layers.ttt import TTTBase
 from ttt_video.models import LanguageModel, LMConfig
+from ttt_video.models.compiling import compile_model
 from ttt_video.train.config import OptimConfig
 from ttt_video.train.optim import adamw_with_schedule, warmup_steps
 from ttt_video.train.sharding import configure_sharding
@@ -122,7 +123,7 @@ class LMModule(TimeBudget, L.LightningModule):
         compile it when its config says ``compile``."""
         configure_sharding(self)
         if self.model.cfg.compile:
-            self.model.compile()
+            compile_model(self.model)
 
     def configure_optimizers(self):
         return adamw_with_schedule(

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from ttt_video.data.video.frames import frames_to_float
 from ttt_video.data.video.writer import comparison_video, write_video
+from ttt_video.models.compiling import compile_model
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
 from ttt_video.train.config import OptimConfig
@@ -130,7 +131,7 @@ class VideoModule(TimeBudget, L.LightningModule):
         compile it when its config says ``compile``."""
         configure_sharding(self)
         if self.model.cfg.compile:
-            self.model.compile()
+            compile_model(self.model)
 
     def configure_optimizers(self):
         return adamw_with_schedule(
