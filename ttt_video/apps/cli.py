@@ -260,7 +260,7 @@ def _add_quickstart(sub) -> None:
         "quickstart",
         help="train a TTT-Linear frame predictor on Moving-MNIST-style data, compare with baselines",
         description="Prepares Moving-MNIST-style data from real MNIST digits (idempotent), trains a "
-        "small TTT-Linear next-frame predictor on the CPU (about 11 minutes), rolls out 10 frames "
+        "small TTT-Linear next-frame predictor on the CPU (6 to 13 minutes), rolls out 10 frames "
         "after 10 on the fixed test set against trivial baselines (zeros, mean frame, copy last "
         "frame), and writes a run folder (comparison.mp4/.gif, plots, metrics.json, report.md). "
         "A one-minute try: ttt-video quickstart --max_steps 100 --test_size 200",
