@@ -65,7 +65,7 @@ from ttt_video.data.video.stream import stream_video
 from ttt_video.data.video.writer import write_video
 from ttt_video.io_utils import pyplot, write_json
 from ttt_video.models.video import VideoModel, VideoOutput, VideoState
-from ttt_video.train.config import config_path
+from ttt_video.train.config import config_path, parse_overrides
 from ttt_video.train.runner import fit
 from ttt_video.train.tasks import load_run_config
 from ttt_video.train.video_metrics import mse_per_frame
@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0, help="training loader processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of every model's run file (dotted path, YAML value)",
+    )
     p.add_argument("--out", default="runs/test_time_learning")
     return p.parse_args(argv)
 
@@ -148,6 +155,7 @@ def train(args: argparse.Namespace, variant: str, folder: Path, clips: Path) -> 
     if variant == "attention_window":
         tokens = load_run_config(config, overrides).model.tokens_per_frame
         overrides["model.attention_window"] = args.window_frames * tokens
+    overrides.update(parse_overrides([f"--{item}" for item in args.set]))
     run = load_run_config(config, overrides)
     t0 = time.perf_counter()
     status = fit(run)
@@ -291,6 +299,8 @@ def report(rows: dict, info: dict, args: argparse.Namespace) -> str:
         "row is the decoding alone). State: the model's recurrent state (TTT inner weights, "
         "KV caches, last frame).",
     ]
+    if args.set:
+        lines += ["", "Overrides: " + " ".join(args.set)]
     return "\n".join(lines) + "\n"
 
 
