@@ -252,9 +252,10 @@ def main() -> None:
         ).stdout
         subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
         results = measure({"before": Path(base), "after": ROOT}, args)
-    from ttt_video.apps.measure import matmul_gflops  # here: the workers import their own trees
+    # imported here: the workers import their own trees
+    from ttt_video.train.peak_flops import measure_peak_flops
 
-    gflops = matmul_gflops(2048, 3)
+    gflops = measure_peak_flops(torch.device("cpu"), torch.float32, 2048) / 1e9
     loads = (load, os.getloadavg()[0])
     print(report(results["before"], results["after"], gflops, loads, args))
     if args.json:

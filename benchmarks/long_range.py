@@ -30,10 +30,10 @@ from concurrent.futures import ProcessPoolExecutor
 import lightning as L
 import torch
 
-from ttt_video.apps.measure import matmul_gflops
 from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.io_utils import write_json
 from ttt_video.train.config import config_path
+from ttt_video.train.peak_flops import measure_peak_flops
 from ttt_video.train.runner import fit, load_module
 from ttt_video.train.tasks import load_run_config
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "budget_min": args.budget_min,
         "threads": args.threads,
         "load_start": load_average(),
-        "gflops": matmul_gflops(),
+        "gflops": measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9,
     }
     fixed = None if args.budget_min is None else 60 * args.budget_min
     rows = []

@@ -55,7 +55,6 @@ import torch
 from torch import Tensor, nn
 
 from ttt_video.apps.demo import load_checkpoint_model, stream_one_step
-from ttt_video.apps.measure import matmul_gflops
 from ttt_video.apps.report import load_average, new_run_dir, save_report
 from ttt_video.data.fetch import clips_dir
 from ttt_video.data.video.frames import FrameFormat, frames_to_float
@@ -66,6 +65,7 @@ from ttt_video.data.video.writer import write_video
 from ttt_video.io_utils import pyplot, write_json
 from ttt_video.models.video import VideoModel, VideoOutput, VideoState
 from ttt_video.train.config import config_path, parse_overrides
+from ttt_video.train.peak_flops import measure_peak_flops
 from ttt_video.train.runner import fit
 from ttt_video.train.tasks import load_run_config
 from ttt_video.train.video_metrics import mse_per_frame
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "args": vars(args),
         "train_clips": sorted(p.name for p in clips.iterdir()),
         "load_start": load_average(),
-        "gflops": matmul_gflops(),
+        "gflops": measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9,
         "costs": {},
     }
     copy = copy_last_errors(test, args)

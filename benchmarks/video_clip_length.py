@@ -29,10 +29,11 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from ttt_video.apps.measure import best_of, matmul_gflops, saved_bytes
+from ttt_video.apps.measure import best_of, saved_bytes
 from ttt_video.apps.report import load_average, new_run_dir, plot_lines, save_report
 from ttt_video.io_utils import write_json
 from ttt_video.models import from_name
+from ttt_video.train.peak_flops import measure_peak_flops
 
 LABELS = {
     "ttt_linear": "TTT-Linear",
@@ -122,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = new_run_dir(args.out, "sweep")
-    info = {"load_start": load_average(), "gflops": matmul_gflops()}
+    info = {
+        "load_start": load_average(),
+        "gflops": measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9,
+    }
     models = {m: build(m, args.window_frames) for m in args.models}
     results: dict[str, list[dict]] = {m: [] for m in models}
     for frames in args.frames:

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as nnf
 from torch.utils.data import DataLoader
 
-from ttt_video.apps.measure import best_of, matmul_gflops
+from ttt_video.apps.measure import best_of
 from ttt_video.apps.report import load_average
 from ttt_video.data.fetch import CLIPS, clip_path
 from ttt_video.data.video.backends import decord_available, torchcodec_available
@@ -52,6 +52,7 @@ from ttt_video.data.video.reader import (
     write_video,
 )
 from ttt_video.io_utils import rss_bytes
+from ttt_video.train.peak_flops import measure_peak_flops
 
 SIZES = (64, 224)
 INTERPOLATIONS = ("FAST_BILINEAR", "BILINEAR", "BICUBIC", "AREA", "GAUSS", "X", "LANCZOS")
@@ -244,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     cockatoo = clip_path("cockatoo.mp4")
     if cockatoo is None:
         raise SystemExit("cockatoo.mp4 is not in the cache: run ttt-video prepare clips")
-    start_load, gflops = load_average(), matmul_gflops()
+    start_load, gflops = (
+        load_average(),
+        measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9,
+    )
     lines = [
         "# Video reader benchmark",
         "",

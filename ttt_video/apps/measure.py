@@ -1,4 +1,5 @@
-"""Measurements the benchmarks share: the machine's matmul reference, wall times, saved memory."""
+"""Measurements the benchmarks share: wall times and saved memory (the machine's matmul
+reference is ``ttt_video.train.peak_flops.measure_peak_flops``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,6 @@ import time
 from collections.abc import Callable
 
 import torch
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an ``[n, n] @ [n, n]`` matmul on the CPU with torch's current threads:
-    the machine's reference, printed beside the wall times of every benchmark report."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_of(lambda: a @ b, repeats, warmup=True) / 1e9
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3, warmup: bool = False) -> float:
