@@ -61,7 +61,7 @@ from ttt_video.data.video.frames import FrameFormat, frames_to_float
 from ttt_video.data.video.manifest import find_videos
 from ttt_video.data.video.reader import probe_video
 from ttt_video.data.video.stream import stream_video
-from ttt_video.data.video.writer import write_video
+from ttt_video.data.video.writer import VideoWriter
 from ttt_video.io_utils import pyplot, write_json
 from ttt_video.models.video import VideoModel, VideoOutput, VideoState
 from ttt_video.train.config import config_path, parse_overrides
@@ -121,11 +121,11 @@ def shrink_training_clips(folder: Path) -> tuple[Path, Path]:
             f"{clips_dir()}: needs {TEST_CLIP} and other clips; run `ttt-video prepare clips`"
         )
     small = folder / "train_clips"
+    small.mkdir()
     for video in train:
-        frames = torch.cat(list(stream_video(video, 64, fmt=frame_format(), allow_truncated=True)))
-        write_video(
-            small / f"{video.stem}.mp4", frames.expand(-1, 3, -1, -1), probe_video(video).fps, crf=1
-        )
+        with VideoWriter(small / f"{video.stem}.mp4", probe_video(video).fps, crf=1) as writer:
+            for frames in stream_video(video, 64, fmt=frame_format(), allow_truncated=True):
+                writer.write(frames.expand(-1, 3, -1, -1))  # grey stored as RGB
     return small, test
 
 
