@@ -31,6 +31,23 @@ from ttt_video.kernels.triton.common import (
 )
 
 
+@triton.jit
+def inner_step(kb, W, c, gW, gc, lam, tgt, lnw, lnb, cm, D, eps, DT: tl.constexpr):
+    """One mini-batch's inner gradient at the state ``W: [BD, BD], c: [BD]`` it starts from,
+    shared by the forward and the backward's re-runs of it.
+
+    Returns the LayerNorm statistics ``xh, rstd, gy``, ``G = dl/dZ: [BS, BD]`` of
+    ``Z = K W + c``, and the update ``P = gW + K^T (lam o G): [BD, BD]``,
+    ``Pc = gc + sum_i lam_i G_i: [BD]`` with the gradient ``gW, gc`` accumulated before (0.0
+    where the caller adds it itself). The products never need ``Q`` (loaded later), and
+    ``gW`` is the product's accumulator: the forward's shared memory stays at 96 KB for fp32
+    at d = 128, b = 64 (128 KB with ``Q`` loaded first, 100 KB with ``gW`` added after).
+    """
+    xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
+    lG = lam[:, None] * G
+    return xh, rstd, gy, G, gW + dot(tl.trans(kb), lG, DT), gc + tl.sum(lG, 0)
+
+
 @triton.jit(do_not_specialize=["causal"])
 def linear_fwd_kernel(
     q_ptr,  # [H, NT, D] input dtype
@@ -81,12 +98,7 @@ def linear_fwd_kernel(
         tl.store(ckw_ptr + ck * D * D + woff, W, mask=wm & is_ck)
         tl.store(ckc_ptr + ck * D + rd, c, mask=cm & is_ck)
         toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
-        # products in an order that never needs K, Q and a [BD, BD] operand in shared
-        # memory at once (fp32 at d = 128: 96 KB instead of 128 KB)
-        G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)[3]  # [BS, BD]
-        lG = lam[:, None] * G
-        P = gW + dot(tl.trans(kb), lG, DT)  # [BD, BD]
-        Pc = gc + tl.sum(lG, 0)
+        G, P, Pc = inner_step(kb, W, c, gW, gc, lam, tgt, lnw, lnb, cm, D, eps, DT)[3:]
         qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
         AM = masked_lr(tau, lam, vis) * (dot(qb, tl.trans(kb), DT) + 1.0)  # [BS, BS]
         Zb = dot(qb, W, DT) + c[None, :] - dot(AM, G, DT)
@@ -180,10 +192,7 @@ def linear_bwd_kernel(
             tl.store(sw + (n - ns) * D * D + woff, W.to(DT), mask=wm)
             tl.store(sc + (n - ns) * D + rd, c, mask=cm)
             kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)[1:]
-            xh, rstd, gy, G = inner_grad(dot(kb, W, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
-            lG = lam[:, None] * G
-            P = dot(tl.trans(kb), lG, DT)
-            Pc = tl.sum(lG, 0)
+            P, Pc = inner_step(kb, W, c, 0.0, 0.0, lam, tgt, lnw, lnb, cm, D, eps, DT)[4:]
             if HAS_ACC:  # gW is non-zero only before the sequence's first commit
                 first = n == n0
                 P += tl.load(gw0_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
@@ -198,14 +207,24 @@ def linear_bwd_kernel(
             c = tl.load(sc + (n - ns) * D + rd, mask=cm, other=0.0)
             first = n == n0
             toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+            xh, rstd, gy, G, P, Pc = inner_step(
+                kb, Wdt, c, 0.0, 0.0, lam, tgt, lnw, lnb, cm, D, eps, DT
+            )
+            # Shared memory: a block used by a product keeps a shared-memory copy from where it
+            # is made to its last product. So Q is loaded after the step (its copy never meets
+            # W's), the products with G and AM come before dP exists (only dzb's copy is kept
+            # beside dP's), and Q, K, dzb and W are loaded again where they are used last
+            # (".cg": loads the compiler does not merge with the first). fp32 at d = 128 needs
+            # 96 KB at b = 32 and 160 KB at b = 64 this way, 132 and 212 KB before
+            # (benchmarks/kernels_gpu.md).
             qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
-            xh, rstd, gy, G = inner_grad(dot(kb, Wdt, DT) + c[None, :], tgt, lnw, lnb, cm, D, eps)
+            # Zb = Q W + c - AM G - tau o (Q gW + gc)
             M = masked_lr(tau, lam, vis)
             S_ = dot(qb, tl.trans(kb), DT)  # [BS, BS]
             AM = M * (S_ + 1.0)
-            lG = lam[:, None] * G
-            P = dot(tl.trans(kb), lG, DT)
-            Pc = tl.sum(lG, 0)
+            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD]
+            dA = -dot(dzb, tl.trans(G), DT)  # [BS, BS]
+            dGz = -dot(tl.trans(AM), dzb, DT)  # [BS, BD]
             if HAS_ACC:
                 gW = tl.load(gw0_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
                 gc = tl.load(gc0_ptr + sh * D + rd, mask=cm & first, other=0.0)
@@ -219,28 +238,26 @@ def linear_bwd_kernel(
             dtau += tl.where(ri == BS - 1, dt_last, 0.0)
             # P = gW + K^T (lam o G)
             GdP = dot(G, tl.trans(dP), DT)  # [BS, BD]
-            dG = lam[:, None] * (dot(kb, dP, DT) + dPc[None, :])
+            dG = lam[:, None] * (dot(kb, dP, DT) + dPc[None, :]) + dGz
             dK = lam[:, None] * GdP
             dlam = tl.sum(kb.to(tl.float32) * GdP, 1) + tl.sum(G * dPc[None, :], 1)
             dgW = dP
             dgc = dPc
-            # Zb = Q W + c - AM G - tau o (Q gW + gc)
-            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD]
+            qb = tl.load(q_ptr + toff, mask=xm, other=0.0, cache_modifier=".cg")
             dW += dot(tl.trans(qb), dzb, DT)
             dc += tl.sum(dzb, 0)
-            dA = -dot(dzb, tl.trans(G), DT)  # [BS, BS]
-            dG -= dot(tl.trans(AM), dzb, DT)
             dQ = tl.zeros([BS, BD], dtype=tl.float32)
             if HAS_ACC:
+                dgc -= tl.sum(dzb * tau[:, None], 0)  # its reduction scratch before tdz's copy
                 gWdt = tl.load(gw0dt_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
                 dtau -= tl.sum(dzb * (dot(qb, gWdt, DT) + gc[None, :]), 1)
                 tdz = tau[:, None] * dzb
                 dgW -= dot(tl.trans(qb), tdz, DT)
-                dgc -= tl.sum(tdz, 0)
                 dQ -= dot(tdz, tl.trans(gWdt), DT)
             dM = dA * (S_ + 1.0)
             dM = tl.where(vis, dM, 0.0)
             dS = dA * M
+            kb = tl.load(k_ptr + toff, mask=xm, other=0.0, cache_modifier=".cg")
             dQ += dot(dS, kb, DT)
             dK += dot(tl.trans(dS), qb, DT)
             dlam += tl.sum(dM * tau[:, None], 0)  # M[i, j] = tau_i lam_j
@@ -252,9 +269,8 @@ def linear_bwd_kernel(
             # Z = K W + c; tgt = V - K
             dW += dot(tl.trans(kb), dZ, DT)
             dc += tl.sum(dZ, 0)
-            # W again, so the shared-memory copy of the first load dies early (".cg": a load
-            # the compiler does not merge with the first)
             Wdt = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0, cache_modifier=".cg")
+            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0, cache_modifier=".cg")
             dQ += dot(dzb, tl.trans(Wdt), DT)
             dK += dot(dZ, tl.trans(Wdt), DT) - dtgt
             tl.store(dq_ptr + toff, dQ, mask=xm)

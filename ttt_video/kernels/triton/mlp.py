@@ -67,6 +67,57 @@ def load_acc_tiles(
     return gW1, gW2, gc1
 
 
+@triton.jit
+def hidden(kb, W1, c1, DT: tl.constexpr):
+    """``X2 = gelu(Z1)`` of one tile, ``Z1 = K W1 + c1``, with ``gelu'(Z1)`` and
+    ``gelu''(Z1)``: ``[BS, BM]`` each."""
+    return gelu(dot(kb, W1, DT) + c1[None, :])
+
+
+@triton.jit
+def output_pre_ln(
+    kb, w1, w2, c1p, c2, rd, rm, D, M, ckw1, ckw2, ckc1, save, BS: tl.constexpr,
+    BD: tl.constexpr, BM: tl.constexpr, SAVE: tl.constexpr, DT: tl.constexpr,
+):  # fmt: skip
+    """Pass A: ``Z2 = gelu(K W1 + c1) W2 + c2: [BS, BD]`` over the hidden tiles of the state
+    at ``w1, w2, c1p``. With ``SAVE``, each tile is also copied to the checkpoint at
+    ``ckw1, ckw2, ckc1`` where ``save`` (a masked store: no branch)."""
+    Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
+    for m0 in range(0, M, BM):
+        off1, off2, W1, W2, c1 = load_tiles(w1, w2, c1p, m0, rd, rm, D, M)
+        if SAVE:
+            tl.store(ckw1 + off1, W1, mask=(rd < D)[:, None] & save)
+            tl.store(ckw2 + off2, W2, mask=(rd < D)[None, :] & save)
+            tl.store(ckc1 + m0 + rm, c1, mask=(rm >= 0) & save)
+        Z2 += dot(hidden(kb, W1, c1, DT)[0], W2, DT)
+    return Z2
+
+
+@triton.jit
+def first_layer(kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT: tl.constexpr):
+    """Per tile, once ``G2: [BS, BD]`` is known: ``X2, gelu'(Z1), gelu''(Z1)``,
+    ``hG = G2 W2^T`` and ``G1 = hG o gelu'(Z1)`` (``[BS, BM]`` each), and the tile's update
+    ``P1 = gW1 + K^T (lam o G1): [BD, BM]``, ``P2 = gW2 + X2^T (lam o G2): [BM, BD]``,
+    ``Pc1 = gc1 + sum_i lam_i G1_i: [BM]``. What a caller does not use, the compiler drops."""
+    X2, g1, gg1 = hidden(kb, W1, c1, DT)
+    hG = dot(G2, tl.trans(W2), DT)
+    G1 = hG * g1
+    lG1 = lam[:, None] * G1
+    P1 = gW1 + dot(tl.trans(kb), lG1, DT)
+    P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)
+    return X2, g1, gg1, hG, G1, P1, P2, gc1 + tl.sum(lG1, 0)
+
+
+@triton.jit
+def query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC: tl.constexpr, DT: tl.constexpr):
+    """``Xb2 = gelu(Zb1)`` of one tile (with its derivatives), the first layer's dual form
+    ``Zb1 = Q W1 + c1 - AM0 G1 - tau o (Q gW1 + gc1)`` (the last term only with ``HAS_ACC``)."""
+    Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
+    if HAS_ACC:
+        Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
+    return gelu(Zb1)
+
+
 @triton.jit(do_not_specialize=["causal"])
 def mlp_fwd_kernel(
     q_ptr,  # [H, NT, D] input dtype
@@ -134,16 +185,12 @@ def mlp_fwd_kernel(
         first = n == n0
         f = tl.where(n == n1 - 1, commit_last, 1.0)
         live = first | (n == n1 - 1)  # only there can the gW tiles change
-        # pass A: Z2 = gelu(K W1 + c1) W2 + c2, saving the state tiles at checkpoints
-        Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
-        for m0 in range(0, M, BM):
-            off1, off2, W1, W2, c1 = load_tiles(w1, w2, c1p, m0, rd, rm, D, M)
-            tl.store(ckw1_ptr + ck * D * M + off1, W1, mask=m1 & is_ck)
-            tl.store(ckw2_ptr + ck * M * D + off2, W2, mask=m2 & is_ck)
-            tl.store(ckc1_ptr + ck * M + m0 + rm, c1, mask=(rm >= 0) & is_ck)
-            X2 = gelu(dot(kb, W1, DT) + c1[None, :])[0]  # [BS, BM]
-            Z2 += dot(X2, W2, DT)
-        xh, rstd, gy, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
+        # pass A, saving the state tiles at checkpoints
+        ck1, ck2, ckc1 = ckw1_ptr + ck * D * M, ckw2_ptr + ck * M * D, ckc1_ptr + ck * M
+        Z2 = output_pre_ln(
+            kb, w1, w2, c1p, c2, rd, rm, D, M, ck1, ck2, ckc1, is_ck, BS, BD, BM, True, DT
+        )
+        G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)[3]
         lG2 = lam[:, None] * G2
         # pass B: G1, the first layer's dual chain, S2 and Xb2 W2; then commit the tile
         S2 = tl.zeros([BS, BS], dtype=tl.float32)
@@ -153,20 +200,14 @@ def mlp_fwd_kernel(
             gW1, gW2, gc1 = load_acc_tiles(
                 gw1, gw2, gc1p, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
             )
-            X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
-            G1 = dot(G2, tl.trans(W2), DT) * g1  # [BS, BM]
-            Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
-            if HAS_ACC:
-                Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
-            Xb2 = gelu(Zb1)[0]
+            X2, g1, gg1, hG, G1, P1, P2, Pc1 = first_layer(
+                kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT
+            )
+            Xb2 = query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[0]
             S2 += dot(Xb2, tl.trans(X2), DT)
             XbW2 += dot(Xb2, W2, DT)
             if HAS_ACC:
                 XbW2 -= tau[:, None] * dot(Xb2, gW2, DT)
-            lG1 = lam[:, None] * G1
-            P1 = gW1 + dot(tl.trans(kb), lG1, DT)  # [BD, BM]
-            P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)  # [BM, BD]
-            Pc1 = gc1 + tl.sum(lG1, 0)
             tl.debug_barrier()  # every thread has read this tile before any overwrites it
             tl.store(w1 + off1, W1 - f * t_last * P1, mask=m1)
             tl.store(w2 + off2, W2 - f * t_last * P2, mask=m2)
@@ -297,23 +338,17 @@ def mlp_bwd_kernel(
             first = n == n0
             kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)[1:]
             c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
-            Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
-            for m0 in range(0, M, BM):
-                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2 = gelu(dot(kb, W1, DT) + c1[None, :])[0]
-                Z2 += dot(X2, W2, DT)
+            Z2 = output_pre_ln(
+                kb, sw1, sw2, sc1, c2, rd, rm, D, M, sw1, sw2, sc1, False, BS, BD, BM, False, DT
+            )
             G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)[3]
             lG2 = lam[:, None] * G2
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
-                lG1 = lam[:, None] * dot(G2, tl.trans(W2), DT) * g1
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
-                P1 = gW1 + dot(tl.trans(kb), lG1, DT)
-                P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)
-                Pc1 = gc1 + tl.sum(lG1, 0)
+                P1, P2, Pc1 = first_layer(kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT)[5:]
                 # only committing mini-batches continue the group
                 tl.store(sw1_ptr + (sl + 1) * D * M + off1, W1 - t_last * P1, mask=m1)
                 tl.store(sw2_ptr + (sl + 1) * M * D + off2, W2 - t_last * P2, mask=m2)
@@ -342,12 +377,10 @@ def mlp_bwd_kernel(
                 gc2 = tl.load(gc20_ptr + sh * D + rd, mask=cm & first, other=0.0)
             else:
                 gc2 = tl.zeros([BD], dtype=tl.float32)
-            # recompute pass 1: Z2 and G2
-            Z2 = tl.zeros([BS, BD], dtype=tl.float32) + c2[None, :]
-            for m0 in range(0, M, BM):
-                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2 = gelu(dot(kb, W1, DT) + c1[None, :])[0]
-                Z2 += dot(X2, W2, DT)
+            # recompute pass 1 (pass A of the forward): Z2 and G2
+            Z2 = output_pre_ln(
+                kb, sw1, sw2, sc1, c2, rd, rm, D, M, sw1, sw2, sc1, False, BS, BD, BM, False, DT
+            )
             xh, rstd, gy, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
             lG2 = lam[:, None] * G2
             # recompute pass 2: S2 = Xb2 X2^T (and Xb2 gW2 for the first mini-batch)
@@ -355,15 +388,11 @@ def mlp_bwd_kernel(
             XbgW2 = tl.zeros([BS, BD], dtype=tl.float32)
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
-                G1 = dot(G2, tl.trans(W2), DT) * g1
-                Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
-                if HAS_ACC:
-                    Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
-                Xb2 = gelu(Zb1)[0]
+                X2, g1, gg1, hG, G1 = first_layer(kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT)[:5]
+                Xb2 = query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[0]
                 S2 += dot(Xb2, tl.trans(X2), DT)
                 if HAS_ACC:
                     XbgW2 += dot(Xb2, gW2, DT)
@@ -392,18 +421,10 @@ def mlp_bwd_kernel(
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
-                Z1 = dot(kb, W1, DT) + c1[None, :]  # [BS, BM]
-                X2, g1, gg1 = gelu(Z1)
-                hG = dot(G2, tl.trans(W2), DT)  # [BS, BM] G2 W2^T
-                G1 = hG * g1
-                Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
-                if HAS_ACC:
-                    Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
-                Xb2, gb1 = gelu(Zb1)[:2]
-                lG1 = lam[:, None] * G1
-                P1 = gW1 + dot(tl.trans(kb), lG1, DT)  # [BD, BM]
-                P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)  # [BM, BD]
-                Pc1 = gc1 + tl.sum(lG1, 0)
+                X2, g1, gg1, hG, G1, P1, P2, Pc1 = first_layer(
+                    kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT
+                )
+                Xb2, gb1 = query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[:2]
                 # commit: W' = W - f t P, gW' = (1 - f) P
                 dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
                 dW2 = tl.load(dw2 + off2, mask=m2, other=0.0)
@@ -481,7 +502,7 @@ def mlp_bwd_kernel(
             # pass 4, per tile: Z2 = X2 W2 + c2, X2 = gelu(Z1), Z1 = K W1 + c1
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, g1 = gelu(dot(kb, W1, DT) + c1[None, :])[:2]
+                X2, g1 = hidden(kb, W1, c1, DT)[:2]
                 dW2 = tl.load(dw2 + off2, mask=m2, other=0.0)
                 dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
                 dc1 = tl.load(dc1p + m0 + rm)
