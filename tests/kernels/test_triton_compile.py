@@ -150,3 +150,30 @@ def test_the_report_is_reproduced(report, recompiled):
         old = stored[(key(recompiled["launches"][r["launch"]]), r["arch"])]
         for field in ("shared", "ttgir", "full", "registers", "stack", "dots", "mma_dots", "sass"):
             assert r[field] == old[field], (field, r, old)
+
+
+def test_allocation_only_tables_show_the_targets_compiled_and_no_cubin_figures():
+    """``--full-archs`` with no target compiles through the shared-memory allocation only:
+    the summary names only the targets in the results and leaves registers, stack and
+    tensor-core counts empty instead of printing zeros."""
+    launch = {
+        "kernel": "ttt_video.kernels.triton.linear:linear_bwd_kernel",
+        "args": ["*fp32:D"],
+        "constexprs": {"BD": 128, "BS": 64, "HAS_ACC": False},
+        "options": {"num_warps": 8},
+    }
+    results = [
+        {"launch": 0, "arch": 80, "shared": 160 * 1024, "full": False},
+        {"launch": 0, "arch": 86, "shared": 160 * 1024, "full": False},
+    ]
+    table = cc.summary_table({"launches": [launch], "results": results})
+    header, _, row = table.splitlines()
+    assert "sm_80 (163)" in header and "sm_86 (99)" in header and "sm_90" not in header
+    assert row == "| linear_bwd | fp32 | 128 | 64 |  | 160 | **160** |  |  |  |"
+
+
+def test_a_report_is_written_only_for_every_kernel(capsys):
+    """``--kernels`` picks some launches; writing that as the report would drop the rest."""
+    with pytest.raises(SystemExit):
+        cc.main(["--kernels", "linear_bwd_kernel", "--write", "report.json"])
+    assert "--write keeps the report of every kernel: drop --kernels" in capsys.readouterr().err

@@ -26,6 +26,11 @@ against the kernels of the tree and recompiles a few. After changing a kernel::
 (``--archs``, ``--full-archs``, ``--jobs``, ``--progress FILE`` to resume a stopped run;
 Triton's on-disk cache skips the cubins of kernels that did not change; the
 markdown tables of the results go to stdout, ``--read REPORT`` prints them again.)
+
+While reworking a kernel for shared memory, compile only its launches and only through the
+allocation (seconds each, no report written)::
+
+    python -m ttt_video.kernels.triton.compile_check --kernels linear_bwd_kernel --full-archs
 """
 
 from __future__ import annotations
@@ -438,7 +443,7 @@ def summary_table(report: dict) -> str:
         row["stack"] = max(row["stack"], r["stack"])
         tc = (r["mma_dots"], r["dots"])
         row["tc"] = min(row.get("tc", tc), tc)
-    archs = sorted(SHARED_LIMITS)
+    archs = sorted({r["arch"] for r in report["results"]})
     head = " | ".join(f"sm_{a} ({SHARED_LIMITS[a] // 1024})" for a in archs)
     lines = [
         f"| kernel | dtype | BD | BS | BM | shared KB: {head} | regs | stack B | dots on TC |",
@@ -454,8 +459,10 @@ def summary_table(report: dict) -> str:
             else f"{row['shared'][a] / 1024:.0f}"
             for a in archs
         ]
-        tc = "" if not row["tc"][1] else f"{row['tc'][0]}/{row['tc'][1]}"
-        cells = [*map(str, key), *shared, str(row["regs"]), str(row["stack"]), tc]
+        tc = f"{row['tc'][0]}/{row['tc'][1]}" if row.get("tc", (0, 0))[1] else ""
+        compiled = "tc" in row  # at least one cubin: registers and stack were read
+        usage = [str(row["regs"]), str(row["stack"])] if compiled else ["", ""]
+        cells = [*map(str, key), *shared, *usage, tc]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -466,10 +473,16 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--full-archs",
         type=int,
-        nargs="+",
+        nargs="*",
         default=FULL_ARCHS,
         help="compiled to a cubin (registers, spills, SASS) where a launch fits; the others "
-        "through the shared-memory allocation",
+        "through the shared-memory allocation (none given: every target through it only)",
+    )
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        choices=[k.split(":")[1] for k in KERNELS],
+        help="compile only the launches of these kernels (default: all)",
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
@@ -482,6 +495,8 @@ def main(argv=None) -> None:
     parser.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--record", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.kernels and args.write:
+        parser.error("--write keeps the report of every kernel: drop --kernels")
     if args.worker:
         return _worker(*args.worker)
     if args.record:  # in a child with the interpreter on
@@ -498,6 +513,8 @@ def main(argv=None) -> None:
             [sys.executable, "-m", __spec__.name, "--record", str(path)], env=env, check=True
         )
         launches = json.loads(path.read_text())
+    if args.kernels:
+        launches = [x for x in launches if describe(x)["kernel"] in args.kernels]
     t0 = time.perf_counter()
     report = compile_launches(launches, args.archs, args.jobs, args.full_archs, args.progress)
     if args.write:
