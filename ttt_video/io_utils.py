@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import IO, Any
 def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
     """A binary file that becomes ``path`` only once the block ends without an error.
 
-    Writes go to a hidden temporary file next to ``path``, which is flushed to disk and
+    Writes go to a hidden temporary file next to ``path`` (its own for every call, so that
+    writers of one path at the same time never share one), which is flushed to disk and
     renamed over ``path``; on an error it is removed and ``path`` is left as it was, so a
     crash never leaves a truncated file under the final name.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}")
     try:
         with open(tmp, "wb") as f:
             yield f

@@ -8,6 +8,7 @@ import torch
 
 from ttt_video.data.epochs import EpochSampler
 from ttt_video.data.fetch import mnist_path
+from ttt_video.data.synthetic import moving_mnist
 from ttt_video.data.synthetic.long_range import (
     LongRangeConfig,
     LongRangeDataModule,
@@ -18,7 +19,9 @@ from ttt_video.data.synthetic.moving_mnist import (
     VARIANTS,
     MovingMNIST,
     MovingMNISTDataModule,
+    MovingMNISTVariant,
     bounce_paths,
+    build_fixed_set,
     fixed_set_path,
     moving_digits,
     split_digits,
@@ -174,3 +177,44 @@ def test_no_trainer_seed_or_epoch_repeats_a_fixed_sequence():
         for index in range(12):  # epochs 0-5
             frames = train[index]["frames"][:, 0].numpy()
             assert not any(np.array_equal(frames, f) for f in fixed), (seed, index)
+
+
+def test_fixed_set_built_twice_at_once_is_whole(shapes, tmp_path, monkeypatch):
+    """Two builders of one fixed set at the same time (two benchmarks started together): the
+    second starts and finishes while the first is writing; both succeed and the file holds
+    the set (with one shared partial file, the first lost its file to the second's rename)."""
+    monkeypatch.setitem(VARIANTS, "tiny", MovingMNISTVariant(2, 2, num_val=3, num_test=3))
+    monkeypatch.setattr(moving_mnist, "load_mnist_digits", lambda: shapes)
+    inner = []
+
+    def second_builder_midway(indices):
+        for i in indices:
+            if i == 1 and not inner:
+                inner.append(build_fixed_set("tiny", "test", tmp_path))
+            yield i
+
+    path = build_fixed_set("tiny", "test", tmp_path, progress=second_builder_midway)
+    assert inner == [path]
+    _, test_idx = split_digits(shapes[1])
+    expected = [
+        moving_digits(np.random.default_rng([SPLIT_SEEDS["test"], i]), shapes[0][test_idx], 4)
+        for i in range(3)
+    ]
+    np.testing.assert_array_equal(np.load(path), np.stack(expected))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no partial file left
+
+
+def test_interrupted_fixed_set_build_leaves_nothing(shapes, tmp_path, monkeypatch):
+    """Ctrl-C while a fixed set is written: neither the set nor a partial file remains."""
+    monkeypatch.setitem(VARIANTS, "tiny", MovingMNISTVariant(2, 2, num_val=3, num_test=3))
+    monkeypatch.setattr(moving_mnist, "load_mnist_digits", lambda: shapes)
+
+    def interrupted(indices):
+        for i in indices:
+            if i == 1:
+                raise KeyboardInterrupt
+            yield i
+
+    with pytest.raises(KeyboardInterrupt):
+        build_fixed_set("tiny", "val", tmp_path, progress=interrupted)
+    assert list(tmp_path.iterdir()) == []

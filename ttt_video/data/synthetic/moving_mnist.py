@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ttt_video.data.epochs import EpochDataModule, item_rng
 from ttt_video.data.fetch import load_mnist_digits
+from ttt_video.io_utils import atomic_open
 from ttt_video.paths import cache_dir
 
 
@@ -110,7 +111,9 @@ def fixed_set_path(variant: str, split: str, root: Path | None = None) -> Path:
 def build_fixed_set(variant: str, split: str, root: Path | None = None, progress=None) -> Path:
     """Write the fixed ``split`` ("val" or "test") of ``variant``: uint8 ``[N, F, 64, 64]`` .npy.
 
-    Deterministic (seeded per sequence) and idempotent: an existing file is kept.
+    Deterministic (seeded per sequence) and idempotent: an existing file is kept. Written
+    through ``atomic_open``: an interrupted build leaves nothing, and builders running at
+    once each write their own file and move it into place (the same bytes).
     ``progress`` wraps the range of sequences (e.g. ``tqdm``).
     """
     path = fixed_set_path(variant, split, root)
@@ -122,13 +125,12 @@ def build_fixed_set(variant: str, split: str, root: Path | None = None, progress
     pool = images[test_idx if split == "test" else train_idx]
     n = v.num_test if split == "test" else v.num_val
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, v.num_frames, 64, 64))
-    for i in (progress or iter)(range(n)):
-        out[i] = moving_digits(np.random.default_rng([SPLIT_SEEDS[split], i]), pool, v.num_frames)
-    out.flush()
-    del out
-    tmp.rename(path)
+    header = {"descr": "|u1", "fortran_order": False, "shape": (n, v.num_frames, 64, 64)}
+    with atomic_open(path) as f:  # a sequence at a time, never the whole set in memory
+        np.lib.format.write_array_header_1_0(f, header)
+        for i in (progress or iter)(range(n)):
+            rng = np.random.default_rng([SPLIT_SEEDS[split], i])
+            f.write(moving_digits(rng, pool, v.num_frames).tobytes())
     return path
 
 
