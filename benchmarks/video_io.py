@@ -245,10 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     cockatoo = clip_path("cockatoo.mp4")
     if cockatoo is None:
         raise SystemExit("cockatoo.mp4 is not in the cache: run ttt-video prepare clips")
-    start_load, gflops = (
-        load_average(),
-        measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9,
-    )
+    start_load = load_average()
+    gflops = measure_peak_flops(torch.device("cpu"), torch.float32) / 1e9
     lines = [
         "# Video reader benchmark",
         "",

@@ -179,21 +179,27 @@ def test_no_trainer_seed_or_epoch_repeats_a_fixed_sequence():
             assert not any(np.array_equal(frames, f) for f in fixed), (seed, index)
 
 
-def test_fixed_set_built_twice_at_once_is_whole(shapes, tmp_path, monkeypatch):
+@pytest.fixture
+def tiny_variant(shapes, monkeypatch) -> str:
+    """A 2 -> 2 variant of 3 sequences per fixed set, drawn from the synthetic ``shapes``."""
+    monkeypatch.setitem(VARIANTS, "tiny", MovingMNISTVariant(2, 2, num_val=3, num_test=3))
+    monkeypatch.setattr(moving_mnist, "load_mnist_digits", lambda: shapes)
+    return "tiny"
+
+
+def test_fixed_set_built_twice_at_once_is_whole(shapes, tiny_variant, tmp_path):
     """Two builders of one fixed set at the same time (two benchmarks started together): the
     second starts and finishes while the first is writing; both succeed and the file holds
     the set (with one shared partial file, the first lost its file to the second's rename)."""
-    monkeypatch.setitem(VARIANTS, "tiny", MovingMNISTVariant(2, 2, num_val=3, num_test=3))
-    monkeypatch.setattr(moving_mnist, "load_mnist_digits", lambda: shapes)
     inner = []
 
     def second_builder_midway(indices):
         for i in indices:
             if i == 1 and not inner:
-                inner.append(build_fixed_set("tiny", "test", tmp_path))
+                inner.append(build_fixed_set(tiny_variant, "test", tmp_path))
             yield i
 
-    path = build_fixed_set("tiny", "test", tmp_path, progress=second_builder_midway)
+    path = build_fixed_set(tiny_variant, "test", tmp_path, progress=second_builder_midway)
     assert inner == [path]
     _, test_idx = split_digits(shapes[1])
     expected = [
@@ -204,10 +210,8 @@ def test_fixed_set_built_twice_at_once_is_whole(shapes, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no partial file left
 
 
-def test_interrupted_fixed_set_build_leaves_nothing(shapes, tmp_path, monkeypatch):
+def test_interrupted_fixed_set_build_leaves_nothing(tiny_variant, tmp_path):
     """Ctrl-C while a fixed set is written: neither the set nor a partial file remains."""
-    monkeypatch.setitem(VARIANTS, "tiny", MovingMNISTVariant(2, 2, num_val=3, num_test=3))
-    monkeypatch.setattr(moving_mnist, "load_mnist_digits", lambda: shapes)
 
     def interrupted(indices):
         for i in indices:
@@ -216,5 +220,5 @@ def test_interrupted_fixed_set_build_leaves_nothing(shapes, tmp_path, monkeypatc
             yield i
 
     with pytest.raises(KeyboardInterrupt):
-        build_fixed_set("tiny", "val", tmp_path, progress=interrupted)
+        build_fixed_set(tiny_variant, "val", tmp_path, progress=interrupted)
     assert list(tmp_path.iterdir()) == []

@@ -459,10 +459,11 @@ def summary_table(report: dict) -> str:
             else f"{row['shared'][a] / 1024:.0f}"
             for a in archs
         ]
-        tc = f"{row['tc'][0]}/{row['tc'][1]}" if row.get("tc", (0, 0))[1] else ""
-        compiled = "tc" in row  # at least one cubin: registers and stack were read
-        usage = [str(row["regs"]), str(row["stack"])] if compiled else ["", ""]
-        cells = [*map(str, key), *shared, *usage, tc]
+        tc = row.get("tc")  # (tensor-core dots, dots); None: no cubin, nothing was read
+        usage = ["", "", ""] if tc is None else [str(row["regs"]), str(row["stack"])]
+        if tc is not None:
+            usage.append(f"{tc[0]}/{tc[1]}" if tc[1] else "")
+        cells = [*map(str, key), *shared, *usage]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
