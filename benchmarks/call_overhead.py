@@ -4,6 +4,7 @@ change of the code, in one run:
     nice -n 10 python benchmarks/call_overhead.py > call_overhead_out.md   # ~12 minutes
     python benchmarks/call_overhead.py --no-compile                        # eager only, ~2 min
     python benchmarks/call_overhead.py --base 4f7ae3c                      # "before" = a commit
+    python benchmarks/call_overhead.py --only-lm125 --base 4f7ae3c         # 125m width, ~6 min
 
 - Training: the Moving-MNIST-style step of the quickstart recipe (``configs/video/quickstart
   .yaml``: ``video_{mixer}_small`` with ``motion_input``, B = 8, F0 = 10 context frames in one
@@ -16,6 +17,10 @@ change of the code, in one run:
   attention baseline gets a KV cache of 1024 random keys and values) for ``ttt_linear_debug``
   and ``attention_debug``, and the same two at the 125m width (D = 768, 12 heads, FFN 2048,
   2 blocks).
+- 125m-width LM (``--lm125``, or ``--only-lm125``): ``{ttt_linear,ttt_mlp}_debug`` at D = 768,
+  12 heads, FFN 2048, 2 blocks (M backbone, byte vocabulary), B = 2, T = 2048, fp32, two
+  threads, eager: tokens/s of a training step (forward, cross-entropy, backward, AdamW) and
+  of a prefill (forward without gradients).
 - The machine's fp32 matmul rate (2048^3, one thread), measured in the same run.
 
 "before" is ``git archive BASE ttt_video`` extracted into a temporary folder, "after" the
@@ -48,12 +53,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXERS = ("ttt_linear", "ttt_mlp", "attention")
+WIDTH_125M = {"width": 768, "num_heads": 12, "ffn_width": 2048}
 DECODE = {
     "ttt_linear_debug": {},
     "attention_debug": {},
-    "ttt_linear_debug @ 125m width": {"width": 768, "num_heads": 12, "ffn_width": 2048},
-    "attention_debug @ 125m width": {"width": 768, "num_heads": 12, "ffn_width": 2048},
+    "ttt_linear_debug @ 125m width": WIDTH_125M,
+    "attention_debug @ 125m width": WIDTH_125M,
 }
+LM125_MIXERS = ("ttt_linear", "ttt_mlp")
 RESULT = "RESULT "
 """Prefix of the worker's JSON line on stdout."""
 
@@ -112,25 +119,64 @@ def decode_ms(overrides: dict, name: str, steps: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def lm_125m_width(mixer: str, steps: int) -> dict[str, float]:
+    """Tokens/s of a training step and of a prefill of the 125m-width LM (module docstring),
+    two threads, wall time (the points alternate between the sides, as the others do)."""
+    from ttt_video.models import from_name
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = from_name(f"{mixer}_debug", **WIDTH_125M)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 256, (2, 2048))
+
+    def train() -> None:
+        logits, _ = model(ids)
+        targets = ids[:, 1:].flatten()
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def prefill() -> None:
+        with torch.no_grad():
+            model(ids)
+
+    out = {}
+    for name, fn in (("train_tokens_per_s", train), ("prefill_tokens_per_s", prefill)):
+        fn()  # warm-up
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        out[name] = ids.numel() * steps / (time.perf_counter() - start)
+    torch.set_num_threads(1)
+    return out
+
+
 def worker(args: argparse.Namespace) -> None:
     """Measure the ``--train`` points and, with ``--decode``, the decode points, with the
     ``ttt_video`` on ``PYTHONPATH``; print one JSON line."""
     torch.set_num_threads(1)
-    out = {"train": {}, "decode": {}}
+    out = {"train": {}, "decode": {}, "lm125": {}}
     for point in args.train:
         mixer, mode = point.split(":")
         out["train"][f"{mixer} {mode}"] = training_step(mixer, mode == "compiled", args.steps)
     for name, overrides in DECODE.items() if args.decode else ():
         out["decode"][name] = decode_ms(overrides, name, args.decode_steps)
+    for mixer in args.lm125_points:
+        out["lm125"][mixer] = lm_125m_width(mixer, args.lm125_steps)
     print(RESULT + json.dumps(out), flush=True)
 
 
-def run_side(code_root: Path, points: list[str], decode: bool, args: argparse.Namespace) -> dict:
+def run_side(
+    code_root: Path, points: list[str], decode: bool, args: argparse.Namespace, lm125=()
+) -> dict:
     """Run a worker with ``PYTHONPATH=code_root``; its results."""
-    env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "2" if lm125 else "1"}
     argv = ["--worker", "--steps", str(args.steps), "--decode_steps", str(args.decode_steps)]
     argv += ["--train", *points] if points else []
     argv += ["--decode"] if decode else []
+    argv += ["--lm125_points", *lm125, "--lm125_steps", str(args.lm125_steps)] if lm125 else []
     proc = subprocess.run(
         [sys.executable, __file__, *argv],
         env=env,
@@ -149,7 +195,7 @@ def measure(sides: dict[str, Path], args: argparse.Namespace) -> dict[str, dict]
     """Every point on both sides, interleaved so that load changes on a shared machine hit
     both alike: the eager and decode points ``--repeats`` times (the best run is kept), then
     each compiled point once per side, one model after the other."""
-    results = {side: {"train": {}, "decode": {}} for side in sides}
+    results = {side: {"train": {}, "decode": {}, "lm125": {}} for side in sides}
 
     def keep(side: str, new: dict) -> None:
         for key, value in new["train"].items():
@@ -158,34 +204,46 @@ def measure(sides: dict[str, Path], args: argparse.Namespace) -> dict[str, dict]
                 results[side]["train"][key] = value
         for key, value in new["decode"].items():
             results[side]["decode"][key] = min(value, results[side]["decode"].get(key, value))
+        for mixer, rates in new.get("lm125", {}).items():
+            old = results[side]["lm125"].setdefault(mixer, rates)
+            for name, rate in rates.items():
+                old[name] = max(old[name], rate)
 
     eager = [f"{m}:eager" for m in args.mixers]
-    for _ in range(args.repeats):
+    for _ in range(args.repeats if not args.only_lm125 else 0):
         for side, root in sides.items():
             keep(side, run_side(root, eager, True, args))
-    for mixer in args.mixers if args.compile else ():
+    for mixer in args.mixers if args.compile and not args.only_lm125 else ():
         for side, root in sides.items():
             keep(side, run_side(root, [f"{mixer}:compiled"], False, args))
+    for _ in range(args.repeats if args.lm125 or args.only_lm125 else 0):
+        for side, root in sides.items():
+            keep(side, run_side(root, [], False, args, lm125=LM125_MIXERS))
     return results
+
+
+def _table(caption: str, columns: list[str]) -> list[str]:
+    """A caption and a Markdown table header."""
+    return ["", caption, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
 def report(
     before: dict, after: dict, gflops: float, loads: tuple[float, float], args: argparse.Namespace
 ) -> str:
-    """The Markdown tables."""
+    """The Markdown tables (the sections that have points)."""
     lines = [
         f"torch {torch.__version__}, one thread; fp32 2048^3 matmul: {gflops:.0f} GFLOP/s; "
         f"load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end; "
-        f"before = `{args.base}`, after = the working tree; eager and decode: best of "
-        f"{args.repeats} interleaved runs.",
-        "",
-        "Training steps/s (quickstart recipe; higher is better) and the seconds of the two "
-        "first steps (compiling, for compiled):",
-        "",
-        "| model | mode | before steps/s | after steps/s | after / before | after, x attention "
-        "| first 2 steps before / after (s) |",
-        "|---|---|---|---|---|---|---|",
+        f"before = `{args.base}`, after = the working tree; eager, decode and 125m width: "
+        f"best of {args.repeats} interleaved runs.",
     ]
+    if after["train"]:
+        lines += _table(
+            "Training steps/s (quickstart recipe; higher is better) and the seconds of the two "
+            "first steps (compiling, for compiled):",
+            ["model", "mode", "before steps/s", "after steps/s", "after / before",
+             "after, x attention", "first 2 steps before / after (s)"],
+        )  # fmt: skip
     for key, new in after["train"].items():
         old = before["train"][key]
         mode = key.split(" ")[1]
@@ -195,16 +253,28 @@ def report(
             f"{new['steps_per_s']:.2f} | {new['steps_per_s'] / old['steps_per_s']:.2f} | "
             f"{new['steps_per_s'] / ref:.2f} | {old['warmup_s']:.0f} / {new['warmup_s']:.0f} |"
         )
-    lines += [
-        "",
-        "Decode at position 1024, ms/token (median; lower is better):",
-        "",
-        "| model | before | after | after / before |",
-        "|---|---|---|---|",
-    ]
+    if after["decode"]:
+        lines += _table(
+            "Decode at position 1024, ms/token (median; lower is better):",
+            ["model", "before", "after", "after / before"],
+        )
     for name, new in after["decode"].items():
         old = before["decode"][name]
         lines.append(f"| {name} | {old:.3f} | {new:.3f} | {new / old:.2f} |")
+    if after["lm125"]:
+        lines += _table(
+            "125m-width LM (D 768, 12 heads, 2 blocks, B = 2, T = 2048, two threads, eager), "
+            "tokens/s (goal: prefill >= 1.3x and training >= 1.15x before):",
+            ["model", "train before", "train after", "after / before", "prefill before",
+             "prefill after", "after / before"],
+        )  # fmt: skip
+    for mixer, new in after["lm125"].items():
+        old = before["lm125"][mixer]
+        tr, pf = "train_tokens_per_s", "prefill_tokens_per_s"
+        lines.append(
+            f"| {mixer} | {old[tr]:,.0f} | {new[tr]:,.0f} | {new[tr] / old[tr]:.2f} | "
+            f"{old[pf]:,.0f} | {new[pf]:,.0f} | {new[pf] / old[pf]:.2f} |"
+        )
     lines += ["", "Goals (after): TTT against attention in the same mode / at the same width:", ""]
     for key, new in after["train"].items():
         mixer, mode = key.split(" ")
@@ -232,10 +302,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--decode_steps", type=int, default=100, help="timed decode steps per point")
     p.add_argument("--repeats", type=int, default=2, help="runs of the eager points (best kept)")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="eager only")
+    p.add_argument("--lm125", action="store_true", help="also the 125m-width LM points")
+    p.add_argument("--only-lm125", action="store_true", help="only the 125m-width LM points")
+    p.add_argument("--lm125_steps", type=int, default=2, help="timed steps per 125m-width point")
     p.add_argument("--json", default=None, help="also write every number to this file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--train", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--lm125_points", nargs="*", default=[], help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 

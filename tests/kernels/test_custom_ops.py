@@ -77,13 +77,13 @@ def flat(st: TTTState) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
-def test_op_path_equals_eager_path(monkeypatch, kind, causal):
+def test_op_path_equals_eager_path(request, kind, causal):
     """While tracing, ``ttt_dual`` calls the custom op; in eager mode an autograd.Function
-    around the same functions. Forced onto the op path in eager mode, every output, final
-    state and gradient is the same, bit for bit (35 tokens: partial last mini-batch)."""
+    around the same functions. Sent through the op (uncompiled) in eager mode, every output,
+    final state and gradient is the same, bit for bit (35 tokens: partial last mini-batch)."""
     inp = random_ttt_inputs(kind, B=2, T=35, H=2, d=8, b=8, seed=1).requires_grad_()
     eager = grads_of(kind, inp, 8, causal)
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    request.getfixturevalue("through_the_op")
     traced = grads_of(kind, inp, 8, causal)
     assert len(eager) == len(traced)
     for a, c in zip(eager, traced):
@@ -129,7 +129,7 @@ def test_entry_points_trace_as_one_graph():
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 def test_full_graph_forward_and_backward_equal_eager(kind):
     """``fullgraph=True`` through the AOT autograd of the op (its backward op in the backward
-    graph; a chain this short runs compiled by inductor, ``ops.run_chain``) gives the eager
+    graph; a chain this short runs compiled by inductor, ``dual.run_chain``) gives the eager
     outputs, final states and the gradients of every input (float64: to rounding)."""
     inp = random_ttt_inputs(kind, B=2, T=21, H=2, d=8, b=8, dtype=torch.float64, seed=4)
     inp = inp.requires_grad_()
@@ -180,17 +180,20 @@ def test_export_keeps_the_op_and_the_outputs(kind, causal):
 
 
 @pytest.mark.parametrize("layers", [1, 2], ids=["linear", "mlp"])
-def test_compiled_chain_equals_eager_chain(layers):
-    """Inside ``torch.compile``, short chains run compiled by inductor (``ops.run_chain``):
-    forward and backward ops with ``compiled=True`` give the eager results to rounding
-    (float64), from a resumed state (accumulated gradient) over two mini-batches, the last
-    not committing; and the compiled function really ran (no silent fallback to eager)."""
-    from ttt_video.kernels import dual, ops
+@pytest.mark.parametrize("N, save_every", [(2, 16), (6, 4)], ids=["whole", "per_step"])
+def test_compiled_chain_equals_eager_chain(layers, N, save_every):
+    """Inside ``torch.compile``, the chain runs compiled by inductor (``dual.run_chain``): as
+    one graph when short, a mini-batch at a time when longer (two checkpoint groups here).
+    Forward and backward ops with ``compiled=True`` give the eager results to rounding
+    (float64), from a resumed state (accumulated gradient), the last mini-batch not
+    committing; and the compiled functions really ran (no silent fallback to eager)."""
+    from ttt_video.kernels import dual
 
-    *tensors, state = scan_inputs(layers, N=2, seed=7)
+    *tensors, state = scan_inputs(layers, N=N, seed=7)
     tensors, state = [t.double() for t in tensors], [t.double() for t in state]
-    flags = (True, False, 16, False)
+    flags = (True, False, save_every, False)
     results = []
+    dual._compiled_fns.clear()
     for compiled in (False, True):
         out = torch.ops.ttt_video.dual_scan.default(*tensors, state, *flags, compiled)
         L = len(state) // 4
@@ -201,6 +204,10 @@ def test_compiled_chain_equals_eager_chain(layers):
             *tensors, state, out[1 + 4 * L :], dzbar, dfinal, *flags, compiled
         )
         results.append([*out, *back])
-    assert dual.scan_forward in ops._compiled_chains and not ops._chains_that_failed
+    if N <= dual.WHOLE_CHAIN_MAX_MINIBATCHES:
+        ran = {dual.scan_forward, dual.scan_backward}
+    else:
+        ran = {dual._step_output, dual._step, dual._step_backward}
+    assert set(dual._compiled_fns) == ran and not dual._fns_that_failed
     for a, c in zip(*results):
         torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)

@@ -33,6 +33,7 @@ with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -53,11 +54,6 @@ from ttt_video.kernels.common import (
     without_autocast,
 )
 from ttt_video.kernels.state import TTTState
-
-# Inside ``torch.compile`` (not ``torch.export``), calls of at most this many mini-batches run
-# the state chain compiled too (``ops.run_chain``): a video rollout's one-frame calls, short
-# chunks. Longer chains stay eager: tracing unrolls the loop over mini-batches.
-COMPILED_CHAIN_MAX_MINIBATCHES = 4
 
 
 @without_autocast
@@ -114,7 +110,7 @@ def ttt_dual(
         for t in state.weights + state.biases + state.grad_weights + state.grad_biases
     ]
     if torch.compiler.is_compiling():  # one node for torch.compile and torch.export
-        compiled = N <= COMPILED_CHAIN_MAX_MINIBATCHES and not torch.compiler.is_exporting()
+        compiled = not torch.compiler.is_exporting()
         outs = torch.ops.ttt_video.dual_scan.default(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
             keep_inner_norm, compiled,
@@ -189,9 +185,39 @@ class _Chain:
     def num_minibatches(self) -> int:
         return self.q.shape[1]
 
-    def step(self, n: int, cur: tuple) -> tuple[Tensor, tuple, _Cache]:
-        commit = n < self.num_minibatches - 1 or self.commit_last
-        return _step(self, n, cur, commit=commit, first=n == 0)
+    def at(self, n: int) -> _MiniBatch:
+        """Mini-batch ``n``: its slices (views) and what every mini-batch shares."""
+        return _MiniBatch(
+            self.q[:, n], self.k[:, n], self.tgt[:, n], self.lam[:, n], self.M[:, n],
+            self.AM0[:, n], self.gy0[:, n], self.lam_t[:, n], self.tau, self.lnw, self.lnb,
+            self.lnw2, self.neg_t,
+            commit=n < self.num_minibatches - 1 or self.commit_last, first=n == 0,
+            keep_norm=self.keep_norm,
+        )  # fmt: skip
+
+
+class _MiniBatch(NamedTuple):
+    """What one mini-batch's forward and backward read: ``[R, b, *]`` slices of the chain's
+    blocks, the shared ``tau: [b]``, ``lnw, lnb, lnw2: [R, 1, d]``, ``neg_t`` (0-dim), and
+    its flags: whether it commits its update, whether it is the first (the only one that
+    reads an accumulated gradient), whether commits keep the norm."""
+
+    q: Tensor
+    k: Tensor
+    tgt: Tensor
+    lam: Tensor
+    M: Tensor
+    AM0: Tensor
+    gy0: Tensor
+    lam_t: Tensor
+    tau: Tensor
+    lnw: Tensor
+    lnb: Tensor
+    lnw2: Tensor
+    neg_t: Tensor
+    commit: bool
+    first: bool
+    keep_norm: bool
 
 
 def num_checkpoints(num_minibatches, save_every: int):
@@ -213,6 +239,7 @@ def scan_forward(
     commit_last: bool,
     save_every: int,
     keep_norm: bool = False,
+    compiled_steps: bool = False,
 ) -> list[Tensor]:
     """The state chain of the dual form, forward (callers turn autocast off: ``ttt_dual``,
     the custom op).
@@ -226,6 +253,7 @@ def scan_forward(
         save_every: ``e``: the backward restarts from the state every ``e`` mini-batches.
         keep_norm: each commit scales every layer's ``(W, c)`` back to its norm before it
             (``keep_inner_norm``).
+        compiled_steps: run each mini-batch's step compiled by inductor (``run_chain``).
 
     Returns:
         ``[zbar: [R, N, b, d], *final state (4 L, [R, ...]), *checkpoints (2 L)]``: the
@@ -244,7 +272,7 @@ def scan_forward(
         if n and n % save_every == 0:
             for buf, t in zip(saved, _flatten(cur)):
                 buf[n // save_every - 1] = t
-        zbar[:, n], cur, _ = chain.step(n, cur)
+        zbar[:, n], cur = _call(_step_output, compiled_steps, chain.at(n), cur)
     # copy what a chain that never committed passed through
     final = [t.clone() if any(t is s for s in state) else t for t in _flatten(cur)]
     return [zbar, *final, *saved]
@@ -267,12 +295,13 @@ def scan_backward(
     commit_last: bool,
     save_every: int,
     keep_norm: bool = False,
+    compiled_steps: bool = False,
 ) -> list[Tensor]:
     """The state chain of the dual form, backward.
 
     Args:
-        q ... lnb, state, causal, commit_last, save_every, keep_norm: the inputs of
-            ``scan_forward``.
+        q ... lnb, state, causal, commit_last, save_every, keep_norm, compiled_steps: the
+            inputs of ``scan_forward``.
         checkpoints: its saved weights and biases (``2 L`` tensors ``[C - 1, R, ...]``).
         dzbar: ``[R, N, b, d]`` the adjoint of ``zbar``; dfinal: of the final state.
 
@@ -298,10 +327,12 @@ def scan_backward(
     for g0 in reversed(range(0, N, every)):
         cur, caches = starts[g0 // every], []
         for n in range(g0, min(g0 + every, N)):
-            _, cur, cache = chain.step(n, cur)
+            _, cur, cache = _call(_step, compiled_steps, chain.at(n), cur)
             caches.append(cache)
         for n in reversed(range(g0, min(g0 + every, N))):
-            dstate = _step_backward(chain, n, caches[n - g0], dzbar[:, n], dstate, grads)
+            args = (chain.at(n), caches[n - g0], dzbar[:, n], dstate)
+            dstate, mb_grads = _call(_step_backward, compiled_steps, *args)
+            grads.add(n, mb_grads)
     dM = grads.dM + grads.dA0 * (chain.S0 + 1.0)
     dS0 = grads.dA0 * chain.M
     grads.dq += dS0 @ k
@@ -349,6 +380,43 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     return like.new_zeros(like.shape) if grad is None else grad
 
 
+# A chain of at most this many mini-batches runs compiled as one graph (the loop over
+# mini-batches unrolled: a video rollout's one-frame calls, short chunks); a longer one runs
+# each mini-batch's step compiled, the loop in Python (a video clip's first call).
+WHOLE_CHAIN_MAX_MINIBATCHES = 4
+
+_compiled_fns: dict = {}
+_fns_that_failed: set = set()
+
+
+def run_chain(fn, compiled: bool, *args) -> list[Tensor]:
+    """``fn(*args)`` (``scan_forward`` or ``scan_backward``), compiled by inductor when
+    ``compiled``: the whole chain for short ones, else mini-batch by mini-batch (above).
+    Fusing the chain's many small ops makes a one-mini-batch call of TTT-Linear 1.5x
+    (forward) to 2.8x (backward) cheaper on a CPU (benchmarks/call_overhead.md)."""
+    if not compiled:
+        return fn(*args)
+    if args[0].shape[1] <= WHOLE_CHAIN_MAX_MINIBATCHES:
+        return _call(fn, True, *args)
+    return fn(*args, compiled_steps=True)
+
+
+def _call(fn, compiled: bool, *args):
+    """``fn(*args)``, by ``torch.compile(fn, dynamic=False)`` when ``compiled`` (one graph per
+    shape and flags). Where inductor cannot compile (no C++ compiler, ...), the eager
+    function runs, after one warning."""
+    if compiled and fn not in _fns_that_failed:
+        if fn not in _compiled_fns:
+            _compiled_fns[fn] = torch.compile(fn, dynamic=False)
+        try:
+            return _compiled_fns[fn](*args)
+        except Exception as e:  # the eager call below raises a real error again
+            _fns_that_failed.add(fn)
+            message = f"dual form: {fn.__name__} runs uncompiled ({type(e).__name__}: {e})"
+            warnings.warn(message, stacklevel=2)
+    return fn(*args)
+
+
 class _DualScan(torch.autograd.Function):
     """``scan_forward`` and ``scan_backward`` in eager mode: the custom op
     ``ttt_video::dual_scan`` computes the same with the same ``setup_context``, but a call
@@ -386,6 +454,17 @@ class _Grads:
         self.dtau = q.new_zeros(b)
         self.dlnw, self.dlnb = torch.zeros_like(lnw), torch.zeros_like(lnw)
 
+    def add(self, n: int, g: _MiniBatchGrads) -> None:
+        """Write mini-batch ``n``'s slices and add its terms."""
+        for buf, part in ((self.dq, g.dq), (self.dk, g.dk), (self.dtgt, g.dtgt)):
+            buf[:, n] = part
+        self.dlam[:, n], self.dA0[:, n] = g.dlam, g.dA0
+        if g.dM is not None:
+            self.dM[:, n] = g.dM
+        self.dtau += g.dtau
+        self.dlnw += g.dlnw
+        self.dlnb += g.dlnb
+
 
 def _flatten(st: tuple) -> list[Tensor]:
     W, c, gW, gc = st
@@ -413,54 +492,70 @@ class _Cache(NamedTuple):
     S: list  # Xb_l X_l^T for l > 0 (None for l = 0)            [R, b, b]
     AM: list  # A_l + M                                          [R, b, b]
     kept: list | None  # keep_norm commits: (W', c', r) per layer, r: [R]
-    commit: bool
-    first: bool
 
 
-def _step(ch: _Chain, n: int, cur: tuple, commit: bool, first: bool):
-    """Forward of mini-batch ``n``: returns ``(Zb_{L-1}: [R, b, d], next state, cache)``."""
+def _step(mb: _MiniBatch, cur: tuple):
+    """Forward of one mini-batch: returns ``(Zb_{L-1}: [R, b, d], next state, cache)``."""
     W, c, gW, gc = cur
     L, kept = len(W), None
-    q, k, lam, M = ch.q[:, n], ch.k[:, n], ch.lam[:, n], ch.M[:, n]
+    q, k, lam, M = mb.q, mb.k, mb.lam, mb.M
     X, Z = [k], []
     for l in range(L):
-        Z.append(torch.baddbmm(c[l].unsqueeze(1), X[l], W[l]))
+        Z.append(_mm_add(c[l].unsqueeze(1), X[l], W[l]))
         if l < L - 1:
             X.append(gelu_tanh(Z[l]))
     xh, mu, rstd = ln_stats(Z[-1])
-    gy = torch.addcmul(ch.gy0[:, n], ch.lnw2, xh)  # lnw o (lnw o xh + lnb - tgt)
+    gy = torch.addcmul(mb.gy0, mb.lnw2, xh)  # lnw o (lnw o xh + lnb - tgt)
     G = [None] * L
     G[-1] = ln_backward(gy, Z[-1], mu, rstd)
     for l in reversed(range(L - 1)):
         G[l] = gelu_tanh_vjp(G[l + 1] @ W[l + 1].transpose(-1, -2), Z[l])
-    Xb, Zb, S, AM = [q], [], [None], [ch.AM0[:, n]]
+    Xb, Zb, S, AM = [q], [], [None], [mb.AM0]
     for l in range(L):
         if l > 0:
             Xb.append(gelu_tanh(Zb[l - 1]))
             S.append(Xb[l] @ X[l].transpose(-1, -2))
             AM.append(M * (S[l] + 1.0))
-        zb = torch.baddbmm(torch.baddbmm(c[l].unsqueeze(1), Xb[l], W[l]), AM[l], G[l], alpha=-1.0)
-        if first:  # the gradient accumulated before this call (zero at a mini-batch border)
-            zb = zb - ch.tau[:, None] * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])
+        zb = _mm_add(_mm_add(c[l].unsqueeze(1), Xb[l], W[l]), AM[l], G[l], alpha=-1.0)
+        if mb.first:  # the gradient accumulated before this call (zero at a mini-batch border)
+            zb = zb - mb.tau[:, None] * _mm_add(gc[l].unsqueeze(1), Xb[l], gW[l])
         Zb.append(zb)
-    if commit:  # W <- W - t (gW + X^T (lam o G)), c <- c - t (gc + sum_j lam_j G_j)
-        s, tG = ch.neg_t, [ch.lam_t[:, n, :, None] * g for g in G]  # -t lam o G
+    if mb.commit:  # W <- W - t (gW + X^T (lam o G)), c <- c - t (gc + sum_j lam_j G_j)
+        s, tG = mb.neg_t, [mb.lam_t[..., None] * g for g in G]  # -t lam o G
         W_, c_ = [], []
         for l in range(L):
-            W_.append(torch.baddbmm(W[l], X[l].transpose(-1, -2), tG[l]))
+            W_.append(_mm_add(W[l], X[l].transpose(-1, -2), tG[l]))
             c_.append(c[l] + tG[l].sum(1))
-            if first:
+            if mb.first:
                 W_[l], c_[l] = torch.addcmul(W_[l], gW[l], s), torch.addcmul(c_[l], gc[l], s)
-        if ch.keep_norm:  # back to the norm of (W, c): (W', c') = r (W_, c_)
+        if mb.keep_norm:  # back to the norm of (W, c): (W', c') = r (W_, c_)
             kept = [rescale_to_norm(*pair) for pair in zip(W, c, W_, c_)]
             W_, c_ = [w for w, _, _ in kept], [cl for _, cl, _ in kept]
         nxt = (W_, c_, [_zeros_like(w) for w in gW], [_zeros_like(g) for g in gc])
     else:  # the stream ends mid-mini-batch: keep W, carry the accumulated gradient P
         lamG = [lam[..., None] * g for g in G]
         P = [X[l].transpose(-1, -2) @ lamG[l] for l in range(L)]
-        Pc = [lamG[l].sum(1) + gc[l] if first else lamG[l].sum(1) for l in range(L)]
-        nxt = (list(W), list(c), [gW[l] + P[l] if first else P[l] for l in range(L)], Pc)
-    return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, kept, commit, first)
+        Pc = [lamG[l].sum(1) + gc[l] if mb.first else lamG[l].sum(1) for l in range(L)]
+        nxt = (list(W), list(c), [gW[l] + P[l] if mb.first else P[l] for l in range(L)], Pc)
+    return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, kept)
+
+
+def _step_output(mb: _MiniBatch, cur: tuple) -> tuple[Tensor, tuple]:
+    """``_step`` without the cache (the forward scan's step: compiled, nothing else is
+    written out)."""
+    zb, nxt, _ = _step(mb, cur)
+    return zb, nxt
+
+
+def _mm_add(c: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> Tensor:
+    """``c + alpha a @ b`` (``alpha``: 1 or -1): ``torch.baddbmm`` in eager mode (one op);
+    under ``torch.compile`` a product and an add, which inductor fuses into the loop that
+    reads the result, where an external ``baddbmm`` would first copy ``c`` (often a
+    broadcast bias) into its output (TTT-MLP's compiled chain: forward 15% faster, backward
+    8%). Accumulating into an owned buffer stays ``Tensor.baddbmm_``."""
+    if not torch.compiler.is_compiling():
+        return torch.baddbmm(c, a, b, alpha=alpha)
+    return c + a @ b if alpha == 1.0 else c - a @ b
 
 
 def _zeros_like(t: Tensor) -> Tensor:
@@ -468,31 +563,47 @@ def _zeros_like(t: Tensor) -> Tensor:
     return t.new_zeros(()).expand_as(t)
 
 
-def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, grads: _Grads):
-    """Backward of mini-batch ``n``: the adjoint of its start state from that of the next.
+class _MiniBatchGrads(NamedTuple):
+    """One mini-batch's share of the gradients of the chain's non-state inputs (``_Grads``):
+    its slices ``dq, dk, dtgt: [R, b, d]``, ``dlam: [R, b]``, ``dA0, dM: [R, b, b]`` (``dM``
+    None for TTT-Linear), and terms to add: ``dtau: [b]``, ``dlnw, dlnb: [R, 1, d]``."""
 
-    ``dzb: [R, b, d]`` is the adjoint of the mini-batch's output ``Zb_{L-1}``; gradients of
-    the non-state inputs are written into ``grads`` at mini-batch ``n``.
-    """
+    dq: Tensor
+    dk: Tensor
+    dtgt: Tensor
+    dlam: Tensor
+    dA0: Tensor
+    dM: Tensor | None
+    dtau: Tensor
+    dlnw: Tensor
+    dlnb: Tensor
+
+
+def _step_backward(mb: _MiniBatch, cc: _Cache, dzb: Tensor, dnext: tuple):
+    """Backward of one mini-batch: ``(adjoint of its start state, _MiniBatchGrads)`` from the
+    adjoint ``dnext`` of the next state and ``dzb: [R, b, d]``, that of the mini-batch's output
+    ``Zb_{L-1}``. The weight adjoints of ``dnext`` are accumulated in place (the caller hands
+    over ownership)."""
     W, c, gW, gc = cc.cur
     X, Z, G, Xb, Zb = cc.X, cc.Z, cc.G, cc.Xb, cc.Zb
-    lam, M, tau, L = ch.lam[:, n], ch.M[:, n], ch.tau, len(W)
+    lam, M, tau, L = mb.lam, mb.M, mb.tau, len(W)
+    dtau, dM = torch.zeros_like(tau), None
     dWn, dcn, dgWn, dgcn = dnext
     dW, dc = dWn, list(dcn)  # dW accumulates in place: the caller hands over ownership
     if cc.kept is not None:  # from here on dWn, dcn are the adjoints before the rescaling
         dWn, dcn, dW, dc = _rescale_backward(W, c, cc.kept, dWn, dcn)
     # dP, the adjoint of P = gW + X^T (lam o G), is -t dW' after a commit W' = W - t P and
     # dgW' without one; it is only ever used through small products, never materialised.
-    if cc.commit:  # scale: -t or 1, a 0-dim tensor
-        scale, dPW, dPc = ch.neg_t, dWn, [ch.neg_t * g for g in dcn]
+    if mb.commit:  # scale: -t or 1, a 0-dim tensor
+        scale, dPW, dPc = mb.neg_t, dWn, [mb.neg_t * g for g in dcn]
     else:
-        scale, dPW, dPc = ch.neg_t.new_ones(()), dgWn, dgcn
+        scale, dPW, dPc = mb.neg_t.new_ones(()), dgWn, dgcn
     dgW, dgc = None, None
-    if cc.first:  # only the first mini-batch reads the accumulated gradient it started with
+    if mb.first:  # only the first mini-batch reads the accumulated gradient it started with
         dgW = [scale * g for g in dPW]
         dgc = list(dPc)
-        if cc.commit:  # W' = W - t (gW + ...), c' = c - t (gc + ...)
-            grads.dtau[-1] -= sum((g * a).sum() for g, a in zip(dWn + dcn, gW + gc))
+        if mb.commit:  # W' = W - t (gW + ...), c' = c - t (gc + ...)
+            dtau[-1] -= sum((g * a).sum() for g, a in zip(dWn + dcn, gW + gc))
     dG, dX, dlam = [], [], torch.zeros_like(lam)
     for l in range(L):
         GdW = G[l] @ dPW[l].transpose(-1, -2)  # [R, b, d_l]
@@ -500,9 +611,9 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
         dX.append((scale * lam)[..., None] * GdW)
         XdW = X[l] @ dPW[l]  # [R, b, d_{l+1}]
         dG.append(lam[..., None] * torch.addcmul(dPc[l].unsqueeze(1), XdW, scale))
-        if cc.commit:  # and the rest of t's: W' = W - t X^T (lam o G), c' = c - t lam^T G
+        if mb.commit:  # and the rest of t's: W' = W - t X^T (lam o G), c' = c - t lam^T G
             Gdc = (G[l] * dcn[l].unsqueeze(1)).sum(-1)  # [R, b]
-            grads.dtau[-1] -= (lam * (XGdW + Gdc)).sum()
+            dtau[-1] -= (lam * (XGdW + Gdc)).sum()
             dlam += scale * (XGdW + Gdc)
         else:
             dlam += XGdW + (G[l] * dPc[l].unsqueeze(1)).sum(-1)
@@ -511,22 +622,21 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
         dW[l].baddbmm_(Xb[l].transpose(-1, -2), dzb)
         dc[l] = dc[l] + dzb.sum(1)
         dA = -dzb @ G[l].transpose(-1, -2)  # [R, b, b]
-        dG[l] = torch.baddbmm(dG[l], cc.AM[l].transpose(-1, -2), dzb, alpha=-1.0)
+        dG[l] = _mm_add(dG[l], cc.AM[l].transpose(-1, -2), dzb, alpha=-1.0)
         dXb = dzb @ W[l].transpose(-1, -2)
-        if cc.first:
+        if mb.first:
             tdz = tau[:, None] * dzb
-            grads.dtau -= (dzb * torch.baddbmm(gc[l].unsqueeze(1), Xb[l], gW[l])).sum((0, 2))
-            dgW[l] = torch.baddbmm(dgW[l], Xb[l].transpose(-1, -2), tdz, alpha=-1.0)
+            dtau -= (dzb * _mm_add(gc[l].unsqueeze(1), Xb[l], gW[l])).sum((0, 2))
+            dgW[l] = _mm_add(dgW[l], Xb[l].transpose(-1, -2), tdz, alpha=-1.0)
             dgc[l] = dgc[l] - tdz.sum(1)
-            dXb = torch.baddbmm(dXb, tdz, gW[l].transpose(-1, -2), alpha=-1.0)
+            dXb = _mm_add(dXb, tdz, gW[l].transpose(-1, -2), alpha=-1.0)
         if l == 0:
-            grads.dA0[:, n] = dA  # turned into dM, dQ and dK for all mini-batches at once
-            grads.dq[:, n] = dXb
-        else:
-            grads.dM[:, n] += dA * (cc.S[l] + 1.0)
+            dA0, dq = dA, dXb  # dA0 is turned into dM, dQ and dK for all mini-batches at once
+        else:  # (TTT-MLP: one layer l > 0)
+            dM = dA * (cc.S[l] + 1.0)
             dS = dA * M
-            dXb = torch.baddbmm(dXb, dS, X[l])
-            dX[l] = torch.baddbmm(dX[l], dS.transpose(-1, -2), Xb[l])
+            dXb = _mm_add(dXb, dS, X[l])
+            dX[l] = _mm_add(dX[l], dS.transpose(-1, -2), Xb[l])
             dzb = gelu_tanh_vjp(dXb, Zb[l - 1])
     dZ = [torch.zeros_like(z) for z in Z]
     # G_l = (G_{l+1} W_{l+1}^T) o gelu'(Z_l), l < L-1
@@ -534,20 +644,21 @@ def _step_backward(ch: _Chain, n: int, cc: _Cache, dzb: Tensor, dnext: tuple, gr
         h = G[l + 1] @ W[l + 1].transpose(-1, -2)
         dh = gelu_tanh_vjp(dG[l], Z[l])
         dZ[l] = dZ[l] + dG[l] * h * gelu_tanh_grad2(Z[l])
-        dG[l + 1] = torch.baddbmm(dG[l + 1], dh, W[l + 1])
+        dG[l + 1] = _mm_add(dG[l + 1], dh, W[l + 1])
         dW[l + 1].baddbmm_(dh.transpose(-1, -2), G[l + 1])
-    dZ[-1] = dZ[-1] + _ln_grad_backward(ch, n, cc, dG[-1], grads)
+    dZl, dtgt, dlnw, dlnb = _ln_grad_backward(mb, cc, dG[-1])
+    dZ[-1] = dZ[-1] + dZl
     # Z_l = X_l W_l + c_l, X_{l+1} = gelu(Z_l), X_0 = K
     for l in reversed(range(L)):
         dW[l].baddbmm_(X[l].transpose(-1, -2), dZ[l])
         dc[l] = dc[l] + dZ[l].sum(1)
-        dXl = torch.baddbmm(dX[l], dZ[l], W[l].transpose(-1, -2))
+        dXl = _mm_add(dX[l], dZ[l], W[l].transpose(-1, -2))
         if l > 0:
             dZ[l - 1] = dZ[l - 1] + gelu_tanh_vjp(dXl, Z[l - 1])
         else:
-            grads.dk[:, n] = dXl
-    grads.dlam[:, n] = dlam
-    return (dW, dc, dgW, dgc)
+            dk = dXl
+    grads = _MiniBatchGrads(dq, dk, dtgt, dlam, dA0, dM, dtau, dlnw, dlnb)
+    return (dW, dc, dgW, dgc), grads
 
 
 def _rescale_backward(W: list, c: list, kept: list, dWk: list, dck: list) -> tuple:
@@ -572,20 +683,20 @@ def _rescale_backward(W: list, c: list, kept: list, dWk: list, dck: list) -> tup
     return dU, du, dW, dc
 
 
-def _ln_grad_backward(ch: _Chain, n: int, cc: _Cache, a: Tensor, grads: _Grads) -> Tensor:
-    """Adjoint through ``G = J(Z) gy`` (the closed-form inner gradient): returns ``dZ``.
+def _ln_grad_backward(mb: _MiniBatch, cc: _Cache, a: Tensor) -> tuple[Tensor, ...]:
+    """Adjoint through ``G = J(Z) gy`` (the closed-form inner gradient): returns ``dZ`` and
+    the gradients of the target, the LN weight and bias (``[R, b, d]``, ``[R, 1, d]`` x 2).
 
     ``a = dG: [R, b, d]``. ``J`` is the symmetric Jacobian of the normalisation, so
     ``dgy = J a``; the dependence of ``J`` on ``Z`` (through ``xh`` and ``s = 1/rstd``)
     gives the rest.
-    Gradients of the target and of the LN weight and bias go into ``grads``.
     """
-    xh, z, mu, rstd, gy, lnw = cc.xh, cc.Z[-1], cc.mu, cc.rstd, cc.gy, ch.lnw
+    xh, z, mu, rstd, gy, lnw = cc.xh, cc.Z[-1], cc.mu, cc.rstd, cc.gy, mb.lnw
     dgy = ln_backward(a, z, mu, rstd)
-    grads.dtgt[:, n] = -lnw * dgy
-    grads.dlnw += (dgy * (2 * lnw * xh + ch.lnb - ch.tgt[:, n])).sum(1, keepdim=True)
-    grads.dlnb += (dgy * lnw).sum(1, keepdim=True)
+    dtgt = -lnw * dgy
+    dlnw = (dgy * (2 * lnw * xh + mb.lnb - mb.tgt)).sum(1, keepdim=True)
+    dlnb = (dgy * lnw).sum(1, keepdim=True)
     mean = partial(torch.mean, dim=-1, keepdim=True)
-    dxh = dgy * ch.lnw2 - (a * mean(gy * xh) + gy * mean(a * xh)) * rstd
+    dxh = dgy * mb.lnw2 - (a * mean(gy * xh) + gy * mean(a * xh)) * rstd
     ds = -(a * cc.G[-1]).sum(-1, keepdim=True) * rstd
-    return ln_backward(dxh, z, mu, rstd) + ds * xh / xh.shape[-1]
+    return ln_backward(dxh, z, mu, rstd) + ds * xh / xh.shape[-1], dtgt, dlnw, dlnb

@@ -38,8 +38,6 @@ path do not need Triton.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 
@@ -72,10 +70,10 @@ def dual_scan(
 
     ``q, k, tgt: [R, N, b, d]``, ``lam: [R, N, b]``, ``tau: [b]``, ``lnw, lnb: [R, 1, d]``,
     ``state``: ``4 L`` tensors ``[R, ...]``; ``keep_norm``: the ``keep_inner_norm`` commit;
-    ``compiled``: run the chain compiled (``run_chain``); outputs as ``dual.scan_forward``,
+    ``compiled``: run the chain compiled (``dual.run_chain``); outputs as ``dual.scan_forward``,
     contiguous.
     """
-    out = run_chain(
+    out = dual.run_chain(
         dual.scan_forward, compiled,
         q, k, tgt, lam, tau, lnw, lnb, state, causal, commit_last, save_every, keep_norm,
     )  # fmt: skip
@@ -113,7 +111,7 @@ def dual_scan_backward(
 ) -> list[Tensor]:
     """The backward of ``dual_scan``: ``[dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *dstate]``
     shaped as those inputs, given the adjoints of ``zbar`` and of the final state."""
-    out = run_chain(
+    out = dual.run_chain(
         dual.scan_backward, compiled,
         q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal,
         causal, commit_last, save_every, keep_norm,
@@ -130,29 +128,6 @@ def _dual_backward(ctx, grads):
     args = (*dual.backward_args(ctx, grads), ctx.compiled)
     out = torch.ops.ttt_video.dual_scan_backward.default(*args)
     return (*dual.input_grads(ctx, out), None, None, None, None, None)
-
-
-_compiled_chains: dict = {}
-_chains_that_failed: set = set()
-
-
-def run_chain(fn, compiled: bool, *args) -> list[Tensor]:
-    """``fn(*args)`` (``dual.scan_forward`` or ``dual.scan_backward``), by inductor when
-    ``compiled``: one graph per shape and flags (``dynamic=False``; the loop over mini-batches
-    is unrolled, so ``ttt_dual`` asks for it on short chains only). Fusing the chain's many
-    small ops makes a one-mini-batch call 1.5x (forward) to 2.8x (backward) cheaper on a
-    CPU (benchmarks/call_overhead.md). Where inductor cannot compile (no C++ compiler, ...),
-    the eager function runs, after one warning."""
-    if compiled and fn not in _chains_that_failed:
-        if fn not in _compiled_chains:
-            _compiled_chains[fn] = torch.compile(fn, dynamic=False)
-        try:
-            return _compiled_chains[fn](*args)
-        except Exception as e:  # the eager call below raises a real error again
-            _chains_that_failed.add(fn)
-            message = f"dual form: {fn.__name__} runs uncompiled ({type(e).__name__}: {e})"
-            warnings.warn(message, stacklevel=2)
-    return fn(*args)
 
 
 dual_scan.register_autograd(_dual_backward, setup_context=dual.setup_context)
