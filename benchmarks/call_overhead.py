@@ -5,6 +5,7 @@ change of the code, in one run:
     python benchmarks/call_overhead.py --no-compile                        # eager only, ~2 min
     python benchmarks/call_overhead.py --base 4f7ae3c                      # "before" = a commit
     python benchmarks/call_overhead.py --only-lm125 --base 4f7ae3c         # 125m width, ~6 min
+    python benchmarks/call_overhead.py --only-chain --base 4f7ae3c         # the chain alone
 
 - Training: the Moving-MNIST-style step of the quickstart recipe (``configs/video/quickstart
   .yaml``: ``video_{mixer}_small`` with ``motion_input``, B = 8, F0 = 10 context frames in one
@@ -21,6 +22,12 @@ change of the code, in one run:
   12 heads, FFN 2048, 2 blocks (M backbone, byte vocabulary), B = 2, T = 2048, fp32, two
   threads, eager: tokens/s of a training step (forward, cross-entropy, backward, AdamW) and
   of a prefill (forward without gradients).
+- The dual form's state chain alone (``--chain`` or ``--only-chain``), one thread: the
+  forward and the backward of ``scan_forward`` / ``scan_backward`` at the quickstart's shapes
+  (R = B*H = 32 streams, b = 16, d = 32, TTT-MLP hidden 128), for N = 1 mini-batch (a
+  fed-back frame) and N = 10 (the context call), eager and compiled as inside a compiled
+  model (``run_chain``): microseconds per call, and the matmul FLOPs it runs
+  (``FlopCounterMode``) per second, as a share of the machine's fp32 matmul rate.
 - The machine's fp32 matmul rate (2048^3, one thread), measured in the same run.
 
 "before" is ``git archive BASE ttt_video`` extracted into a temporary folder, "after" the
@@ -61,19 +68,26 @@ DECODE = {
     "attention_debug @ 125m width": WIDTH_125M,
 }
 LM125_MIXERS = ("ttt_linear", "ttt_mlp")
+CHAIN_POINTS = [
+    f"{kind}:{N}:{mode}"
+    for kind in ("linear", "mlp")
+    for N in (1, 10)
+    for mode in ("eager", "compiled")
+]
 RESULT = "RESULT "
 """Prefix of the worker's JSON line on stdout."""
 
 
 def training_step(mixer: str, compiled: bool, steps: int) -> dict[str, float]:
-    """Steps/s of the quickstart recipe's step (module docstring) and the seconds of the
-    first (warm-up, compiling) steps."""
+    """Steps/s of the quickstart recipe's step (module docstring), the seconds of the first
+    (warm-up, compiling) steps, and the matmul FLOPs of a step (``FlopCounterMode``, counted
+    on an eager step before compiling)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     from ttt_video.models import from_name
 
     torch.manual_seed(0)
     model = from_name(f"video_{mixer}_small", motion_input=True)
-    if compiled:
-        model.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     clip = torch.rand(8, 20, 1, 64, 64)
     F0, R, w = 10, 10, 3.0 * 9  # context_weight * (F0 - 1), as VideoPredictModule.loss
@@ -88,6 +102,10 @@ def training_step(mixer: str, compiled: bool, steps: int) -> dict[str, float]:
         loss.backward()
         opt.step()
 
+    with FlopCounterMode(display=False) as counter:
+        step()
+    if compiled:
+        model.compile()
     start = time.perf_counter()
     for _ in range(2):
         step()
@@ -95,7 +113,8 @@ def training_step(mixer: str, compiled: bool, steps: int) -> dict[str, float]:
     start = time.process_time()
     for _ in range(steps):
         step()
-    return {"steps_per_s": steps / (time.process_time() - start), "warmup_s": warmup}
+    rate = steps / (time.process_time() - start)
+    return {"steps_per_s": rate, "warmup_s": warmup, "flops": counter.get_total_flops()}
 
 
 def decode_ms(overrides: dict, name: str, steps: int) -> float:
@@ -153,11 +172,56 @@ def lm_125m_width(mixer: str, steps: int) -> dict[str, float]:
     return out
 
 
+def chain_cost(kind: str, N: int, compiled: bool, calls: int = 40) -> dict[str, float]:
+    """Microseconds per forward and backward call of the dual form's chain and the matmul
+    FLOPs of each (module docstring)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ttt_video.kernels import dual
+
+    if hasattr(dual, "run_chain"):
+        run_chain = dual.run_chain
+    else:  # up to 5b697ce: in ops.py, and a compiled model ran chains over 4 mini-batches eager
+        from ttt_video.kernels.ops import run_chain
+
+        compiled = compiled and N <= dual.COMPILED_CHAIN_MAX_MINIBATCHES
+    R, b, d, m = 32, 16, 32, 128
+    g = torch.Generator().manual_seed(0)
+    q, k, tgt = (torch.randn(R, N, b, d, generator=g) for _ in range(3))
+    lam = torch.rand(R, N, b, generator=g) * 0.1
+    tau = 1.0 / torch.arange(1, b + 1.0)
+    lnw, lnb = torch.ones(R, 1, d), torch.zeros(R, 1, d)
+    widths = [d, d] if kind == "linear" else [d, m, d]
+    weights = [torch.randn(R, i, o, generator=g) * i**-0.5 for i, o in zip(widths, widths[1:])]
+    biases = [torch.zeros(R, o) for o in widths[1:]]
+    state = weights + biases + [torch.zeros_like(t) for t in weights + biases]
+    L = len(weights)
+    fwd_args = (q, k, tgt, lam, tau, lnw, lnb, state, True, True, 16, False)
+    out = dual.scan_forward(*fwd_args)
+    dzbar, dfinal = torch.randn_like(out[0]), [torch.randn_like(t) for t in out[1 : 1 + 4 * L]]
+    bwd_args = (*fwd_args[:8], out[1 + 4 * L :], dzbar, dfinal, *fwd_args[8:])
+    result = {}
+    for name, fn, args in (
+        ("fwd", dual.scan_forward, fwd_args),
+        ("bwd", dual.scan_backward, bwd_args),
+    ):
+        with FlopCounterMode(display=False) as counter:
+            fn(*args)
+        for _ in range(3):  # warm-up (compiling)
+            run_chain(fn, compiled, *args)
+        start = time.process_time()
+        for _ in range(calls):
+            run_chain(fn, compiled, *args)
+        result[f"{name}_us"] = 1e6 * (time.process_time() - start) / calls
+        result[f"{name}_flops"] = counter.get_total_flops()
+    return result
+
+
 def worker(args: argparse.Namespace) -> None:
     """Measure the ``--train`` points and, with ``--decode``, the decode points, with the
     ``ttt_video`` on ``PYTHONPATH``; print one JSON line."""
     torch.set_num_threads(1)
-    out = {"train": {}, "decode": {}, "lm125": {}}
+    out = {"train": {}, "decode": {}, "lm125": {}, "chain": {}}
     for point in args.train:
         mixer, mode = point.split(":")
         out["train"][f"{mixer} {mode}"] = training_step(mixer, mode == "compiled", args.steps)
@@ -165,11 +229,14 @@ def worker(args: argparse.Namespace) -> None:
         out["decode"][name] = decode_ms(overrides, name, args.decode_steps)
     for mixer in args.lm125_points:
         out["lm125"][mixer] = lm_125m_width(mixer, args.lm125_steps)
+    for point in args.chain_points:
+        kind, N, mode = point.split(":")
+        out["chain"][point] = chain_cost(kind, int(N), mode == "compiled")
     print(RESULT + json.dumps(out), flush=True)
 
 
 def run_side(
-    code_root: Path, points: list[str], decode: bool, args: argparse.Namespace, lm125=()
+    code_root: Path, points: list[str], decode: bool, args: argparse.Namespace, lm125=(), chain=()
 ) -> dict:
     """Run a worker with ``PYTHONPATH=code_root``; its results."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "2" if lm125 else "1"}
@@ -177,6 +244,7 @@ def run_side(
     argv += ["--train", *points] if points else []
     argv += ["--decode"] if decode else []
     argv += ["--lm125_points", *lm125, "--lm125_steps", str(args.lm125_steps)] if lm125 else []
+    argv += ["--chain_points", *chain] if chain else []
     proc = subprocess.run(
         [sys.executable, __file__, *argv],
         env=env,
@@ -195,7 +263,7 @@ def measure(sides: dict[str, Path], args: argparse.Namespace) -> dict[str, dict]
     """Every point on both sides, interleaved so that load changes on a shared machine hit
     both alike: the eager and decode points ``--repeats`` times (the best run is kept), then
     each compiled point once per side, one model after the other."""
-    results = {side: {"train": {}, "decode": {}, "lm125": {}} for side in sides}
+    results = {side: {"train": {}, "decode": {}, "lm125": {}, "chain": {}} for side in sides}
 
     def keep(side: str, new: dict) -> None:
         for key, value in new["train"].items():
@@ -208,17 +276,25 @@ def measure(sides: dict[str, Path], args: argparse.Namespace) -> dict[str, dict]
             old = results[side]["lm125"].setdefault(mixer, rates)
             for name, rate in rates.items():
                 old[name] = max(old[name], rate)
+        for point, cost in new.get("chain", {}).items():
+            old = results[side]["chain"].setdefault(point, cost)
+            for name in ("fwd_us", "bwd_us"):
+                old[name] = min(old[name], cost[name])
 
+    only = args.only_lm125 or args.only_chain
     eager = [f"{m}:eager" for m in args.mixers]
-    for _ in range(args.repeats if not args.only_lm125 else 0):
+    for _ in range(args.repeats if not only else 0):
         for side, root in sides.items():
             keep(side, run_side(root, eager, True, args))
-    for mixer in args.mixers if args.compile and not args.only_lm125 else ():
+    for mixer in args.mixers if args.compile and not only else ():
         for side, root in sides.items():
             keep(side, run_side(root, [f"{mixer}:compiled"], False, args))
     for _ in range(args.repeats if args.lm125 or args.only_lm125 else 0):
         for side, root in sides.items():
             keep(side, run_side(root, [], False, args, lm125=LM125_MIXERS))
+    for _ in range(args.repeats if args.chain or args.only_chain else 0):
+        for side, root in sides.items():
+            keep(side, run_side(root, [], False, args, chain=CHAIN_POINTS))
     return results
 
 
@@ -239,10 +315,12 @@ def report(
     ]
     if after["train"]:
         lines += _table(
-            "Training steps/s (quickstart recipe; higher is better) and the seconds of the two "
-            "first steps (compiling, for compiled):",
+            "Training steps/s (quickstart recipe; higher is better), the seconds of the two "
+            "first steps (compiling, for compiled), the matmul FLOPs of a step and their rate "
+            "as a share of the 2048^3 matmul's:",
             ["model", "mode", "before steps/s", "after steps/s", "after / before",
-             "after, x attention", "first 2 steps before / after (s)"],
+             "after, x attention", "first 2 steps before / after (s)", "GFLOP / step",
+             "share of matmul rate, after"],
         )  # fmt: skip
     for key, new in after["train"].items():
         old = before["train"][key]
@@ -251,7 +329,8 @@ def report(
         lines.append(
             f"| {key.split(' ')[0]} | {mode} | {old['steps_per_s']:.2f} | "
             f"{new['steps_per_s']:.2f} | {new['steps_per_s'] / old['steps_per_s']:.2f} | "
-            f"{new['steps_per_s'] / ref:.2f} | {old['warmup_s']:.0f} / {new['warmup_s']:.0f} |"
+            f"{new['steps_per_s'] / ref:.2f} | {old['warmup_s']:.0f} / {new['warmup_s']:.0f} | "
+            f"{new['flops'] / 1e9:.2f} | {new['flops'] / 1e9 * new['steps_per_s'] / gflops:.0%} |"
         )
     if after["decode"]:
         lines += _table(
@@ -274,6 +353,25 @@ def report(
         lines.append(
             f"| {mixer} | {old[tr]:,.0f} | {new[tr]:,.0f} | {new[tr] / old[tr]:.2f} | "
             f"{old[pf]:,.0f} | {new[pf]:,.0f} | {new[pf] / old[pf]:.2f} |"
+        )
+    if after["chain"]:
+        lines += _table(
+            "The dual form's chain alone (R = 32, b = 16, d = 32, MLP hidden 128; one thread): "
+            "microseconds per call, and its matmul FLOPs per second (forward + backward) as a "
+            "share of the 2048^3 matmul's rate:",
+            ["chain", "N", "mode", "fwd us before / after", "bwd us before / after",
+             "speed-up", "share of matmul rate before / after"],
+        )  # fmt: skip
+    for point, new in after["chain"].items():
+        old = before["chain"][point]
+        kind, N, mode = point.split(":")
+        t_old, t_new = old["fwd_us"] + old["bwd_us"], new["fwd_us"] + new["bwd_us"]
+        flops = new["fwd_flops"] + new["bwd_flops"]
+        share = [flops / t / 1e3 / gflops for t in (t_old, t_new)]  # GFLOP/s / GFLOP/s
+        lines.append(
+            f"| {kind} | {N} | {mode} | {old['fwd_us']:,.0f} / {new['fwd_us']:,.0f} | "
+            f"{old['bwd_us']:,.0f} / {new['bwd_us']:,.0f} | {t_old / t_new:.2f} | "
+            f"{share[0]:.0%} / {share[1]:.0%} |"
         )
     lines += ["", "Goals (after): TTT against attention in the same mode / at the same width:", ""]
     for key, new in after["train"].items():
@@ -305,11 +403,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lm125", action="store_true", help="also the 125m-width LM points")
     p.add_argument("--only-lm125", action="store_true", help="only the 125m-width LM points")
     p.add_argument("--lm125_steps", type=int, default=2, help="timed steps per 125m-width point")
+    p.add_argument("--chain", action="store_true", help="also the dual-form chain alone")
+    p.add_argument("--only-chain", action="store_true", help="only the dual-form chain alone")
     p.add_argument("--json", default=None, help="also write every number to this file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--train", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--lm125_points", nargs="*", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--chain_points", nargs="*", default=[], help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 

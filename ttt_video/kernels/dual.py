@@ -27,7 +27,10 @@ The chain, ``scan_forward`` and ``scan_backward``, is the custom op ``ttt_video:
 with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` or
 ``torch.export`` trace, so that they see it as one node, and the autograd.Function
 ``_DualScan`` in eager mode (the same functions, without the dispatcher's overhead);
-``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd.
+``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd. Inside a
+compiled model the op runs the chain compiled by inductor too (``run_chain``): whole when
+short, one mini-batch step at a time when long (``_step_output``, ``_step``,
+``_step_backward`` read a ``_MiniBatch`` and return what they compute).
 """
 
 from __future__ import annotations
