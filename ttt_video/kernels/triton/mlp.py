@@ -1,12 +1,11 @@
 """Triton kernels of TTT-MLP's dual form: forward and backward of the state chain.
 
-Letters: ``S`` sequences, ``H`` heads, ``D`` head dim (``BD`` its power-of-two block,
-columns ``>= D`` masked), ``M`` hidden width (``4D``), ``BM`` hidden columns per tile,
-``BS = b`` the mini-batch size, ``NT`` padded tokens, ``GROUP`` mini-batches between saved
-states. One program per (sequence, head). The hidden state ``W1: [D, M]``, ``W2: [M, D]``,
-``c1: [M]`` is too large for registers at ``D = 128``: it lives in fp32 global memory (the
-final-state buffers, updated in place; L2-resident at these sizes) and every mini-batch
-visits it in ``[BD, BM]`` / ``[BM, BD]`` tiles. ``c2, gc2: [BD]`` stay in registers.
+Letters: ``S`` sequences, ``H`` heads, ``D`` head dim (``BD`` its power-of-two block, columns
+``>= D`` masked), ``M`` hidden width (``4D``), ``BM`` hidden columns per tile, ``BS = b``
+the mini-batch size, ``NT`` padded tokens, ``GROUP`` mini-batches between saved states. One
+program per (sequence, head). The state ``W1: [D, M]``, ``W2: [M, D]``, ``c1: [M]`` lives in
+fp32 global memory (the final-state buffers, updated in place; L2-resident) and is visited
+in ``[BD, BM]`` / ``[BM, BD]`` tiles; ``c2, gc2: [BD]`` stay in registers.
 
 Per mini-batch (kernels/README.md section 3, two inner layers)::
 
@@ -17,10 +16,11 @@ Per mini-batch (kernels/README.md section 3, two inner layers)::
                        W1 -= f t (gW1 + K^T (lam o G1))   W2 -= f t (gW2 + X2^T (lam o G2))
     Zb2 = XbW2 + c2 - (M o (S2 + 1)) G2   (terms with gW only before the first commit)
 
-Pass B may commit a tile as soon as it is read: no other tile reads it in this mini-batch.
-A tile a pass reads and then overwrites is overwritten only after a ``tl.debug_barrier()``
-(every thread has read it), and tiles written in one mini-batch are read in the next only
-after one (kernels/README.md section 12, "Global memory within a program").
+Pass B commits a tile as soon as it is read (no other tile reads it in this mini-batch); a
+tile read and then overwritten, or written in one mini-batch and read in the next, is so only
+after a ``tl.debug_barrier()`` (kernels/README.md section 12). In the tile loops, ``K``,
+``Q``, ``dZb`` and ``G2`` (parked in the ``Zb`` / ``dV`` output) are read again from global
+memory at each product (``again``): no ``[BS, BD]`` block stays staged across the loop.
 """
 
 import triton
@@ -65,6 +65,18 @@ def load_acc_tiles(
         gW2 = tl.zeros([BM, BD], dtype=tl.float32)
         gc1 = tl.zeros([BM], dtype=tl.float32)
     return gW1, gW2, gc1
+
+
+@triton.jit
+def again(ptr, toff, xm, CACHE: tl.constexpr):
+    """A ``[BS, BD]`` block read again from global memory for the products at hand.
+
+    A block kept in registers and used by products across a tile loop keeps a shared-memory
+    copy per operand layout for the whole loop (32 KB each in fp32 at b = 64, d = 128); read
+    again where it is used, its copy lives for those products only. ``CACHE`` (a load cache
+    modifier) differs between the reads of one block in one loop body, so that the compiler
+    does not merge them into one value (kernels/README.md section 12)."""
+    return tl.load(ptr + toff, mask=xm, other=0.0, cache_modifier=CACHE)
 
 
 @triton.jit
@@ -192,6 +204,8 @@ def mlp_fwd_kernel(
         )
         G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)[3]
         lG2 = lam[:, None] * G2
+        tl.store(zb_ptr + toff, G2, mask=xm)  # pass B reads G2 here; Zb2 overwrites it
+        tl.debug_barrier()
         # pass B: G1, the first layer's dual chain, S2 and Xb2 W2; then commit the tile
         S2 = tl.zeros([BS, BS], dtype=tl.float32)
         XbW2 = tl.zeros([BS, BD], dtype=tl.float32)
@@ -200,10 +214,12 @@ def mlp_fwd_kernel(
             gW1, gW2, gc1 = load_acc_tiles(
                 gw1, gw2, gc1p, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
             )
+            kq, G2q = again(k_ptr, toff, xm, ""), again(zb_ptr, toff, xm, "")
             X2, g1, gg1, hG, G1, P1, P2, Pc1 = first_layer(
-                kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT
+                kq, W1, W2, c1, G2q, lam, gW1, gW2, gc1, DT
             )
-            Xb2 = query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[0]
+            qq = again(q_ptr, toff, xm, "")
+            Xb2 = query_hidden(qq, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[0]
             S2 += dot(Xb2, tl.trans(X2), DT)
             XbW2 += dot(Xb2, W2, DT)
             if HAS_ACC:
@@ -368,7 +384,6 @@ def mlp_bwd_kernel(
             f = tl.where(n == n1 - 1, commit_last, 1.0)
             toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
             qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
-            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD] adjoint of Zb2
             Mlr = masked_lr(tau, lam, vis)
             S0 = dot(qb, tl.trans(kb), DT)
             AM0 = Mlr * (S0 + 1.0)
@@ -398,12 +413,15 @@ def mlp_bwd_kernel(
                     XbgW2 += dot(Xb2, gW2, DT)
             AM2 = Mlr * (S2 + 1.0)
             # commit of c2 and the second layer's dual chain (the parts that need no tile)
+            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD] adjoint of Zb2
+            tl.store(dv_ptr + toff, G2, mask=xm)  # dA2 and pass 3 read G2 here; dV overwrites it
+            tl.debug_barrier()
             Pc2 = gc2 + tl.sum(lG2, 0)
             dPc2 = -f * t_last * dc2 + (1.0 - f) * dgc2
             dt_last = -f * tl.sum(dc2 * Pc2, 0)
             dG2 = lam[:, None] * dPc2[None, :] - dot(tl.trans(AM2), dzb, DT)  # [BS, BD]
             dlam = tl.sum(G2 * dPc2[None, :], 1)
-            dA2 = -dot(dzb, tl.trans(G2), DT)  # [BS, BS]
+            dA2 = -dot(dzb, tl.trans(again(dv_ptr, toff, xm, "")), DT)  # [BS, BS]
             dM = dA2 * (S2 + 1.0)
             dS2 = dA2 * Mlr
             dc2 += tl.sum(dzb, 0)
@@ -421,10 +439,13 @@ def mlp_bwd_kernel(
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
+                # [BS, BD] operands read again at their products (``again``)
+                kq, G2q = again(k_ptr, toff, xm, ""), again(dv_ptr, toff, xm, "")
                 X2, g1, gg1, hG, G1, P1, P2, Pc1 = first_layer(
-                    kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT
+                    kq, W1, W2, c1, G2q, lam, gW1, gW2, gc1, DT
                 )
-                Xb2, gb1 = query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[:2]
+                qq = again(q_ptr, toff, xm, "")
+                Xb2, gb1 = query_hidden(qq, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[:2]
                 # commit: W' = W - f t P, gW' = (1 - f) P
                 dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
                 dW2 = tl.load(dw2 + off2, mask=m2, other=0.0)
@@ -440,12 +461,12 @@ def mlp_bwd_kernel(
                 # P1 = gW1 + K^T (lam o G1), P2 = gW2 + X2^T (lam o G2)
                 G1dP1 = dot(G1, tl.trans(dP1), DT)  # [BS, BD]
                 dK += lam[:, None] * G1dP1
-                dG1 = lam[:, None] * (dot(kb, dP1, DT) + dPc1[None, :])  # [BS, BM]
-                G2dP2 = dot(G2, tl.trans(dP2), DT)  # [BS, BM]
+                dG1 = lam[:, None] * (dot(again(k_ptr, toff, xm, ".cg"), dP1, DT) + dPc1[None, :])
+                G2dP2 = dot(again(dv_ptr, toff, xm, ".cg"), tl.trans(dP2), DT)  # [BS, BM]
                 dX2 = lam[:, None] * G2dP2
                 dG2 += lam[:, None] * dot(X2, dP2, DT)
                 dlam += (
-                    tl.sum(kb.to(tl.float32) * G1dP1, 1)
+                    tl.sum(kq.to(tl.float32) * G1dP1, 1)
                     + tl.sum(G1 * dPc1[None, :], 1)
                     + tl.sum(X2 * G2dP2, 1)
                 )
@@ -453,29 +474,30 @@ def mlp_bwd_kernel(
                 dgW2 = dP2
                 dgc1 = dPc1
                 # Zb2 = Xb2 W2 + c2 - AM2 G2 - tau o (Xb2 gW2 + gc2)
+                dzb = again(dzb_ptr, toff, xm, "")
                 dW2 += dot(tl.trans(Xb2), dzb, DT)
                 dXb2 = dot(dzb, tl.trans(W2), DT) + dot(dS2, X2, DT)  # [BS, BM]
                 dX2 += dot(tl.trans(dS2), Xb2, DT)
                 if HAS_ACC:
-                    dgW2 -= dot(tl.trans(Xb2), tdz, DT)
-                    dXb2 -= dot(tdz, tl.trans(gW2), DT)
+                    dgW2 -= dot(tl.trans(tau[:, None] * Xb2), dzb, DT)
+                    dXb2 -= tau[:, None] * dot(dzb, tl.trans(gW2), DT)
                 dzb1 = dXb2 * gb1  # through Xb2 = gelu(Zb1)
                 # Zb1 = Q W1 + c1 - AM0 G1 - tau o (Q gW1 + gc1)
-                dW1 += dot(tl.trans(qb), dzb1, DT)
+                dW1 += dot(tl.trans(again(q_ptr, toff, xm, ".cg")), dzb1, DT)
                 dc1 += tl.sum(dzb1, 0)
                 dA0 -= dot(dzb1, tl.trans(G1), DT)
                 dG1 -= dot(tl.trans(AM0), dzb1, DT)
                 dQ += dot(dzb1, tl.trans(W1), DT)
                 if HAS_ACC:
                     tdz1 = tau[:, None] * dzb1
-                    dtau -= tl.sum(dzb1 * (dot(qb, gW1, DT) + gc1[None, :]), 1)
-                    dgW1 -= dot(tl.trans(qb), tdz1, DT)
+                    dtau -= tl.sum(dzb1 * (dot(qq, gW1, DT) + gc1[None, :]), 1)
+                    dgW1 -= dot(tl.trans(again(q_ptr, toff, xm, ".cv")), tdz1, DT)
                     dgc1 -= tl.sum(tdz1, 0)
                     dQ -= dot(tdz1, tl.trans(gW1), DT)
                 # G1 = (G2 W2^T) o gelu'(Z1)
                 dh = dG1 * g1
                 dG2 += dot(dh, W2, DT)
-                dW2 += dot(tl.trans(dh), G2, DT)
+                dW2 += dot(tl.trans(dh), again(dv_ptr, toff, xm, ".cv"), DT)
                 tl.debug_barrier()  # every thread has read this tile before any overwrites it
                 tl.store(sdz1 + m0 + offh, dG1 * hG * gg1)  # dZ1 so far
                 tl.store(sdx2 + m0 + offh, dX2)
@@ -489,8 +511,8 @@ def mlp_bwd_kernel(
             dM += dA0 * (S0 + 1.0)
             dM = tl.where(vis, dM, 0.0)
             dS0 = dA0 * Mlr
-            dQ += dot(dS0, kb, DT)
-            dK += dot(tl.trans(dS0), qb, DT)
+            dQ += dot(dS0, again(k_ptr, toff, xm, ""), DT)
+            dK += dot(tl.trans(dS0), again(q_ptr, toff, xm, ""), DT)
             dlam += tl.sum(dM * tau[:, None], 0)
             dtau += tl.sum(dM * lam[None, :], 1)
             # G2 = J(Z2) gy
@@ -502,14 +524,15 @@ def mlp_bwd_kernel(
             # pass 4, per tile: Z2 = X2 W2 + c2, X2 = gelu(Z1), Z1 = K W1 + c1
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
-                X2, g1 = hidden(kb, W1, c1, DT)[:2]
+                kq = again(k_ptr, toff, xm, "")
+                X2, g1 = hidden(kq, W1, c1, DT)[:2]
                 dW2 = tl.load(dw2 + off2, mask=m2, other=0.0)
                 dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
                 dc1 = tl.load(dc1p + m0 + rm)
                 dX2 = tl.load(sdx2 + m0 + offh) + dot(dZ2, tl.trans(W2), DT)
                 dZ1 = tl.load(sdz1 + m0 + offh) + dX2 * g1
                 dW2 += dot(tl.trans(X2), dZ2, DT)
-                dW1 += dot(tl.trans(kb), dZ1, DT)
+                dW1 += dot(tl.trans(kq), dZ1, DT)
                 dc1 += tl.sum(dZ1, 0)
                 tl.debug_barrier()  # every thread has read this tile before any overwrites it
                 tl.store(dw2 + off2, dW2, mask=m2)

@@ -203,7 +203,7 @@ def hidden_tile(m: int, widest: int) -> int:
 def chain_hidden_tile(m: int, d: int, dtype: torch.dtype) -> int:
     """``BM`` of the forward and backward kernels: the widest tile whose backward fits in 99 KB
     of shared memory (consumer GPUs; benchmarks/kernels_gpu.md): 64 for 16-bit inputs up to
-    d = 64, 16 at d = 128 (32 needs 112 KB) and in fp32 (its operands are twice the size)."""
+    d = 64, 16 at d = 128 and in fp32 (its operands are twice the size)."""
     return hidden_tile(m, 64 if dtype != torch.float32 and d <= 64 else 16)
 
 
