@@ -3,6 +3,7 @@ throughput of one 125m-shaped block, on CPU.
 
     python benchmarks/lm_decode.py                 # the full run (~10 minutes on 2 cores)
     python benchmarks/lm_decode.py --quick         # smoke: debug models, short contexts
+    python benchmarks/lm_decode.py --compiled      # decode eager vs torch.compile (~10 minutes)
 
 Decode: per-token latency (median over ``--steps`` greedy steps, B = 1) at two stream
 positions. A TTT model reaches the far position by prefilling ``--prompt`` real tokens and
@@ -14,6 +15,13 @@ M backbone for TTT, no pre-conv for attention), B = 1, forward only; a size pred
 take more than ``--budget`` seconds (quadratic extrapolation for attention, linear for TTT)
 is skipped and reported as such.
 
+``--compiled``: the decode latency alone, eager and through ``torch.compile`` (the model's
+``compile()``, as ``ttt-video generate --compile`` does), for TTT-Linear, TTT-MLP and
+attention at the debug size and at the 125m width (D = 768, 12 heads, FFN 2048, still 2
+blocks), at positions 1024 and 16384; the wall time of the first ``--steps`` compiled tokens
+(which compile) is reported apart. A compiled TTT step has fixed shapes; attention's KV cache
+grows by one token per step, so it runs a graph with a dynamic length.
+
 Letters: B batch, T tokens, P stream position, H heads, d head dim, D width.
 Not collected by pytest. Results go to stdout as Markdown tables.
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import time
 
@@ -83,6 +92,36 @@ def decode_table(names: list[str], positions: list[int], prompt: int, steps: int
         )
 
 
+WIDTH_125M = {"width": 768, "num_heads": 12, "ffn_width": 2048}
+COMPILED_POINTS = {
+    f"{mixer}_debug{suffix}": overrides
+    for suffix, overrides in (("", {}), (" @ 125m width", WIDTH_125M))
+    for mixer in ("ttt_linear", "ttt_mlp", "attention")
+}
+
+
+def compiled_decode_table(positions: list[int], prompt: int, steps: int) -> None:
+    """Decode ms/token, eager and compiled, for ``COMPILED_POINTS`` (module docstring)."""
+    from ttt_video.models.compiling import compile_model
+
+    head = " | ".join(f"{mode} ms @ {p}" for mode in ("eager", "compiled") for p in positions)
+    print(f"| model | {head} | compiled / eager @ {positions[0]} | first {steps} compiled s |")
+    print("|---" * (2 * len(positions) + 3) + "|")
+    for name, overrides in COMPILED_POINTS.items():
+        torch.manual_seed(0)
+        model = from_name(name.split(" ")[0], **overrides).eval()
+        states = [far_state(model, p, prompt) for p in positions]
+        eager = [1e3 * decode_latency(model, s, steps) for s in states]
+        torch._dynamo.reset()  # dynamo's recompile limit counts over every model it has seen
+        compile_model(model)
+        start = time.perf_counter()
+        decode_latency(model, states[0], steps)  # the first calls compile
+        first = time.perf_counter() - start
+        compiled = [1e3 * decode_latency(model, s, steps) for s in states]
+        cells = " | ".join(f"{ms:.3f}" for ms in eager + compiled)
+        print(f"| {name} | {cells} | {compiled[0] / eager[0]:.2f} | {first:.0f} |", flush=True)
+
+
 def prefill_table(lengths: list[int], budget: float) -> dict[str, dict[int, float]]:
     print("| mixer | T | seconds | tokens/s |")
     print("|---|---|---|---|")
@@ -127,11 +166,20 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="max seconds per prefill point")
     parser.add_argument("--decode-threads", type=int, default=1, help="torch threads for decoding")
     parser.add_argument("--prefill-threads", type=int, default=2, help="torch threads for prefill")
+    parser.add_argument("--compiled", action="store_true", help="decode eager vs torch.compile")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     print(
         f"torch {torch.__version__}; decode on {args.decode_threads} thread(s), prefill on {args.prefill_threads}\n"
     )
+    if args.compiled:
+        torch.set_num_threads(args.decode_threads)
+        from ttt_video.train.peak_flops import measure_peak_flops
+
+        gflops = measure_peak_flops(torch.device("cpu"), torch.float32, 2048) / 1e9
+        print(f"fp32 2048^3 matmul: {gflops:.0f} GFLOP/s; load average {os.getloadavg()[0]:.1f}\n")
+        compiled_decode_table([1024, 16384], 64, args.steps)
+        return
     quick = args.quick
     names = ["ttt_linear_debug", "attention_debug"] + (
         [] if quick else ["ttt_linear_125m", "attention_125m"]

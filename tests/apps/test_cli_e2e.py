@@ -42,6 +42,11 @@ def test_fit_validate_generate_eval(write_config, tmp_path, capsys, losses):
         == 0
     )
     assert capsys.readouterr().out.startswith("the cat")
+    greedy = ["generate", "--ckpt", str(ckpt), "--prompt", "the", "--temperature", "0"]
+    assert main([*greedy, "--max-new-tokens", "8"]) == 0
+    eager = capsys.readouterr().out
+    assert main([*greedy, "--max-new-tokens", "8", "--compile"]) == 0
+    assert capsys.readouterr().out == eager
 
     out = tmp_path / "eval"
     args = ["eval-lm", "--ckpt", str(ckpt), "--ckpt", str(ckpt), "--label", "a", "--label", "b"]

@@ -5,7 +5,7 @@
     ttt-video fit --config NAME --help [model|data|optim|trainer]     every field, documented
     ttt-video fit --config NAME --print_config                        the resolved YAML
     ttt-video validate --ckpt CKPT [--config FILE] [--device D] [--section.field VALUE ...]
-    ttt-video generate --ckpt CKPT --prompt TEXT [--max_new_tokens N] [--device D]
+    ttt-video generate --ckpt CKPT --prompt TEXT [--max_new_tokens N] [--compile] [--device D]
     ttt-video eval-lm --ckpt A [--ckpt B ...] [--out DIR] [--device D]
     ttt-video demo predict|classify|stream FILE [--ckpt CKPT] [--device D]
     ttt-video export --ckpt CKPT --out DIR                  config.json + model.safetensors
@@ -174,6 +174,7 @@ def _generate(args: argparse.Namespace, extra: list[str], parser) -> int:
         args.top_k,
         args.seed,
         device=args.device,
+        compile=args.compile,
     )
     print(args.prompt + text)
     return 0
@@ -220,6 +221,12 @@ def _add_lm(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     p.add_argument("--top_k", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="decode through torch.compile: same tokens, faster per token after a compile "
+        "of tens of seconds (benchmarks/lm_decode.md)",
+    )
     _runtime_flags(p)
     p.set_defaults(func=_generate)
     p = sub.add_parser(

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from ttt_video.data.text.dataset import TokenBlockDataset
 from ttt_video.io_utils import pyplot
+from ttt_video.models.compiling import compile_model
 from ttt_video.train.runner import load_module
 
 
@@ -220,13 +221,17 @@ def generate_text(
     top_k: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    compile: bool = False,
 ) -> str:
     """Continue ``prompt`` with the model of an LM checkpoint, run on ``device`` (``"auto"``,
     ``"cpu"``, ``"cuda"``, ``"cuda:N"``; the same seed draws other tokens on another device
-    type); returns the new text only."""
+    type), through ``torch.compile`` with ``compile`` (the same tokens; it pays for long
+    continuations: the first tokens wait for the compiler); returns the new text only."""
     run, module, datamodule = load_module(ckpt, device)
     if run.task != "lm":
         raise ValueError(f"--ckpt: {ckpt} is a {run.task!r} checkpoint, not a language model")
+    if compile:
+        compile_model(module.model)
     tokenizer = datamodule.tokenizer()
     ids = tokenizer.encode(prompt) or [tokenizer.eos_id]
     generator = torch.Generator(module.device).manual_seed(seed)
