@@ -5,6 +5,7 @@ change of the code, in one run:
     python benchmarks/call_overhead.py --no-compile                        # eager only, ~2 min
     python benchmarks/call_overhead.py --base 4f7ae3c                      # "before" = a commit
     python benchmarks/call_overhead.py --only-lm125 --base 4f7ae3c         # 125m width, ~6 min
+    python benchmarks/call_overhead.py --only-lm125 --lm125-compiled --base 4f7ae3c   # + compiled
     python benchmarks/call_overhead.py --only-chain --base 4f7ae3c         # the chain alone
 
 - Training: the Moving-MNIST-style step of the quickstart recipe (``configs/video/quickstart
@@ -21,7 +22,9 @@ change of the code, in one run:
 - 125m-width LM (``--lm125``, or ``--only-lm125``): ``{ttt_linear,ttt_mlp}_debug`` at D = 768,
   12 heads, FFN 2048, 2 blocks (M backbone, byte vocabulary), B = 2, T = 2048, fp32, two
   threads, eager: tokens/s of a training step (forward, cross-entropy, backward, AdamW) and
-  of a prefill (forward without gradients).
+  of a prefill (forward without gradients). With ``--lm125-compiled`` the "after" side also
+  runs them through the model's ``compile()`` (after one warm-up call each, which compiles),
+  compared with the "before" side's eager points.
 - The dual form's state chain alone (``--chain`` or ``--only-chain``), one thread: the
   forward and the backward of ``scan_forward`` / ``scan_backward`` at the quickstart's shapes
   (R = B*H = 32 streams, b = 16, d = 32, TTT-MLP hidden 128), for N = 1 mini-batch (a
@@ -138,14 +141,18 @@ def decode_ms(overrides: dict, name: str, steps: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def lm_125m_width(mixer: str, steps: int) -> dict[str, float]:
+def lm_125m_width(point: str, steps: int) -> dict[str, float]:
     """Tokens/s of a training step and of a prefill of the 125m-width LM (module docstring),
-    two threads, wall time (the points alternate between the sides, as the others do)."""
+    two threads, wall time (the points alternate between the sides, as the others do);
+    ``point``: a mixer, or ``mixer:compiled``."""
     from ttt_video.models import from_name
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
+    mixer, _, mode = point.partition(":")
     model = from_name(f"{mixer}_debug", **WIDTH_125M)
+    if mode == "compiled":
+        model.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(0, 256, (2, 2048))
 
@@ -289,9 +296,11 @@ def measure(sides: dict[str, Path], args: argparse.Namespace) -> dict[str, dict]
     for mixer in args.mixers if args.compile and not only else ():
         for side, root in sides.items():
             keep(side, run_side(root, [f"{mixer}:compiled"], False, args))
+    compiled = [f"{m}:compiled" for m in LM125_MIXERS] if args.lm125_compiled else []
     for _ in range(args.repeats if args.lm125 or args.only_lm125 else 0):
         for side, root in sides.items():
-            keep(side, run_side(root, [], False, args, lm125=LM125_MIXERS))
+            points = LM125_MIXERS + tuple(compiled if side == "after" else ())
+            keep(side, run_side(root, [], False, args, lm125=points))
     for _ in range(args.repeats if args.chain or args.only_chain else 0):
         for side, root in sides.items():
             keep(side, run_side(root, [], False, args, chain=CHAIN_POINTS))
@@ -342,13 +351,13 @@ def report(
         lines.append(f"| {name} | {old:.3f} | {new:.3f} | {new / old:.2f} |")
     if after["lm125"]:
         lines += _table(
-            "125m-width LM (D 768, 12 heads, 2 blocks, B = 2, T = 2048, two threads, eager), "
-            "tokens/s (goal: prefill >= 1.3x and training >= 1.15x before):",
+            "125m-width LM (D 768, 12 heads, 2 blocks, B = 2, T = 2048, two threads; before "
+            "eager), tokens/s (goal: prefill >= 1.3x and training >= 1.15x before):",
             ["model", "train before", "train after", "after / before", "prefill before",
              "prefill after", "after / before"],
         )  # fmt: skip
     for mixer, new in after["lm125"].items():
-        old = before["lm125"][mixer]
+        old = before["lm125"][mixer.partition(":")[0]]
         tr, pf = "train_tokens_per_s", "prefill_tokens_per_s"
         lines.append(
             f"| {mixer} | {old[tr]:,.0f} | {new[tr]:,.0f} | {new[tr] / old[tr]:.2f} | "
@@ -403,6 +412,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lm125", action="store_true", help="also the 125m-width LM points")
     p.add_argument("--only-lm125", action="store_true", help="only the 125m-width LM points")
     p.add_argument("--lm125_steps", type=int, default=2, help="timed steps per 125m-width point")
+    p.add_argument(
+        "--lm125-compiled", action="store_true", help="125m width: also compiled, after only"
+    )
     p.add_argument("--chain", action="store_true", help="also the dual-form chain alone")
     p.add_argument("--only-chain", action="store_true", help="only the dual-form chain alone")
     p.add_argument("--json", default=None, help="also write every number to this file")
