@@ -152,7 +152,12 @@ def lm_125m_width(point: str, steps: int) -> dict[str, float]:
     mixer, _, mode = point.partition(":")
     model = from_name(f"{mixer}_debug", **WIDTH_125M)
     if mode == "compiled":
-        model.compile()
+        from ttt_video.models.compiling import compile_model  # the "after" side only
+
+        if not compile_model(model):
+            raise SystemExit(
+                "--lm125-compiled: torch.compile cannot run here (the warning says why)"
+            )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(0, 256, (2, 2048))
 
@@ -431,6 +436,8 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    if args.lm125_compiled and not (args.lm125 or args.only_lm125):
+        raise SystemExit("--lm125-compiled: add --lm125 or --only-lm125")
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as base:

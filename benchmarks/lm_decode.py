@@ -6,10 +6,10 @@ throughput of one 125m-shaped block, on CPU.
     python benchmarks/lm_decode.py --compiled      # decode eager vs torch.compile (~10 minutes)
 
 Decode: per-token latency (median over ``--steps`` greedy steps, B = 1) at two stream
-positions. A TTT model reaches the far position by prefilling ``--prompt`` real tokens and
-then moving the recorded stream position forward (its state has a fixed size; only
-``position`` and the position inside the mini-batch matter, and both positions are
-multiples of b = 16). The attention baseline gets a KV cache of that length filled with
+positions. A TTT model reaches the far position by prefilling real tokens (1024; 64 with
+``--quick`` and ``--compiled``) and then moving the recorded stream position forward (its
+state has a fixed size; only ``position`` and the position inside the mini-batch matter,
+and both positions are multiples of b = 16). The attention baseline gets a KV cache of that length filled with
 random keys and values. Prefill: tokens/s of a single block (width 768, 12 heads, FFN 2048;
 M backbone for TTT, no pre-conv for attention), B = 1, forward only; a size predicted to
 take more than ``--budget`` seconds (quadratic extrapolation for attention, linear for TTT)
@@ -35,6 +35,7 @@ import statistics
 import time
 
 import torch
+from call_overhead import WIDTH_125M  # benchmarks/, this script's folder
 
 from ttt_video.layers import Block, BlockConfig, KVCache
 from ttt_video.models import BackboneState, LanguageModel, from_name
@@ -92,12 +93,12 @@ def decode_table(names: list[str], positions: list[int], prompt: int, steps: int
         )
 
 
-WIDTH_125M = {"width": 768, "num_heads": 12, "ffn_width": 2048}
-COMPILED_POINTS = {
-    f"{mixer}_debug{suffix}": overrides
+# (label, preset, overrides) of the --compiled table
+COMPILED_POINTS = [
+    (f"{mixer}_debug{suffix}", f"{mixer}_debug", overrides)
     for suffix, overrides in (("", {}), (" @ 125m width", WIDTH_125M))
     for mixer in ("ttt_linear", "ttt_mlp", "attention")
-}
+]
 
 
 def compiled_decode_table(positions: list[int], prompt: int, steps: int) -> None:
@@ -105,15 +106,17 @@ def compiled_decode_table(positions: list[int], prompt: int, steps: int) -> None
     from ttt_video.models.compiling import compile_model
 
     head = " | ".join(f"{mode} ms @ {p}" for mode in ("eager", "compiled") for p in positions)
-    print(f"| model | {head} | compiled / eager @ {positions[0]} | first {steps} compiled s |")
+    first_calls = f"first {steps + 3} compiled tokens s"  # decode_latency's warm-up + steps
+    print(f"| model | {head} | compiled / eager @ {positions[0]} | {first_calls} |")
     print("|---" * (2 * len(positions) + 3) + "|")
-    for name, overrides in COMPILED_POINTS.items():
+    for name, preset, overrides in COMPILED_POINTS:
         torch.manual_seed(0)
-        model = from_name(name.split(" ")[0], **overrides).eval()
+        model = from_name(preset, **overrides).eval()
         states = [far_state(model, p, prompt) for p in positions]
         eager = [1e3 * decode_latency(model, s, steps) for s in states]
         torch._dynamo.reset()  # dynamo's recompile limit counts over every model it has seen
-        compile_model(model)
+        if not compile_model(model):
+            raise SystemExit("--compiled: torch.compile cannot run here (the warning says why)")
         start = time.perf_counter()
         decode_latency(model, states[0], steps)  # the first calls compile
         first = time.perf_counter() - start
@@ -168,6 +171,8 @@ def main() -> None:
     parser.add_argument("--prefill-threads", type=int, default=2, help="torch threads for prefill")
     parser.add_argument("--compiled", action="store_true", help="decode eager vs torch.compile")
     args = parser.parse_args()
+    if args.compiled and args.quick:
+        parser.error("--compiled runs its own points: drop --quick")
     torch.set_grad_enabled(False)
     print(
         f"torch {torch.__version__}; decode on {args.decode_threads} thread(s), prefill on {args.prefill_threads}\n"

@@ -18,9 +18,9 @@ Per mini-batch (kernels/README.md section 3, two inner layers)::
 
 Pass B commits a tile as soon as it is read (no other tile reads it in this mini-batch); a
 tile read and then overwritten, or written in one mini-batch and read in the next, is so only
-after a ``tl.debug_barrier()`` (kernels/README.md section 12). In the tile loops, ``K``,
-``Q``, ``dZb`` and ``G2`` (parked in the ``Zb`` / ``dV`` output) are read again from global
-memory at each product (``again``): no ``[BS, BD]`` block stays staged across the loop.
+after a ``tl.debug_barrier()`` (kernels/README.md section 12). In pass B and the backward's
+passes 3-4, ``K``, ``Q``, ``dZb`` and ``G2`` (parked in the ``Zb`` / ``dV`` output) are read
+again from global memory at each product (``again``), not staged across the tile loop.
 """
 
 import triton
