@@ -225,7 +225,8 @@ def _add_lm(sub) -> None:
         "--compile",
         action="store_true",
         help="decode through torch.compile: the same greedy tokens; TTT models decode "
-        "1.7-4.4x faster per token on a CPU after a compile of ~20 s (benchmarks/lm_decode.md)",
+        "1.7-4.4x faster per token on a CPU after 10-60 s of compiling, so it pays for long "
+        "continuations (benchmarks/lm_decode.md)",
     )
     _runtime_flags(p)
     p.set_defaults(func=_generate)
