@@ -81,10 +81,13 @@ RESULT = "RESULT "
 """Prefix of the worker's JSON line on stdout."""
 
 
-def training_step(mixer: str, compiled: bool, steps: int) -> dict[str, float]:
+def training_step(
+    mixer: str, compiled: bool, steps: int, clock=time.process_time
+) -> dict[str, float]:
     """Steps/s of the quickstart recipe's step (module docstring), the seconds of the first
     (warm-up, compiling) steps, and the matmul FLOPs of a step (``FlopCounterMode``, counted
-    on an eager step before compiling)."""
+    on an eager step before compiling). ``clock``: process CPU time (one thread), or wall
+    time (``time.perf_counter``) where several threads run."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from ttt_video.models import from_name
@@ -113,10 +116,10 @@ def training_step(mixer: str, compiled: bool, steps: int) -> dict[str, float]:
     for _ in range(2):
         step()
     warmup = time.perf_counter() - start
-    start = time.process_time()
+    start = clock()
     for _ in range(steps):
         step()
-    rate = steps / (time.process_time() - start)
+    rate = steps / (clock() - start)
     return {"steps_per_s": rate, "warmup_s": warmup, "flops": counter.get_total_flops()}
 
 

@@ -3,6 +3,7 @@ configs by name, one flag style, and errors that blame the right flag."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,15 @@ def test_device_flag_on_every_inference_command():
         assert args.device == "cuda:1", argv
         args, _ = parser.parse_known_args(argv)
         assert args.device == "auto" and args.threads is None, argv
+
+
+def test_quickstart_trains_on_two_threads_where_the_machine_has_them():
+    """The compiled quickstart step is 1.36x faster on 2 threads than on 1
+    (benchmarks/quickstart_threads.md); a 1-core machine keeps 1."""
+    args, _ = build_parser().parse_known_args(["quickstart"])
+    assert args.threads == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    args, _ = build_parser().parse_known_args(["quickstart", "--threads", "1"])
+    assert args.threads == 1
 
 
 def test_unknown_field_blames_its_own_flag_only(tmp_path):
