@@ -8,19 +8,20 @@ throughput of one 125m-shaped block, on CPU.
 Decode: per-token latency (median over ``--steps`` greedy steps, B = 1) at two stream
 positions. A TTT model reaches the far position by prefilling real tokens (1024; 64 with
 ``--quick`` and ``--compiled``) and then moving the recorded stream position forward (its
-state has a fixed size; only ``position`` and the position inside the mini-batch matter,
-and both positions are multiples of b = 16). The attention baseline gets a KV cache of that length filled with
-random keys and values. Prefill: tokens/s of a single block (width 768, 12 heads, FFN 2048;
-M backbone for TTT, no pre-conv for attention), B = 1, forward only; a size predicted to
-take more than ``--budget`` seconds (quadratic extrapolation for attention, linear for TTT)
-is skipped and reported as such.
+state has a fixed size; only ``position`` and the position inside the mini-batch matter, and
+both positions are multiples of b = 16). The attention baseline gets a KV cache of that
+length filled with random keys and values. Prefill: tokens/s of a single block (width 768,
+12 heads, FFN 2048; M backbone for TTT, no pre-conv for attention), B = 1, forward only; a
+size predicted to take more than ``--budget`` seconds (quadratic extrapolation for
+attention, linear for TTT) is skipped and reported as such.
 
 ``--compiled``: the decode latency alone, eager and through ``torch.compile`` (the model's
 ``compile()``, as ``ttt-video generate --compile`` does), for TTT-Linear, TTT-MLP and
 attention at the debug size and at the 125m width (D = 768, 12 heads, FFN 2048, still 2
-blocks), at positions 1024 and 16384; the wall time of the first ``--steps`` compiled tokens
-(which compile) is reported apart. A compiled TTT step has fixed shapes; attention's KV cache
-grows by one token per step, so it runs a graph with a dynamic length.
+blocks), at positions 1024 and 16384; the wall time of the first ``--steps`` + 3 compiled
+tokens (warm-up and timed steps; they compile) is reported apart. A compiled TTT step has
+fixed shapes; attention's KV cache grows by one token per step, so it runs a graph with a
+dynamic length.
 
 Letters: B batch, T tokens, P stream position, H heads, d head dim, D width.
 Not collected by pytest. Results go to stdout as Markdown tables.

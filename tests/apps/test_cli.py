@@ -129,6 +129,15 @@ def test_quickstart_trains_on_two_threads_where_the_machine_has_them():
     assert args.threads == 1
 
 
+@pytest.mark.parametrize("bad", ["0", "-1", "two"])
+def test_a_bad_thread_count_is_a_usage_error(bad, capsys):
+    for argv in (["quickstart"], ["generate", "--ckpt", "a"]):
+        with pytest.raises(SystemExit) as err:
+            main([*argv, "--threads", bad])
+        assert err.value.code == 2
+        assert "--threads: expected a positive integer" in capsys.readouterr().err
+
+
 def test_unknown_field_blames_its_own_flag_only(tmp_path):
     overrides = {"trainer.max_steps": 5, "trainer.default_root_dir": str(tmp_path)}
     with pytest.raises(ConfigError) as err:

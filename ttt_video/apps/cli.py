@@ -17,7 +17,8 @@ One flag style: ``--max_new_tokens`` like ``--trainer.max_steps`` (the hyphenate
 is accepted too). ``--config`` takes a path or the name of a shipped config
 (``ttt-video list configs``). Overrides set any config field by its dotted name; values are
 parsed as YAML. ``--device`` is ``auto`` (a GPU when one is visible), ``cpu``, ``cuda`` or
-``cuda:N``; ``--threads`` sets torch's intra-op threads (default: torch's own choice).
+``cuda:N``; ``--threads`` sets torch's intra-op threads (default: torch's own choice; 2 for
+quickstart).
 Configuration, data and checkpoint errors print one line naming the file and field and exit
 with status 2.
 """
@@ -37,6 +38,13 @@ from ttt_video.train.config import ConfigError
 USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, TokenizerError, VideoReadError)
 SECTIONS = ("top", "model", "data", "optim", "trainer")
 DEVICE_HELP = "auto (a GPU when one is visible), cpu, cuda or cuda:N (default: auto)"
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: a positive integer (argparse turns the error into a usage message)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def _set_threads(args: argparse.Namespace) -> None:
@@ -142,7 +150,9 @@ def _add_training(sub) -> None:
     )
     p.add_argument("--config", default=None, help="a run YAML path or a shipped config name")
     p.add_argument("--resume", default=None, help="'auto' (the run's last.ckpt if any) or a path")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
+    )
     _config_flags(p, task=True)
     p.set_defaults(func=_fit, overrides=True, parser=p)
     p = sub.add_parser(
@@ -155,7 +165,9 @@ def _add_training(sub) -> None:
     p.add_argument("--ckpt", "--ckpt_path", required=True, help="a run checkpoint (.ckpt)")
     p.add_argument("--config", default=None)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
+    )
     _config_flags(p, task=False)
     p.set_defaults(func=_validate, overrides=True, parser=p, task=None)
 
@@ -211,7 +223,9 @@ def _eval_lm(args: argparse.Namespace, extra: list[str], parser) -> int:
 
 def _runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
+    )
 
 
 def _add_lm(sub) -> None:
@@ -254,7 +268,7 @@ def _add_lm(sub) -> None:
 # --- video: quickstart and demos ------------------------------------------------------------
 
 
-# The compiled quickstart step is 1.3x faster on 2 threads than on 1 (benchmarks/
+# The compiled quickstart step is 1.36x faster on 2 threads than on 1 (benchmarks/
 # quickstart_threads.md); more threads are not measured.
 QUICKSTART_THREADS = min(2, os.cpu_count() or 1)
 
@@ -289,9 +303,9 @@ def _add_quickstart(sub) -> None:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=thread_count,
         default=QUICKSTART_THREADS,
-        help="torch threads (default 2, or 1 on a 1-core machine: the compiled step runs 1.3x "
+        help="torch threads (default 2, or 1 on a 1-core machine: the compiled step runs 1.36x "
         "faster on 2 than on 1; on a machine busy with other jobs, 1 can be faster)",
     )
     p.set_defaults(func=_quickstart)
