@@ -9,7 +9,9 @@ The convolution is computed as ``w`` fused multiply-adds over shifted views of t
 input (one product and a sum for a single token; ``causal_conv``): for the few taps and the
 short chunks of a streaming call this is several times faster on CPU than ``F.conv1d``'s
 depthwise path, and it convolves one input with several filters at once (the Q and K convs
-of a TTT layer).
+of a TTT layer). The taps after the first accumulate in place: on a long chunk a new output
+per tap costs a fresh allocation, whose first touch is most of its time (the Q/K conv of
+the 125m-width LM at B = 2, T = 2048: 3 ms in place against 17-19 ms, two threads).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def causal_conv(xp: Tensor, taps: Tensor, bias: Tensor) -> Tensor:
         return (xp * taps).sum(1, keepdim=True) + bias
     y = torch.addcmul(bias, xp[:, :T], taps[0])
     for j in range(1, w):
-        y = torch.addcmul(y, xp[:, j : j + T], taps[j])
+        y.addcmul_(xp[:, j : j + T], taps[j])  # in place (module docstring)
     return y
 
 
