@@ -63,8 +63,8 @@ def dual_scan(
     causal: bool,
     commit_last: bool,
     save_every: int,
-    keep_norm: bool = False,
-    compiled: bool = False,
+    keep_norm: bool,
+    compiled: bool,
 ) -> list[Tensor]:
     """The state chain of the dual form: ``[zbar, *final state, *checkpoints]``.
 
@@ -106,8 +106,8 @@ def dual_scan_backward(
     causal: bool,
     commit_last: bool,
     save_every: int,
-    keep_norm: bool = False,
-    compiled: bool = False,
+    keep_norm: bool,
+    compiled: bool,
 ) -> list[Tensor]:
     """The backward of ``dual_scan``: ``[dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *dstate]``
     shaped as those inputs, given the adjoints of ``zbar`` and of the final state."""
