@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from ttt_video.kernels import TTTState, initial_state, ttt_decode
+from ttt_video.kernels import TTTState, dual, initial_state, ttt_decode
 from ttt_video.testing import TTTInputs, random_ttt_inputs, run_ttt
 
 
@@ -33,18 +33,19 @@ def scan_inputs(layers: int, N: int, seed: int, R=3, b=4, d=8, m=16) -> tuple:
     return rnd(R, N, b, d), rnd(R, N, b, d), rnd(R, N, b, d), lam, tau, lnw, lnb, state
 
 
-def test_ops_with_a_backward_take_no_default_arguments():
-    """torch.compile on torch 2.11 re-calls a custom op with the arguments that equal their
-    defaults left out, and then wants the registered backward to return one gradient per
-    argument passed: a backward of fixed length raised "Expected the return from backward
-    to be of the same structure as the inputs" (the compiled dual form, hence every
-    compiled TTT model, on the PyTorch of a GPU image). Without defaults every call passes
-    every argument, on every version."""
+def test_ops_take_no_default_arguments():
+    """torch 2.11's dispatcher drops the trailing arguments of a custom op that equal their
+    defaults, and then wants its registered backward to return one gradient per argument
+    passed: ``dual_scan``'s backward of fixed length raised "Expected the return from
+    backward to be of the same structure as the inputs" (every compiled TTT model, on the
+    PyTorch of a GPU image). Without defaults every call passes every argument, on every
+    version."""
     import ttt_video.kernels.ops  # noqa: F401  (registers the ops)
 
-    for op in (torch.ops.ttt_video.dual_scan, torch.ops.ttt_video.triton_scan):
-        defaulted = [a.name for a in op.default._schema.arguments if a.has_default_value()]
-        assert defaulted == [], (op, defaulted)
+    names = ("dual_scan", "dual_scan_backward", "triton_scan", "triton_scan_backward")
+    for name in (*names, "triton_decode"):
+        schema = getattr(torch.ops.ttt_video, name).default._schema
+        assert [a.name for a in schema.arguments if a.has_default_value()] == [], name
 
 
 @pytest.mark.parametrize("layers", [1, 2], ids=["linear", "mlp"])
@@ -141,10 +142,20 @@ def test_entry_points_trace_as_one_graph():
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
-def test_full_graph_forward_and_backward_equal_eager(kind):
+def test_full_graph_forward_and_backward_equal_eager(kind, monkeypatch):
     """``fullgraph=True`` through the AOT autograd of the op (its backward op in the backward
     graph; a chain this short runs compiled by inductor, ``dual.run_chain``) gives the eager
-    outputs, final states and the gradients of every input (float64: to rounding)."""
+    outputs, final states and the gradients of every input (float64: to rounding), and the
+    op's forward and backward chains are asked to run compiled (on torch 2.11 they ran
+    eager: ``is_exporting()`` read True under ``torch.compile``)."""
+    asked = []
+    run_chain = dual.run_chain
+
+    def spy(fn, compiled, *args):
+        asked.append(compiled)
+        return run_chain(fn, compiled, *args)
+
+    monkeypatch.setattr(dual, "run_chain", spy)
     inp = random_ttt_inputs(kind, B=2, T=21, H=2, d=8, b=8, dtype=torch.float64, seed=4)
     inp = inp.requires_grad_()
     L = len(inp.weights)
@@ -163,6 +174,7 @@ def test_full_graph_forward_and_backward_equal_eager(kind):
         results.append([o, *st, *torch.autograd.grad(loss, leaves)])
     for a, c in zip(*results):
         torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)
+    assert asked == [True, True]  # the forward chain, then the backward chain
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])

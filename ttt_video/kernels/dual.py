@@ -113,7 +113,9 @@ def ttt_dual(
         for t in state.weights + state.biases + state.grad_weights + state.grad_biases
     ]
     if torch.compiler.is_compiling():  # one node for torch.compile and torch.export
-        compiled = not torch.compiler.is_exporting()
+        # the flag, not is_exporting(): torch 2.11's dynamo folds that call to True under
+        # torch.compile too, so the chain never ran compiled there
+        compiled = not torch.compiler._is_exporting_flag
         outs = torch.ops.ttt_video.dual_scan.default(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
             keep_inner_norm, compiled,

@@ -24,6 +24,8 @@ What a custom op's signature allows, and how the kernels fit it:
 - outputs are new tensors, aliasing no input and no other output, with the strides the fake
   implementation gives (a compiled graph may rely on them): contiguous;
 - inputs are never modified (``mutates_args=()``);
+- no argument has a default: torch 2.11's dispatcher drops trailing arguments equal to their
+  defaults, and a registered backward must then return one gradient per argument passed;
 - what a backward needs from its forward that is not an input (the states the forward kept
   every ``save_every`` mini-batches) is an extra output, which ``setup_context`` saves.
 

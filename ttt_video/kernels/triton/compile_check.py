@@ -16,7 +16,8 @@ register budget and no rule of the real compiler. This module checks them:
    stack frame (spills; ``cuobjdump -res-usage``), ``tl.dot`` ops with a tensor-core layout
    in the TTGIR and matrix instructions in the SASS are read.
 
-A full run takes hours on two cores, so its results are kept in
+It drives Triton 3.8's compiler passes (in 3.6 ``add_allocate_warp_groups`` takes one argument
+less). A full run takes hours on two cores, so its results are kept in
 ``benchmarks/kernels_gpu_compile.json`` with each kernel's Triton cache key (a hash of its
 source and of the functions it calls); ``tests/kernels/test_triton_compile.py`` checks them
 against the kernels of the tree and recompiles a few. After changing a kernel::
