@@ -42,8 +42,9 @@ def test_ops_take_no_default_arguments():
     version."""
     import ttt_video.kernels.ops  # noqa: F401  (registers the ops)
 
-    names = ("dual_scan", "dual_scan_backward", "triton_scan", "triton_scan_backward")
-    for name in (*names, "triton_decode"):
+    for name in (
+        "dual_scan", "dual_scan_backward", "triton_scan", "triton_scan_backward", "triton_decode"
+    ):  # fmt: skip
         schema = getattr(torch.ops.ttt_video, name).default._schema
         assert [a.name for a in schema.arguments if a.has_default_value()] == [], name
 

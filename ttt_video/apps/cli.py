@@ -150,9 +150,7 @@ def _add_training(sub) -> None:
     )
     p.add_argument("--config", default=None, help="a run YAML path or a shipped config name")
     p.add_argument("--resume", default=None, help="'auto' (the run's last.ckpt if any) or a path")
-    p.add_argument(
-        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
-    )
+    _threads_flag(p)
     _config_flags(p, task=True)
     p.set_defaults(func=_fit, overrides=True, parser=p)
     p = sub.add_parser(
@@ -164,10 +162,7 @@ def _add_training(sub) -> None:
     )
     p.add_argument("--ckpt", "--ckpt_path", required=True, help="a run checkpoint (.ckpt)")
     p.add_argument("--config", default=None)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument(
-        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
-    )
+    _runtime_flags(p)
     _config_flags(p, task=False)
     p.set_defaults(func=_validate, overrides=True, parser=p, task=None)
 
@@ -221,11 +216,21 @@ def _eval_lm(args: argparse.Namespace, extra: list[str], parser) -> int:
     return 0
 
 
+def _threads_flag(
+    p: argparse.ArgumentParser, default: int | None = None, help_text: str = ""
+) -> None:
+    """``--threads`` (``thread_count``); ``help_text`` replaces the one of torch's default."""
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        default=default,
+        help=help_text or "torch threads (default: torch's)",
+    )
+
+
 def _runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument(
-        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
-    )
+    _threads_flag(p)
 
 
 def _add_lm(sub) -> None:
@@ -301,11 +306,10 @@ def _add_quickstart(sub) -> None:
     p.add_argument(
         "--test_size", type=int, default=None, help="test sequences (default: all 2,000)"
     )
-    p.add_argument(
-        "--threads",
-        type=thread_count,
-        default=QUICKSTART_THREADS,
-        help="torch threads (default 2, or 1 on a 1-core machine: the compiled step runs 1.36x "
+    _threads_flag(
+        p,
+        QUICKSTART_THREADS,
+        "torch threads (default 2, or 1 on a 1-core machine: the compiled step runs 1.36x "
         "faster on 2 than on 1; on a machine busy with other jobs, 1 can be faster)",
     )
     p.set_defaults(func=_quickstart)
