@@ -46,15 +46,10 @@ IMPLS: tuple[str, ...] = get_args(Impl)
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 TRITON_MAX_HEAD_DIM = 128
 TRITON_MINI_BATCH_SIZES = (16, 32, 64)
-# Shared memory per block (bytes) the forward or the backward kernel needs where it is more
-# than the 99 KB of the smallest GPU compiled for (every other input fits every GPU):
-# (kind, dtype, d rounded up to a power of two, b) -> bytes, the most over sm_80/86/89/90
-# and over the variants (causal, accumulated gradient). Measured by compile_check
-# (benchmarks/kernels_gpu.md); tests/kernels/test_triton_compile.py checks it against that.
-TRITON_SHARED_OVER_99KB: dict[tuple[str, str, int, int], int] = {
-    ("linear", "float32", 128, 64): 163840,
-    ("mlp", "float32", 128, 64): 151552,
-}
+# The oldest GPU architecture the kernels are compiled and checked for (sm_80, sm_86, sm_89,
+# sm_90): every launch of every input above fits the smallest shared memory of these, 99 KB
+# per block (compile_check, benchmarks/kernels_gpu.md; tests/kernels/test_triton_compile.py).
+TRITON_MIN_CAPABILITY = (8, 0)
 _warned: set[str] = set()
 KEEP_NORM_UNSUPPORTED = "keep_inner_norm: the Triton kernels do not rescale the inner weights"
 
@@ -64,19 +59,19 @@ def triton_unsupported(
     head_dim: int,
     mini_batch_size: int | None,
     hidden_width: int | None,
-    shared_limit: int | None = None,
+    capability: tuple[int, int] | None = None,
 ) -> str | None:
     """Why the Triton kernels cannot take these inputs, or None when they can.
 
-    A pure function of the shapes, the dtype and the GPU's shared memory (no tensor):
+    A pure function of the shapes, the dtype and the GPU's architecture (no tensor):
     ``impl="auto"`` on CUDA falls back to the dual form for a reason, ``impl="triton"``
     raises it.
 
     Args:
         dtype: of ``q``; head_dim: ``d``; mini_batch_size: ``b`` (None for a one-token decode
             step without gradient, whose kernel has no mini-batch tiles); hidden_width: ``m``
-            of TTT-MLP (None for TTT-Linear); shared_limit: bytes of shared memory a block
-            may use on the GPU (``shared_memory_per_block_optin``; None: not checked).
+            of TTT-MLP (None for TTT-Linear); capability: the GPU's compute capability
+            (``torch.cuda.get_device_capability``; None: not checked).
     """
     if dtype not in TRITON_DTYPES:
         names = ", ".join(str(t).removeprefix("torch.") for t in TRITON_DTYPES)
@@ -90,24 +85,18 @@ def triton_unsupported(
         return f"q: the Triton kernels take head dims up to {TRITON_MAX_HEAD_DIM}, got {head_dim}"
     if hidden_width is not None and hidden_width % 16:
         return f"W1: the Triton kernels need a hidden width divisible by 16, got {hidden_width}"
-    kind = "linear" if hidden_width is None else "mlp"
-    block = max(16, 1 << (head_dim - 1).bit_length())
-    key = (kind, str(dtype).removeprefix("torch."), block, mini_batch_size)
-    need = TRITON_SHARED_OVER_99KB.get(key, 0)
-    if shared_limit is not None and need > shared_limit:
+    if capability is not None and tuple(capability) < TRITON_MIN_CAPABILITY:
+        oldest = "sm_{}{}".format(*TRITON_MIN_CAPABILITY)
         return (
-            f"the Triton {'TTT-Linear' if kind == 'linear' else 'TTT-MLP'} kernels need "
-            f"{need / 1024:.0f} KB of shared memory per block for {key[1]} at d={head_dim}, "
-            f"b={mini_batch_size}; this GPU has {shared_limit / 1024:.0f} KB"
+            f"the Triton kernels are compiled and checked for {oldest} and newer GPUs (shared "
+            "memory, tensor-core products); this one is sm_{}{}".format(*capability)
         )
     return None
 
 
-def shared_limit(t: Tensor) -> int | None:
-    """Bytes of shared memory a block may use on ``t``'s GPU; None off CUDA."""
-    if not t.is_cuda:
-        return None
-    return torch.cuda.get_device_properties(t.device).shared_memory_per_block_optin
+def gpu_capability(t: Tensor) -> tuple[int, int] | None:
+    """The compute capability of ``t``'s GPU; None off CUDA."""
+    return torch.cuda.get_device_capability(t.device) if t.is_cuda else None
 
 
 def auto_impl(is_cuda: bool, unsupported: str | None) -> str:
@@ -422,7 +411,9 @@ def _run(
         reason = (
             KEEP_NORM_UNSUPPORTED
             if keep_inner_norm
-            else triton_unsupported(q.dtype, q.shape[-1], mini_batch_size, hidden, shared_limit(q))
+            else triton_unsupported(
+                q.dtype, q.shape[-1], mini_batch_size, hidden, gpu_capability(q)
+            )
         )
         impl = auto_impl(q.is_cuda, reason)
     if impl != "naive":

@@ -132,3 +132,29 @@ def load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS: tl.constexpr)
 def masked_lr(tau, lam, vis):
     """``M[i, j] = tau_i lam_j`` where query ``i`` sees token ``j`` (``vis``), else 0."""
     return tl.where(vis, tau[:, None] * lam[None, :], 0.0)
+
+
+@triton.jit
+def dot_from_memory(
+    x_ptr, xr, w_ptr, ws, wr, wm, D, BD: tl.constexpr, KC: tl.constexpr, DT: tl.constexpr
+):
+    """``X W`` with both operands read from global memory in chunks of ``KC`` along the
+    contraction (the head dim ``D`` in a ``BD`` block, rows past ``D`` masked): the product
+    stages a ``[R, KC]`` and a ``[KC, N]`` operand at a time instead of ``[R, BD]`` and
+    ``[BD, N]``, and only while it runs (fp32, ``[64, 128] x [128, 128]``: 48 KB, not 96).
+
+    ``X: [R, D]``, element ``(i, k)`` at ``x_ptr + xr[i] + k``; ``W: [D, N]``, element
+    ``(k, j)`` at ``w_ptr + k * ws + wr[j]`` (``ws = 1`` reads a row-major ``W^T``); ``wm: [N]``
+    masks the output columns. Returns ``[R, N]`` fp32.
+    """
+    rk = tl.arange(0, KC)
+    acc = tl.zeros((xr.shape[0], wr.shape[0]), dtype=tl.float32)
+    for c0 in tl.static_range(0, BD, KC):
+        kc = c0 + rk
+        km = kc < D
+        x = tl.load(x_ptr + xr[:, None] + kc[None, :], mask=km[None, :], other=0.0)
+        w = tl.load(
+            w_ptr + kc[:, None] * ws + wr[None, :], mask=km[:, None] & wm[None, :], other=0.0
+        )
+        acc += dot(x, w, DT)
+    return acc

@@ -22,6 +22,7 @@ import triton.language as tl
 
 from ttt_video.kernels.triton.common import (
     dot,
+    dot_from_memory,
     head_constants,
     inner_grad,
     inner_grad_backward,
@@ -159,6 +160,7 @@ def linear_bwd_kernel(
     BD: tl.constexpr,
     GROUP: tl.constexpr,
     HAS_ACC: tl.constexpr,
+    KC: tl.constexpr,
 ):
     s = tl.program_id(0)
     h = tl.program_id(1)
@@ -201,44 +203,52 @@ def linear_bwd_kernel(
             W -= t_last * P
             c -= t_last * Pc
         tl.debug_barrier()  # scratch written by other threads of this program
+        # Shared memory: a block used by products keeps a staged copy from where it is made
+        # to its last product. So the products with a [BD, BD] operand (W, dP, gW) read both
+        # operands from memory in chunks of KC head-dim columns (dot_from_memory), G, dP and
+        # dZ (computed, not loaded) are parked for them in outputs written only later (dV,
+        # dgW, dK), and Q, K are loaded again (".cg") where used last: fp32 at d = 128,
+        # b = 64 needs 96 KB (benchmarks/kernels_gpu.md).
         for j in range(0, ne - ns):
             n = ne - 1 - j
-            Wdt = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0)  # W in DT
+            wn = sw + (n - ns) * D * D  # this mini-batch's start state (input dtype)
             c = tl.load(sc + (n - ns) * D + rd, mask=cm, other=0.0)
             first = n == n0
             toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
-            xh, rstd, gy, G, P, Pc = inner_step(
-                kb, Wdt, c, 0.0, 0.0, lam, tgt, lnw, lnb, cm, D, eps, DT
-            )
-            # Shared memory: a block used by a product keeps a shared-memory copy from where it
-            # is made to its last product. So Q is loaded after the step (its copy never meets
-            # W's), the products with G and AM come before dP exists (only dzb's copy is kept
-            # beside dP's), and Q, K, dzb and W are loaded again where they are used last
-            # (".cg": loads the compiler does not merge with the first). fp32 at d = 128 needs
-            # 96 KB at b = 32 and 160 KB at b = 64 this way, 132 and 212 KB before
-            # (benchmarks/kernels_gpu.md).
+            rows = h * NT * D + (n * BS + ri) * D  # [BS] the mini-batch's rows of Q, K, dZb
+            # the forward step (inner_step) with Z = K W from memory in chunks
+            Z = dot_from_memory(k_ptr, rows, wn, D, rd, cm, D, BD, KC, DT) + c[None, :]
+            xh, rstd, gy, G = inner_grad(Z, tgt, lnw, lnb, cm, D, eps)
+            if HAS_ACC:  # the gradient accumulated before the call: first mini-batch only
+                gW = tl.load(gw0_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
+                gc = tl.load(gc0_ptr + sh * D + rd, mask=cm & first, other=0.0)
+            else:
+                gW = tl.zeros([BD, BD], dtype=tl.float32)
+                gc = tl.zeros([BD], dtype=tl.float32)
+            lG = lam[:, None] * G
+            P = gW + dot(tl.trans(kb), lG, DT)
+            Pc = gc + tl.sum(lG, 0)
+            tl.store(dv_ptr + toff, G, mask=xm)  # parked (dV is written last)
             qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
             # Zb = Q W + c - AM G - tau o (Q gW + gc)
             M = masked_lr(tau, lam, vis)
             S_ = dot(qb, tl.trans(kb), DT)  # [BS, BS]
             AM = M * (S_ + 1.0)
             dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD]
-            dA = -dot(dzb, tl.trans(G), DT)  # [BS, BS]
             dGz = -dot(tl.trans(AM), dzb, DT)  # [BS, BD]
-            if HAS_ACC:
-                gW = tl.load(gw0_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
-                gc = tl.load(gc0_ptr + sh * D + rd, mask=cm & first, other=0.0)
-                P += gW
-                Pc += gc
             # commit W' = W - f t P, gW' = (1 - f) P
             f = tl.where(n == n1 - 1, commit_last, 1.0)
             dP = -f * t_last * dW + (1.0 - f) * dgW  # [BD, BD]
             dPc = -f * t_last * dc + (1.0 - f) * dgc
             dt_last = -f * (tl.sum(tl.sum(dW * P, 1), 0) + tl.sum(dc * Pc, 0))
             dtau += tl.where(ri == BS - 1, dt_last, 0.0)
+            dpw = dgw_ptr + sh * D * D
+            tl.store(dpw + woff, dP, mask=wm)  # parked (dgW is written at the end)
+            tl.debug_barrier()  # G and dP parked by every thread
             # P = gW + K^T (lam o G)
-            GdP = dot(G, tl.trans(dP), DT)  # [BS, BD]
-            dG = lam[:, None] * (dot(kb, dP, DT) + dPc[None, :]) + dGz
+            GdP = dot_from_memory(dv_ptr, rows, dpw, 1, rd * D, cm, D, BD, KC, DT)  # [BS, BD]
+            KdP = dot_from_memory(k_ptr, rows, dpw, D, rd, cm, D, BD, KC, DT)
+            dG = lam[:, None] * (KdP + dPc[None, :]) + dGz
             dK = lam[:, None] * GdP
             dlam = tl.sum(kb.to(tl.float32) * GdP, 1) + tl.sum(G * dPc[None, :], 1)
             dgW = dP
@@ -249,11 +259,17 @@ def linear_bwd_kernel(
             dQ = tl.zeros([BS, BD], dtype=tl.float32)
             if HAS_ACC:
                 dgc -= tl.sum(dzb * tau[:, None], 0)  # its reduction scratch before tdz's copy
-                gWdt = tl.load(gw0dt_ptr + sh * D * D + woff, mask=wm & first, other=0.0)
-                dtau -= tl.sum(dzb * (dot(qb, gWdt, DT) + gc[None, :]), 1)
-                tdz = tau[:, None] * dzb
+                gwp = gw0dt_ptr + sh * D * D
+                QgW = dot_from_memory(q_ptr, rows, gwp, D, rd, cm, D, BD, KC, DT)
+                dtau -= tl.sum(dzb * (tl.where(first, QgW, 0.0) + gc[None, :]), 1)
+                # dZb again (".cv"): tdz's copy is staged for its product only
+                tdz = tau[:, None] * tl.load(
+                    dzb_ptr + toff, mask=xm, other=0.0, cache_modifier=".cv"
+                )
                 dgW -= dot(tl.trans(qb), tdz, DT)
-                dQ -= dot(tdz, tl.trans(gWdt), DT)
+                dzgW = dot_from_memory(dzb_ptr, rows, gwp, 1, rd * D, cm, D, BD, KC, DT)
+                dQ -= tl.where(first, tau[:, None] * dzgW, 0.0)
+            dA = -dot_from_memory(dzb_ptr, rows, dv_ptr, 1, rows, ri >= 0, D, BD, KC, DT)
             dM = dA * (S_ + 1.0)
             dM = tl.where(vis, dM, 0.0)
             dS = dA * M
@@ -269,10 +285,11 @@ def linear_bwd_kernel(
             # Z = K W + c; tgt = V - K
             dW += dot(tl.trans(kb), dZ, DT)
             dc += tl.sum(dZ, 0)
-            Wdt = tl.load(sw + (n - ns) * D * D + woff, mask=wm, other=0.0, cache_modifier=".cg")
-            dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0, cache_modifier=".cg")
-            dQ += dot(dzb, tl.trans(Wdt), DT)
-            dK += dot(dZ, tl.trans(Wdt), DT) - dtgt
+            tl.store(dk_ptr + toff, dZ, mask=xm)  # parked like G
+            tl.debug_barrier()
+            dQ += dot_from_memory(dzb_ptr, rows, wn, 1, rd * D, cm, D, BD, KC, DT)
+            dK += dot_from_memory(dk_ptr, rows, wn, 1, rd * D, cm, D, BD, KC, DT) - dtgt
+            tl.debug_barrier()  # every thread has read the parked dZ before dK overwrites it
             tl.store(dq_ptr + toff, dQ, mask=xm)
             tl.store(dk_ptr + toff, dK, mask=xm)
             tl.store(dv_ptr + toff, dtgt, mask=xm)

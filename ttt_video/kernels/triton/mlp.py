@@ -18,9 +18,12 @@ Per mini-batch (kernels/README.md section 3, two inner layers)::
 
 Pass B commits a tile as soon as it is read (no other tile reads it in this mini-batch); a
 tile read and then overwritten, or written in one mini-batch and read in the next, is so only
-after a ``tl.debug_barrier()`` (kernels/README.md section 12). In pass B and the backward's
-passes 3-4, ``K``, ``Q``, ``dZb`` and ``G2`` (parked in the ``Zb`` / ``dV`` output) are read
-again from global memory at each product (``again``), not staged across the tile loop.
+after a ``tl.debug_barrier()`` (kernels/README.md section 12). Inside the tile loops no
+``[BS, BD]`` block is staged in shared memory across products: ``K``, ``Q``, ``dZb`` and
+``G2`` (computed, so parked in the ``Zb`` / ``dV`` output) are read again from global memory
+at each product (``again``), and the products over the head dim read both operands from
+memory in chunks of ``KC`` columns (``common.dot_from_memory``). The backward's commit
+adjoint never forms ``P1, P2``: ``dW . P`` is summed from the products it needs anyway.
 """
 
 import triton
@@ -28,6 +31,7 @@ import triton.language as tl
 
 from ttt_video.kernels.triton.common import (
     dot,
+    dot_from_memory,
     gelu,
     head_constants,
     inner_grad,
@@ -106,27 +110,46 @@ def output_pre_ln(
 
 
 @triton.jit
-def first_layer(kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT: tl.constexpr):
-    """Per tile, once ``G2: [BS, BD]`` is known: ``X2, gelu'(Z1), gelu''(Z1)``,
-    ``hG = G2 W2^T`` and ``G1 = hG o gelu'(Z1)`` (``[BS, BM]`` each), and the tile's update
-    ``P1 = gW1 + K^T (lam o G1): [BD, BM]``, ``P2 = gW2 + X2^T (lam o G2): [BM, BD]``,
-    ``Pc1 = gc1 + sum_i lam_i G1_i: [BM]``. What a caller does not use, the compiler drops."""
-    X2, g1, gg1 = hidden(kb, W1, c1, DT)
-    hG = dot(G2, tl.trans(W2), DT)
+def first_layer(
+    k_ptr, g2_ptr, rows, toff, xm, w1, w2, m0, rm, c1, lam, gW1, gW2, gc1, M, D,
+    BD: tl.constexpr, KC: tl.constexpr, DT: tl.constexpr,
+):  # fmt: skip
+    """Per tile of the state at ``w1, w2`` (``c1`` loaded), once ``G2: [BS, BD]`` is parked at
+    ``g2_ptr``: ``X2, gelu'(Z1), gelu''(Z1)``, ``hG = G2 W2^T`` and ``G1 = hG o gelu'(Z1)``
+    (``[BS, BM]`` each), and the tile's update ``P1 = gW1 + K^T (lam o G1): [BD, BM]``,
+    ``P2 = gW2 + X2^T (lam o G2): [BM, BD]``, ``Pc1 = gc1 + sum_i lam_i G1_i: [BM]``.
+
+    The products over the head dim read ``K``, ``G2`` and the tile from global memory in
+    chunks of ``KC`` (``rows``: the mini-batch's row offsets; ``common.dot_from_memory``),
+    the two over the mini-batch read ``K`` and ``G2`` again: no ``[BS, BD]`` block is staged
+    for more than one product. What a caller does not use, the compiler drops."""
+    cols = m0 + rm
+    hm = rm >= 0
+    X2, g1, gg1 = gelu(dot_from_memory(k_ptr, rows, w1, M, cols, hm, D, BD, KC, DT) + c1[None, :])
+    hG = dot_from_memory(g2_ptr, rows, w2, 1, cols * D, hm, D, BD, KC, DT)  # G2 W2^T
     G1 = hG * g1
     lG1 = lam[:, None] * G1
-    P1 = gW1 + dot(tl.trans(kb), lG1, DT)
-    P2 = gW2 + dot(tl.trans(lam[:, None] * X2), G2, DT)
+    P1 = gW1 + dot(tl.trans(again(k_ptr, toff, xm, ".ca")), lG1, DT)
+    P2 = gW2 + dot(tl.trans(lam[:, None] * X2), again(g2_ptr, toff, xm, ".ca"), DT)
     return X2, g1, gg1, hG, G1, P1, P2, gc1 + tl.sum(lG1, 0)
 
 
 @triton.jit
-def query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC: tl.constexpr, DT: tl.constexpr):
+def query_hidden(
+    q_ptr, rows, w1, gw1, m0, rm, c1, AM0, G1, tau, gc1, first, M, D, HAS_ACC: tl.constexpr,
+    BD: tl.constexpr, KC: tl.constexpr, DT: tl.constexpr,
+):  # fmt: skip
     """``Xb2 = gelu(Zb1)`` of one tile (with its derivatives), the first layer's dual form
-    ``Zb1 = Q W1 + c1 - AM0 G1 - tau o (Q gW1 + gc1)`` (the last term only with ``HAS_ACC``)."""
-    Zb1 = dot(qb, W1, DT) + c1[None, :] - dot(AM0, G1, DT)
+    ``Zb1 = Q W1 + c1 - AM0 G1 - tau o (Q gW1 + gc1)`` (the last term only with ``HAS_ACC``,
+    ``gW1`` at ``gw1``, zero but on the ``first`` mini-batch); ``Q W1`` and ``Q gW1`` read
+    from global memory in chunks like ``first_layer``'s products."""
+    cols = m0 + rm
+    hm = rm >= 0
+    QW1 = dot_from_memory(q_ptr, rows, w1, M, cols, hm, D, BD, KC, DT)
+    Zb1 = QW1 + c1[None, :] - dot(AM0, G1, DT)
     if HAS_ACC:
-        Zb1 -= tau[:, None] * (dot(qb, gW1, DT) + gc1[None, :])
+        QgW1 = dot_from_memory(q_ptr, rows, gw1, M, cols, hm, D, BD, KC, DT)
+        Zb1 -= tau[:, None] * (tl.where(first, QgW1, 0.0) + gc1[None, :])
     return gelu(Zb1)
 
 
@@ -166,6 +189,7 @@ def mlp_fwd_kernel(
     BM: tl.constexpr,
     GROUP: tl.constexpr,
     HAS_ACC: tl.constexpr,
+    KC: tl.constexpr,
 ):
     s = tl.program_id(0)
     h = tl.program_id(1)
@@ -191,6 +215,7 @@ def mlp_fwd_kernel(
         ck = (ck0 + (n - n0) // GROUP) * H + h
         tl.store(ckc2_ptr + ck * D + rd, c2, mask=cm & is_ck)
         toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+        rows = h * NT * D + (n * BS + ri) * D  # [BS] row offsets of Q, K, Zb
         qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
         Mlr = masked_lr(tau, lam, vis)  # [BS, BS]
         AM0 = Mlr * (dot(qb, tl.trans(kb), DT) + 1.0)
@@ -214,12 +239,14 @@ def mlp_fwd_kernel(
             gW1, gW2, gc1 = load_acc_tiles(
                 gw1, gw2, gc1p, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
             )
-            kq, G2q = again(k_ptr, toff, xm, ""), again(zb_ptr, toff, xm, "")
             X2, g1, gg1, hG, G1, P1, P2, Pc1 = first_layer(
-                kq, W1, W2, c1, G2q, lam, gW1, gW2, gc1, DT
-            )
-            qq = again(q_ptr, toff, xm, "")
-            Xb2 = query_hidden(qq, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[0]
+                k_ptr, zb_ptr, rows, toff, xm, w1, w2, m0, rm, c1, lam, gW1, gW2, gc1, M, D, BD,
+                KC, DT,
+            )  # fmt: skip
+            Xb2 = query_hidden(
+                q_ptr, rows, w1, gw1, m0, rm, c1, AM0, G1, tau, gc1, first, M, D, HAS_ACC, BD,
+                KC, DT,
+            )[0]  # fmt: skip
             S2 += dot(Xb2, tl.trans(X2), DT)
             XbW2 += dot(Xb2, W2, DT)
             if HAS_ACC:
@@ -231,9 +258,11 @@ def mlp_fwd_kernel(
             tl.store(gw1 + off1, (1.0 - f) * P1, mask=m1 & live)
             tl.store(gw2 + off2, (1.0 - f) * P2, mask=m2 & live)
             tl.store(gc1p + m0 + rm, (1.0 - f) * Pc1, mask=(rm >= 0) & live)
-        Zb2 = XbW2 + c2[None, :] - dot(Mlr * (S2 + 1.0), G2, DT)
+        G2q = again(zb_ptr, toff, xm, ".cg")  # staged for this product only
+        Zb2 = XbW2 + c2[None, :] - dot(Mlr * (S2 + 1.0), G2q, DT)
         if HAS_ACC:
             Zb2 -= tau[:, None] * gc2[None, :]
+        tl.debug_barrier()  # every thread has read G2 before Zb2 overwrites it
         tl.store(zb_ptr + toff, Zb2, mask=xm)
         Pc2 = gc2 + tl.sum(lG2, 0)
         c2 -= f * t_last * Pc2
@@ -296,6 +325,7 @@ def mlp_bwd_kernel(
     BM: tl.constexpr,
     GROUP: tl.constexpr,
     HAS_ACC: tl.constexpr,
+    KC: tl.constexpr,
 ):
     s = tl.program_id(0)
     h = tl.program_id(1)
@@ -352,19 +382,25 @@ def mlp_bwd_kernel(
             sw2 = sw2_ptr + sl * M * D
             sc1 = sc1_ptr + sl * M
             first = n == n0
-            kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)[1:]
+            toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+            rows = h * NT * D + (n * BS + ri) * D  # [BS] row offsets of Q, K, dV
             c2 = tl.load(sc2_ptr + sl * D + rd, mask=cm, other=0.0)
             Z2 = output_pre_ln(
                 kb, sw1, sw2, sc1, c2, rd, rm, D, M, sw1, sw2, sc1, False, BS, BD, BM, False, DT
             )
             G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)[3]
             lG2 = lam[:, None] * G2
+            tl.store(dv_ptr + toff, G2, mask=xm)  # first_layer reads G2 here (dV is written later)
+            tl.debug_barrier()
             for m0 in range(0, M, BM):
                 off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
-                P1, P2, Pc1 = first_layer(kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT)[5:]
+                P1, P2, Pc1 = first_layer(
+                    k_ptr, dv_ptr, rows, toff, xm, sw1, sw2, m0, rm, c1, lam, gW1, gW2, gc1, M, D,
+                    BD, KC, DT,
+                )[5:]  # fmt: skip
                 # only committing mini-batches continue the group
                 tl.store(sw1_ptr + (sl + 1) * D * M + off1, W1 - t_last * P1, mask=m1)
                 tl.store(sw2_ptr + (sl + 1) * M * D + off2, W2 - t_last * P2, mask=m2)
@@ -383,6 +419,7 @@ def mlp_bwd_kernel(
             first = n == n0
             f = tl.where(n == n1 - 1, commit_last, 1.0)
             toff, kb, lam, tgt = load_block(k_ptr, v_ptr, lam_ptr, h, n, NT, D, ri, rd, xm, BS)
+            rows = h * NT * D + (n * BS + ri) * D
             qb = tl.load(q_ptr + toff, mask=xm, other=0.0)
             Mlr = masked_lr(tau, lam, vis)
             S0 = dot(qb, tl.trans(kb), DT)
@@ -398,24 +435,34 @@ def mlp_bwd_kernel(
             )
             xh, rstd, gy, G2 = inner_grad(Z2, tgt, lnw, lnb, cm, D, eps)
             lG2 = lam[:, None] * G2
+            tl.store(dv_ptr + toff, G2, mask=xm)  # passes 2 and 3 read G2 here; dV overwrites it
+            tl.debug_barrier()
             # recompute pass 2: S2 = Xb2 X2^T (and Xb2 gW2 for the first mini-batch)
             S2 = tl.zeros([BS, BS], dtype=tl.float32)
             XbgW2 = tl.zeros([BS, BD], dtype=tl.float32)
             for m0 in range(0, M, BM):
-                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
+                # a loop without a barrier or a store would have the compiler hoist the reads
+                # of K, Q and G2 out of it, staging them for the whole loop
+                tl.debug_barrier()
+                tiles = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)  # W1, W2 read by products
+                off1, off2, c1 = tiles[0], tiles[1], tiles[4]
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
-                X2, g1, gg1, hG, G1 = first_layer(kb, W1, W2, c1, G2, lam, gW1, gW2, gc1, DT)[:5]
-                Xb2 = query_hidden(qb, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[0]
+                X2, g1, gg1, hG, G1 = first_layer(
+                    k_ptr, dv_ptr, rows, toff, xm, sw1, sw2, m0, rm, c1, lam, gW1, gW2, gc1, M, D,
+                    BD, KC, DT,
+                )[:5]  # fmt: skip
+                Xb2 = query_hidden(
+                    q_ptr, rows, sw1, gw10, m0, rm, c1, AM0, G1, tau, gc1, first, M, D, HAS_ACC,
+                    BD, KC, DT,
+                )[0]  # fmt: skip
                 S2 += dot(Xb2, tl.trans(X2), DT)
                 if HAS_ACC:
                     XbgW2 += dot(Xb2, gW2, DT)
             AM2 = Mlr * (S2 + 1.0)
             # commit of c2 and the second layer's dual chain (the parts that need no tile)
             dzb = tl.load(dzb_ptr + toff, mask=xm, other=0.0)  # [BS, BD] adjoint of Zb2
-            tl.store(dv_ptr + toff, G2, mask=xm)  # dA2 and pass 3 read G2 here; dV overwrites it
-            tl.debug_barrier()
             Pc2 = gc2 + tl.sum(lG2, 0)
             dPc2 = -f * t_last * dc2 + (1.0 - f) * dgc2
             dt_last = -f * tl.sum(dc2 * Pc2, 0)
@@ -435,17 +482,22 @@ def mlp_bwd_kernel(
             dK = tl.zeros([BS, BD], dtype=tl.float32)
             # pass 3, per tile: commit, P, both dual chains and G1 = (G2 W2^T) o gelu'(Z1)
             for m0 in range(0, M, BM):
-                off1, off2, W1, W2, c1 = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)
+                tiles = load_tiles(sw1, sw2, sc1, m0, rd, rm, D, M)  # W1, W2 read by products
+                off1, off2, c1 = tiles[0], tiles[1], tiles[4]
                 gW1, gW2, gc1 = load_acc_tiles(
                     gw10, gw20, gc10, off1, off2, m0, rd, rm, D, first, BD, BM, HAS_ACC
                 )
                 # [BS, BD] operands read again at their products (``again``)
-                kq, G2q = again(k_ptr, toff, xm, ""), again(dv_ptr, toff, xm, "")
-                X2, g1, gg1, hG, G1, P1, P2, Pc1 = first_layer(
-                    kq, W1, W2, c1, G2q, lam, gW1, gW2, gc1, DT
-                )
-                qq = again(q_ptr, toff, xm, "")
-                Xb2, gb1 = query_hidden(qq, W1, c1, AM0, G1, tau, gW1, gc1, HAS_ACC, DT)[:2]
+                fl = first_layer(
+                    k_ptr, dv_ptr, rows, toff, xm, sw1, sw2, m0, rm, c1, lam, gW1, gW2, gc1, M, D,
+                    BD, KC, DT,
+                )  # fmt: skip
+                X2, g1, gg1, hG, G1, Pc1 = fl[0], fl[1], fl[2], fl[3], fl[4], fl[7]
+                Xb2, gb1 = query_hidden(
+                    q_ptr, rows, sw1, gw10, m0, rm, c1, AM0, G1, tau, gc1, first, M, D, HAS_ACC,
+                    BD, KC, DT,
+                )[:2]  # fmt: skip
+                kq = again(k_ptr, toff, xm, "")
                 # commit: W' = W - f t P, gW' = (1 - f) P
                 dW1 = tl.load(dw1 + off1, mask=m1, other=0.0)
                 dW2 = tl.load(dw2 + off2, mask=m2, other=0.0)
@@ -453,16 +505,26 @@ def mlp_bwd_kernel(
                 dP1 = -f * t_last * dW1 + (1.0 - f) * tl.load(dgw1 + off1, mask=m1, other=0.0)
                 dP2 = -f * t_last * dW2 + (1.0 - f) * tl.load(dgw2 + off2, mask=m2, other=0.0)
                 dPc1 = -f * t_last * dc1 + (1.0 - f) * tl.load(dgc1p + m0 + rm)
+                # K dP1 and G2 dP2^T read the tiles of dP from memory, in chunks like
+                # first_layer's products: f is 0 or 1, so dP = -t dW (f = 1) or dgW (f = 0)
+                dp1, dp2 = tl.where(f == 1.0, dw1, dgw1), tl.where(f == 1.0, dw2, dgw2)
+                KdP = dot_from_memory(k_ptr, rows, dp1, M, m0 + rm, rm >= 0, D, BD, KC, DT)
+                GdP = dot_from_memory(dv_ptr, rows, dp2, 1, (m0 + rm) * D, rm >= 0, D, BD, KC, DT)
+                # dt_last = -f dW . P over the tile, P1 = gW1 + K^T (lam o G1) and
+                # P2 = gW2 + X2^T (lam o G2) never formed: dW1 . K^T (lam o G1) =
+                # sum(lam o G1 o K dW1), dW2 . X2^T (lam o G2) = sum(lam o X2 o G2 dW2^T) (the
+                # products above, which read dW where f = 1, the only case that counts)
                 dt_last -= f * (
-                    tl.sum(tl.sum(dW1 * P1, 1), 0)
-                    + tl.sum(tl.sum(dW2 * P2, 1), 0)
+                    tl.sum(tl.sum(dW1 * gW1, 1), 0)
+                    + tl.sum(tl.sum(dW2 * gW2, 1), 0)
+                    + tl.sum(tl.sum(lam[:, None] * (G1 * KdP + X2 * GdP), 1), 0)
                     + tl.sum(dc1 * Pc1, 0)
                 )
-                # P1 = gW1 + K^T (lam o G1), P2 = gW2 + X2^T (lam o G2)
+                sdp = tl.where(f == 1.0, -t_last, 1.0)
                 G1dP1 = dot(G1, tl.trans(dP1), DT)  # [BS, BD]
                 dK += lam[:, None] * G1dP1
-                dG1 = lam[:, None] * (dot(again(k_ptr, toff, xm, ".cg"), dP1, DT) + dPc1[None, :])
-                G2dP2 = dot(again(dv_ptr, toff, xm, ".cg"), tl.trans(dP2), DT)  # [BS, BM]
+                dG1 = lam[:, None] * (sdp * KdP + dPc1[None, :])
+                G2dP2 = sdp * GdP  # [BS, BM]
                 dX2 = lam[:, None] * G2dP2
                 dG2 += lam[:, None] * dot(X2, dP2, DT)
                 dlam += (
@@ -476,26 +538,34 @@ def mlp_bwd_kernel(
                 # Zb2 = Xb2 W2 + c2 - AM2 G2 - tau o (Xb2 gW2 + gc2)
                 dzb = again(dzb_ptr, toff, xm, "")
                 dW2 += dot(tl.trans(Xb2), dzb, DT)
-                dXb2 = dot(dzb, tl.trans(W2), DT) + dot(dS2, X2, DT)  # [BS, BM]
+                w2t = (m0 + rm) * D  # rows of the W2 tile: dZb W2^T reads it as W2^T
+                dXb2 = dot_from_memory(dzb_ptr, rows, sw2, 1, w2t, rm >= 0, D, BD, KC, DT)
+                dXb2 += dot(dS2, X2, DT)  # [BS, BM]
                 dX2 += dot(tl.trans(dS2), Xb2, DT)
                 if HAS_ACC:
                     dgW2 -= dot(tl.trans(tau[:, None] * Xb2), dzb, DT)
-                    dXb2 -= tau[:, None] * dot(dzb, tl.trans(gW2), DT)
+                    dzgW2 = dot_from_memory(dzb_ptr, rows, gw20, 1, w2t, rm >= 0, D, BD, KC, DT)
+                    dXb2 -= tau[:, None] * tl.where(first, dzgW2, 0.0)
                 dzb1 = dXb2 * gb1  # through Xb2 = gelu(Zb1)
                 # Zb1 = Q W1 + c1 - AM0 G1 - tau o (Q gW1 + gc1)
                 dW1 += dot(tl.trans(again(q_ptr, toff, xm, ".cg")), dzb1, DT)
                 dc1 += tl.sum(dzb1, 0)
                 dA0 -= dot(dzb1, tl.trans(G1), DT)
                 dG1 -= dot(tl.trans(AM0), dzb1, DT)
+                # the state tiles are read where used (".cg": not merged with load_tiles' reads)
+                W1 = tl.load(sw1 + off1, mask=m1, other=0.0, cache_modifier=".cg")
                 dQ += dot(dzb1, tl.trans(W1), DT)
                 if HAS_ACC:
                     tdz1 = tau[:, None] * dzb1
-                    dtau -= tl.sum(dzb1 * (dot(qq, gW1, DT) + gc1[None, :]), 1)
+                    QgW1 = dot_from_memory(q_ptr, rows, gw10, M, m0 + rm, rm >= 0, D, BD, KC, DT)
+                    dtau -= tl.sum(dzb1 * (tl.where(first, QgW1, 0.0) + gc1[None, :]), 1)
                     dgW1 -= dot(tl.trans(again(q_ptr, toff, xm, ".cv")), tdz1, DT)
                     dgc1 -= tl.sum(tdz1, 0)
+                    gW1 = tl.load(gw10 + off1, mask=m1 & first, other=0.0, cache_modifier=".cg")
                     dQ -= dot(tdz1, tl.trans(gW1), DT)
                 # G1 = (G2 W2^T) o gelu'(Z1)
                 dh = dG1 * g1
+                W2 = tl.load(sw2 + off2, mask=m2, other=0.0, cache_modifier=".cg")
                 dG2 += dot(dh, W2, DT)
                 dW2 += dot(tl.trans(dh), again(dv_ptr, toff, xm, ".cv"), DT)
                 tl.debug_barrier()  # every thread has read this tile before any overwrites it

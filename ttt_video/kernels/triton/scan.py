@@ -25,7 +25,7 @@ import triton
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-from ttt_video.kernels.api import shared_limit, triton_unsupported
+from ttt_video.kernels.api import gpu_capability, triton_unsupported
 from ttt_video.kernels.common import LN_EPS, layer_norm, without_autocast
 from ttt_video.kernels.ops import triton_scan
 from ttt_video.kernels.state import TTTState
@@ -120,7 +120,7 @@ def ttt_triton(
     b, p, L = mini_batch_size, state.position, state.num_layers
     check_device(q)
     m = state.weights[0].shape[-1] if L == 2 else None
-    unsupported = triton_unsupported(q.dtype, d, b, m, shared_limit(q))
+    unsupported = triton_unsupported(q.dtype, d, b, m, gpu_capability(q))
     if unsupported:
         raise ValueError(f"impl='triton': {unsupported}")
     if cu_seqlens is None:
@@ -200,6 +200,15 @@ def hidden_tile(m: int, widest: int) -> int:
     return bm
 
 
+def contraction_chunk(BD: int, dtype: torch.dtype) -> int:
+    """``KC``: head-dim columns per chunk of the products that read both operands from global
+    memory (``common.dot_from_memory``: the TTT-Linear backward's products with a ``[d, d]``
+    operand, the TTT-MLP kernels' products with a ``[b, d]`` block). 64 for fp32 at
+    ``BD = 128``, where a whole ``[64, 128] x [128, 128]`` product stages 96 KB, nearly the
+    99 KB of consumer GPUs alone; otherwise the whole block."""
+    return 64 if dtype == torch.float32 and BD > 64 else BD
+
+
 def chain_hidden_tile(m: int, d: int, dtype: torch.dtype) -> int:
     """``BM`` of the forward and backward kernels: the widest tile whose backward fits in 99 KB
     of shared memory (consumer GPUs; benchmarks/kernels_gpu.md): 64 for 16-bit inputs up to
@@ -251,7 +260,8 @@ def launch_scan(
     else:
         m = state[0].shape[-1]
         BM = chain_hidden_tile(m, d, q.dtype)
-        mlp_fwd_kernel[grid](*args, NT, H, d, m, LN_EPS, int(causal), BM=BM, **kw)
+        KC = contraction_chunk(kw["BD"], q.dtype)
+        mlp_fwd_kernel[grid](*args, NT, H, d, m, LN_EPS, int(causal), BM=BM, KC=KC, **kw)
     return [zb, *cur, *cks]
 
 
@@ -294,17 +304,18 @@ def launch_scan_backward(
     dtau = q.new_empty((S, H, b), dtype=f32)
     dlnw, dlnb = (q.new_empty((S, H, d), dtype=f32) for _ in range(2))
     kw = _launch_args(d, b, group, has_acc)
+    KC = contraction_chunk(kw["BD"], q.dtype)
     if L == 1:  # the accumulated gradient again, in the input dtype, for the products
         gacc = [*gacc, gacc[0].to(q.dtype)]
     head = (q, k, v, lam, tau, lnw, lnb, *gacc, *checkpoints, *scratch)
     tail = (dq, dk, dv, dlam, dtau, dlnw, dlnb, cu_blk, cu_ck, commit, NT, H, d)
     if L == 1:
-        linear_bwd_kernel[(S, H)](*head, dzb, *dstate, *tail, LN_EPS, int(causal), **kw)
+        linear_bwd_kernel[(S, H)](*head, dzb, *dstate, *tail, LN_EPS, int(causal), KC=KC, **kw)
     else:
         m = checkpoints[0].shape[-1]
         stash = [q.new_empty((S, H, b, m), dtype=f32) for _ in range(2)]
         BM = chain_hidden_tile(m, d, q.dtype)
         mlp_bwd_kernel[(S, H)](
-            *head, *stash, dzb, *dstate, *tail, m, LN_EPS, int(causal), BM=BM, **kw
+            *head, *stash, dzb, *dstate, *tail, m, LN_EPS, int(causal), BM=BM, KC=KC, **kw
         )
     return [dq, dk, dv, dlam, dtau, dlnw, dlnb, *dstate]
