@@ -216,7 +216,8 @@ def test_triton_supported_inputs():
 
 def test_triton_unsupported_before_ampere():
     """GPUs older than the ones the kernels are compiled and checked for (sm_80 on) are
-    refused, with the reason; every input the kernels take fits the newer ones."""
+    refused, with the reason; the checked ones and newer take every input the kernels take
+    (sm_100: not compiled here, but not refused)."""
     reason = kernels_api.triton_unsupported(torch.float16, 64, 16, None, (7, 5))
     assert reason == (
         "the Triton kernels are compiled and checked for sm_80 and newer GPUs (shared memory, "

@@ -1,8 +1,8 @@
 """The Triton kernels compile for real GPUs without one: every launch the dispatcher makes
 (forward, backward and decode of TTT-Linear and TTT-MLP over d in {32, 64, 96, 128}, b in
 {16, 32, 64}, fp32, bf16 and fp16, causal or not, with or without an accumulated gradient)
-compiles for sm_80, sm_86, sm_89 and sm_90, fits each one's shared memory per block or is
-refused there by the dispatcher, and its bf16/fp16 products run on tensor cores. Every
+compiles for sm_80, sm_86, sm_89 and sm_90, fits each one's shared memory per block, and
+its bf16/fp16 products run on tensor cores. Every
 launch that fits sm_80 or sm_90 is compiled on to a cubin (registers, spills, SASS); sm_86
 and sm_89 get the TTGIR of sm_80, so they are compiled through the shared-memory
 allocation only.

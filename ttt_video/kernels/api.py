@@ -49,6 +49,7 @@ TRITON_MINI_BATCH_SIZES = (16, 32, 64)
 # The oldest GPU architecture the kernels are compiled and checked for (sm_80, sm_86, sm_89,
 # sm_90): every launch of every input above fits the smallest shared memory of these, 99 KB
 # per block (compile_check, benchmarks/kernels_gpu.md; tests/kernels/test_triton_compile.py).
+# Older GPUs are refused; newer ones (sm_100, sm_120) are taken but not compiled here.
 TRITON_MIN_CAPABILITY = (8, 0)
 _warned: set[str] = set()
 KEEP_NORM_UNSUPPORTED = "keep_inner_norm: the Triton kernels do not rescale the inner weights"

@@ -18,12 +18,12 @@ Per mini-batch (kernels/README.md section 3, two inner layers)::
 
 Pass B commits a tile as soon as it is read (no other tile reads it in this mini-batch); a
 tile read and then overwritten, or written in one mini-batch and read in the next, is so only
-after a ``tl.debug_barrier()`` (kernels/README.md section 12). Inside the tile loops no
-``[BS, BD]`` block is staged in shared memory across products: ``K``, ``Q``, ``dZb`` and
-``G2`` (computed, so parked in the ``Zb`` / ``dV`` output) are read again from global memory
+after a ``tl.debug_barrier()`` (kernels/README.md section 12). In pass B and the backward's
+passes 2-3 no ``[BS, BD]`` block stays staged in shared memory across the tile loop: ``K``,
+``Q``, ``dZb`` and ``G2`` (computed, so parked in the ``Zb`` / ``dV`` output) are read again
 at each product (``again``), and the products over the head dim read both operands from
-memory in chunks of ``KC`` columns (``common.dot_from_memory``). The backward's commit
-adjoint never forms ``P1, P2``: ``dW . P`` is summed from the products it needs anyway.
+memory in chunks of ``KC`` columns (``common.dot_from_memory``); passes A and 4 keep theirs.
+The backward's commit adjoint never forms ``P1, P2``: ``dW . P`` is summed from products.
 """
 
 import triton

@@ -288,7 +288,8 @@ def launch_scan_backward(
     """The backward of ``launch_scan``, the body of ``torch.ops.ttt_video.triton_scan_backward``:
     ``[dq, dk, dv, dlam, dtau [S, H, b], dlnw, dlnb [S, H, d] (per program), *adjoint of the
     initial state]`` given ``dzb: [H, NT, d]`` and the adjoint of the final state ``dfinal``
-    (fp32)."""
+    (fp32). ``commit`` holds 0 or 1 (``_layout``): the TTT-MLP backward reads the adjoint
+    ``dP`` of a tile's update from ``dW`` or from ``dgW`` by it."""
     L = len(gacc) // 2
     H, NT, d = q.shape
     S, b = commit.shape[0], mini_batch_size
