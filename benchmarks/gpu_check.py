@@ -13,8 +13,10 @@ Exit status 1 when a check fails or raises.
 - ``kernels_vs_dual``: ``impl="triton"`` against the dual form on the same device: outputs,
   final states and every input's gradient (random cotangents on the output and every
   final-state tensor), TTT-Linear and TTT-MLP, fp32 and bf16, causal and not, packed
-  sequences (``cu_seqlens``), up to T = 32K. fp32: relative RMS error under
-  ``2e-5 * sqrt(max(1, T / 1024))`` (rounding that walks with the number of mini-batches).
+  sequences (``cu_seqlens``), up to T = 32K, at d = 64, b = 16, then at the largest blocks
+  (d = 128, b = 64: the most shared memory, fp32 products read in chunks). fp32: relative
+  RMS error under ``2e-5 * sqrt(max(1, T / 1024))`` (rounding that walks with the number of
+  mini-batches).
   bf16: against the fp32 dual form on the unrounded inputs, the Triton error is at most
   twice the bf16 dual form's, plus 1e-4 (the rule of ``tests/kernels/test_triton.py``).
 - ``decode_vs_torch``: Triton decode steps against the PyTorch step from a state
@@ -76,6 +78,9 @@ class Plan:
     causal_T: tuple[int, ...] = (1000, 32768)
     noncausal_T: tuple[int, ...] = (1024, 32768)
     packed: tuple[int, ...] = (37, 4101, 4053)  # each ends 5 tokens into a mini-batch
+    # (d, b) of the last kernel cases: the largest blocks, where each kernel needs the most
+    # shared memory and fp32 products over the head dim are read in chunks
+    large_blocks: tuple[int, int] = (128, 64)
     decode_from: int = 5  # position in the mini-batch of the first decoded token
     decode_steps: int = 40
     speed_T: tuple[int, ...] = (2048, 8192, 32768)
@@ -105,6 +110,7 @@ def make_plan(dry_run: bool, budget_s: float) -> Plan:
         causal_T=(20,),
         noncausal_T=(16,),
         packed=(5, 21),
+        large_blocks=(32, 32),
         decode_from=13,
         decode_steps=4,
         speed_T=(16,),
@@ -219,18 +225,22 @@ def judge(dtype: str, run: Callable[[str, torch.dtype], dict], T: int) -> dict:
     }
 
 
-def kernel_case(plan: Plan, kind: str, dtype: str, causal: bool, T: int, packed: bool) -> dict:
-    """One row of ``kernels_vs_dual`` (criteria: :func:`judge`)."""
+def kernel_case(
+    plan: Plan, kind: str, dtype: str, causal: bool, T: int, packed: bool, blocks=None
+) -> dict:
+    """One row of ``kernels_vs_dual`` (criteria: :func:`judge`); ``blocks``: ``(d, b)``, the
+    plan's by default."""
+    d, b = blocks or (plan.d, plan.b)
     B, cu = 2, None
     if packed:
         B, T = 1, sum(plan.packed)
         cu = torch.tensor([0, *torch.tensor(plan.packed).cumsum(0).tolist()], device=plan.device)
-    base = random_ttt_inputs(kind, B, T, plan.H, plan.d, plan.b, seed=T + len(kind))
+    base = random_ttt_inputs(kind, B, T, plan.H, d, b, seed=T + len(kind))
 
     def run(impl: str, dt: torch.dtype) -> dict:
-        return run_with_grads(kind, inputs_on(base, plan.device, dt), plan.b, impl, causal, cu)
+        return run_with_grads(kind, inputs_on(base, plan.device, dt), b, impl, causal, cu)
 
-    row = {"kind": kind, "dtype": dtype, "causal": causal, "T": T, "packed": packed}
+    row = {"kind": kind, "dtype": dtype, "d": d, "b": b, "causal": causal, "T": T, "packed": packed}
     return {**row, **judge(dtype, run, T)}
 
 
@@ -244,6 +254,10 @@ def check_kernels(plan: Plan, deadline: Deadline, chk: Check) -> None:
     ]
     cases += [(kind, dtype, True, 0, True) for kind in ("linear", "mlp") for dtype in DTYPES]
     cases.sort(key=lambda c: c[3])  # the short ones first: every variant before the long T
+    T, large = plan.causal_T[0], plan.large_blocks  # last: skipped first when time runs out
+    cases += [
+        (kind, dtype, True, T, False, large) for kind in ("linear", "mlp") for dtype in DTYPES
+    ]
     run_cases(chk, deadline, cases, partial(kernel_case, plan), partial(cleanup, plan))
     chk.status = verdict(chk)
 
