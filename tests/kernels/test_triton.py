@@ -44,15 +44,20 @@ def test_triton_matches_dual_float32(kind, d, T, b, causal):
     check_same(kind, ref, out, 2e-5)
 
 
-@pytest.mark.parametrize("kind, d", [("linear", 16), ("mlp", 16), ("linear", 96), ("mlp", 96)])
-def test_triton_resumes_mid_minibatch(kind, d):
+@pytest.mark.parametrize(
+    "kind, d, T",
+    [("linear", 16, 30), ("mlp", 16, 30)]
+    + [(kind, 96, T) for kind in ("linear", "mlp") for T in (30, 8)],
+)
+def test_triton_resumes_mid_minibatch(kind, d, T):
     """Initial state at position 5 with an accumulated gradient: outputs, final state and
     the gradient of every initial-state tensor (weights and accumulated gradient) and of
     the inputs (the accumulated gradient's terms reach q and tau). At d = 96 (a 128 block)
-    the kernels read their fp32 products in chunks (scan.contraction_chunk)."""
+    the kernels read their fp32 products in chunks (scan.contraction_chunk); T = 8 ends in the
+    mini-batch it starts in (first and last at once: no commit, Gacc carried on)."""
     b = 16
     B = H = 1 if d > 64 else 2  # the interpreter is slow at large d
-    inp = random_ttt_inputs(kind, B=B, T=30, H=H, d=d, b=b, seed=3).requires_grad_()
+    inp = random_ttt_inputs(kind, B=B, T=T, H=H, d=d, b=b, seed=3).requires_grad_()
     prefix = random_ttt_inputs(kind, B=B, T=5, H=H, d=d, b=b, seed=4)
     _, first = run_ttt(kind, prefix, b, output_final_state=True)
     vals = [t.detach().clone().requires_grad_() for t in state_tensors(first).values()]
@@ -65,7 +70,7 @@ def test_triton_resumes_mid_minibatch(kind, d):
         o, st = run_ttt(kind, inp, b, impl=impl, initial_state=start, output_final_state=True)
         wrt = [*vals, *inp.tensors()]
         res[impl] = (o, st, torch.autograd.grad(probe_loss(o, st), wrt, allow_unused=True))
-    assert res["triton"][1].position == 35 % b
+    assert res["triton"][1].position == (5 + T) % b
     assert_close("o", res["dual"][0], res["triton"][0], 2e-5)
     names = [f"initial {n}" for n in state_tensors(first)] + grad_names(kind)
     for name, a, c in zip(names, res["dual"][2], res["triton"][2], strict=True):
