@@ -17,6 +17,10 @@ same resources.
 """
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +167,25 @@ def test_a_report_is_written_only_for_every_kernel(capsys):
     with pytest.raises(SystemExit):
         cc.main(["--kernels", "linear_bwd_kernel", "--write", "report.json"])
     assert "--write keeps the report of every kernel: drop --kernels" in capsys.readouterr().err
+
+
+def test_peak_names_the_staged_buffers_and_their_source_lines():
+    """``--peak`` (in a process without the interpreter): the largest TTT-Linear forward
+    launch's buffers at the peak add up to the bytes it reports, stay inside the shared
+    memory the allocator gave it, and each names a line of the kernel sources."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    cmd = [sys.executable, "-m", cc.__name__, "--kernels", "linear_fwd_kernel", "--archs", "86"]
+    done = subprocess.run([*cmd, "--peak"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    head, *rows = done.stdout.strip().splitlines()
+    assert "'BD': 128" in head and "'BS': 64" in head and "'dtype': 'fp32'" in head
+    total = int(re.search(r"sm_86: (\d+) KB staged at the peak", head)[1])
+    sizes = [int(re.match(r"\s*(\d+) KB at\s+(\d+)\s+(\S+)$", row)[1]) for row in rows]
+    assert rows and sum(sizes) == total <= 96  # the launch's shared memory (report above)
+    sources = Path(cc.__file__).parent
+    for row in rows:
+        where = row.split()[-1]
+        for frame in where.split("<"):
+            name, line = frame.split(":")
+            lines = (sources / name).read_text().splitlines()
+            assert 1 <= int(line) <= len(lines), frame

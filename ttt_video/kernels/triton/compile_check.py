@@ -29,9 +29,11 @@ Triton's on-disk cache skips the cubins of kernels that did not change; the
 markdown tables of the results go to stdout, ``--read REPORT`` prints them again.)
 
 While reworking a kernel for shared memory, compile only its launches and only through the
-allocation (seconds each, no report written)::
+allocation (seconds each, no report written), and see which staged buffers make the peak of
+its largest launch (``staged_at_peak``)::
 
     python -m ttt_video.kernels.triton.compile_check --kernels linear_bwd_kernel --full-archs
+    python -m ttt_video.kernels.triton.compile_check --kernels mlp_bwd_kernel --archs 86 --peak
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import os
 import re
 import subprocess
@@ -224,19 +227,10 @@ def compile_launch(launch: dict, arch: int, full: bool = True) -> dict:
     layout) and ``"sass"`` (the SASS matrix instructions by opcode). ``"full"`` says whether
     a cubin was made. A compile error is returned as ``{"error": message}``.
     """
-    fn = _load(launch["kernel"])
-    target = GPUTarget("cuda", arch, 32)
-    backend = make_backend(target)
-    kwargs = {**launch["constexprs"], **launch["options"]}
-    # the binder and the argument packing of JITFunction.run, for the target's backend
-    binder = create_function_from_signature(fn.signature, fn.params, backend)
-    bound, specialization, options = binder(*map(_example, launch["args"]), **kwargs)
-    options, signature, constexprs, attrs = fn._pack_args(
-        backend, kwargs, bound, specialization, options
-    )
-    src = ASTSource(fn, signature, constexprs, attrs)
+    src, target, backend, options = _source(launch, arch)
     try:
-        result = {**_allocate_shared(src, target, backend, options), "full": False}
+        module, ttgir = _allocated_module(src, target, backend, options)
+        result = {"shared": module.get_int_attr("ttg.shared"), "ttgir": ttgir, "full": False}
         if not full or result["shared"] > SHARED_LIMITS[arch]:
             return result
         kernel = triton.compile(src, target=target, options=options.__dict__)
@@ -258,12 +252,28 @@ def compile_launch(launch: dict, arch: int, full: bool = True) -> dict:
     }
 
 
-def _allocate_shared(src: ASTSource, target: GPUTarget, backend, options) -> dict:
+def _source(launch: dict, arch: int):
+    """``(ASTSource, target, backend, options)`` of a recorded launch for ``sm_{arch}``: the
+    binder and the argument packing of ``JITFunction.run``, for the target's backend."""
+    fn = _load(launch["kernel"])
+    target = GPUTarget("cuda", arch, 32)
+    backend = make_backend(target)
+    kwargs = {**launch["constexprs"], **launch["options"]}
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound, specialization, options = binder(*map(_example, launch["args"]), **kwargs)
+    options, signature, constexprs, attrs = fn._pack_args(
+        backend, kwargs, bound, specialization, options
+    )
+    return ASTSource(fn, signature, constexprs, attrs), target, backend, options
+
+
+def _allocated_module(src: ASTSource, target: GPUTarget, backend, options):
     """The stages of ``triton.compile`` up to the TTGIR, then the first passes of its LLVM
     stage, through the shared-memory allocation (as the NVIDIA backend orders them in
-    Triton 3.8): ``{"shared", "ttgir"}`` in seconds where the whole LLVM stage of the large
-    fp32 kernels takes minutes. ``compile_launch`` checks the bytes against the cubin's
-    wherever it makes one."""
+    Triton 3.8), in seconds where the whole LLVM stage of the large fp32 kernels takes
+    minutes: ``(module, hash of the TTGIR before the allocation)``, the module with its
+    ``ttg.shared`` bytes and each buffer's ``allocation.offset`` set. ``compile_launch``
+    checks the bytes against the cubin's wherever it makes one."""
     context = ir.context()
     ir.load_dialects(context)
     backend.load_dialects(context)
@@ -285,7 +295,52 @@ def _allocate_shared(src: ASTSource, target: GPUTarget, backend, options) -> dic
     ptx_version = get_ptx_version_from_options(options, target.arch)
     nvidia.passes.ttgpuir.add_allocate_shared_memory_nv(pm, target.arch, ptx_version)
     pm.run(module, "allocate_shared")
-    return {"shared": module.get_int_attr("ttg.shared"), "ttgir": ttgir}
+    return module, ttgir
+
+
+def staged_at_peak(launch: dict, arch: int) -> tuple[int, list[tuple[int, int, str]]]:
+    """For reworking a kernel's shared memory: the buffers staged for products (``local_alloc``)
+    that are live together where most bytes are, ``(bytes, [(offset, bytes, where)])``,
+    ``where`` the source lines that made the buffer (``file:line``, callers after ``<``).
+
+    Read from the allocated TTGIR in program order: a buffer lives from its ``local_alloc``
+    to its last use (through ``memdesc`` views). A diagnostic next to the allocator's own
+    analysis (the scratch of layout conversions and reductions is not counted): it shows
+    which blocks to load again, park or read in chunks (kernels/README.md section 12)."""
+    module, _ = _allocated_module(*_source(launch, arch))
+    text = str(module)
+    locs = dict(re.findall(r"^(#loc\d*) = (loc\(.*\))$", text, re.M))
+
+    def where(ref: str) -> str:
+        loc = locs.get(ref, "")
+        if m := re.match(r'loc\("[^"]*?([\w.]+\.py)":(\d+):\d+\)', loc):
+            return f"{m[1]}:{m[2]}"
+        if m := re.match(r"loc\(callsite\((#loc\d*) at (#loc\d*)\)\)", loc):
+            return f"{where(m[1])}<{where(m[2])}"
+        m = re.match(r'loc\("[^"]*"\((#loc\d*)\)\)', loc)  # a named location
+        return where(m[1]) if m else "?"
+
+    ops = [line for line in text.splitlines() if not line.startswith("#loc")]
+    alias: dict[str, str] = {}
+    live: dict[str, list] = {}  # value -> [first op, last op, offset, bytes, where]
+    for i, op in enumerate(ops):
+        if m := re.match(r"\s*(%[\w#]+) = ttg\.memdesc_\w+ (%[\w#]+)", op):
+            alias[m[1]] = alias.get(m[2], m[2])
+        m = re.match(r"\s*(%[\w#]+) = ttg\.local_alloc .*allocation\.offset = (\d+)", op)
+        shape = re.search(r"!ttg\.memdesc<([\dx]+)x(f32|bf16|f16)", op)
+        if m and shape:
+            size = math.prod(map(int, shape[1].split("x"))) * (4 if shape[2] == "f32" else 2)
+            loc = re.search(r"loc\((#loc\d*)\)$", op)
+            live[m[1]] = [i, i, int(m[2]), size, where(loc[1]) if loc else "?"]
+            continue
+        for value in re.findall(r"%[\w#]+", op.split("=", 1)[-1]):
+            if (root := alias.get(value, value)) in live:
+                live[root][1] = i
+    peak, at = max(
+        (sum(b[3] for b in live.values() if b[0] <= i <= b[1]), i) for i in range(len(ops))
+    )
+    staged = sorted((b[2], b[3], b[4]) for b in live.values() if b[0] <= at <= b[1])
+    return peak, staged
 
 
 def _ttgir_hash(ttgir: str) -> str:
@@ -469,6 +524,24 @@ def summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def print_peaks(launches: list[dict], arch: int) -> None:
+    """``staged_at_peak`` of each kernel's launch with the largest blocks (``BD``, ``BS``,
+    fp32, ``HAS_ACC``), printed."""
+    if isinstance(_load(KERNELS[0]), InterpretedFunction):
+        raise SystemExit("--peak compiles in this process: unset TRITON_INTERPRET")
+
+    def size(x: dict) -> tuple:
+        c = x["constexprs"]
+        return c.get("BD", 0), c.get("BS", 0), describe(x)["dtype"] == "fp32", c.get("HAS_ACC")
+
+    for name in dict.fromkeys(describe(x)["kernel"] for x in launches):
+        launch = max((x for x in launches if describe(x)["kernel"] == name), key=size)
+        total, staged = staged_at_peak(launch, arch)
+        print(f"{describe(launch)} sm_{arch}: {total / 1024:.0f} KB staged at the peak")
+        for offset, nbytes, where in staged:
+            print(f"  {nbytes / 1024:5.0f} KB at {offset:6d}  {where}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", type=int, nargs="+", default=sorted(SHARED_LIMITS))
@@ -485,6 +558,12 @@ def main(argv=None) -> None:
         nargs="+",
         choices=[k.split(":")[1] for k in KERNELS],
         help="compile only the launches of these kernels (default: all)",
+    )
+    parser.add_argument(
+        "--peak",
+        action="store_true",
+        help="for each kernel (see --kernels), its launch with the largest blocks on the first "
+        "of --archs: the buffers staged for products where most are live, with source lines",
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
@@ -517,6 +596,8 @@ def main(argv=None) -> None:
         launches = json.loads(path.read_text())
     if args.kernels:
         launches = [x for x in launches if describe(x)["kernel"] in args.kernels]
+    if args.peak:
+        return print_peaks(launches, args.archs[0])
     t0 = time.perf_counter()
     report = compile_launches(launches, args.archs, args.jobs, args.full_archs, args.progress)
     if args.write:
