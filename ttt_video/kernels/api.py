@@ -87,10 +87,10 @@ def triton_unsupported(
     if hidden_width is not None and hidden_width % 16:
         return f"W1: the Triton kernels need a hidden width divisible by 16, got {hidden_width}"
     if capability is not None and tuple(capability) < TRITON_MIN_CAPABILITY:
-        oldest = "sm_{}{}".format(*TRITON_MIN_CAPABILITY)
+        oldest, this = ("sm_{}{}".format(*c) for c in (TRITON_MIN_CAPABILITY, capability))
         return (
             f"the Triton kernels are compiled and checked for {oldest} and newer GPUs (shared "
-            "memory, tensor-core products); this one is sm_{}{}".format(*capability)
+            f"memory, tensor-core products); this one is {this}"
         )
     return None
 
