@@ -64,6 +64,24 @@ def test_causal_conv_tap_layout_and_resume():
     assert tail.shape == (2, 3, 3)
 
 
+def test_dilated_causal_conv_matches_conv1d_and_resumes_token_by_token():
+    s, w = 3, 4  # taps 0, 3, 6 and 9 tokens back
+    conv = CausalConv1d(5, w, dilation=s).double()
+    torch.nn.init.normal_(conv.weight)
+    x = torch.randn(2, 17, 5, dtype=torch.float64)
+    padded = torch.nn.functional.pad(x.transpose(1, 2), ((w - 1) * s, 0))
+    ref = torch.nn.functional.conv1d(padded, conv.weight, conv.bias, dilation=s, groups=5)
+    full, tail = conv(x)
+    assert_close("== F.conv1d(dilation=3)", ref.transpose(1, 2), full)
+    assert tail.shape == (2, (w - 1) * s, 5)
+    state, parts = None, []
+    for start, stop in ((0, 2), (2, 3), (3, 4), (4, 11), (11, 17)):  # chunks shorter than the tail
+        y, state = conv(x[:, start:stop], state)
+        parts.append(y)
+    assert_close("chunked == one pass", full, torch.cat(parts, 1))
+    assert_close("tail", tail, state)
+
+
 def test_rmsnorm():
     norm = RMSNorm(6, eps=1e-6)
     x = torch.randn(4, 6)
@@ -87,6 +105,7 @@ def test_mixer_registry_matches_config_names():
         ({"width": 24, "num_heads": 8}, "num_heads"),
         ({"bidirectional": True}, "bidirectional"),
         ({"ttt_base_lr": -1.0}, "ttt_base_lr"),
+        ({"conv_dilation": 0}, "conv_dilation"),
     ],
 )
 def test_block_config_validation_names_the_field(kwargs, field):

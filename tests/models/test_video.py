@@ -41,6 +41,8 @@ VARIANTS = [
     dict(mixer="attention", frame_mixer=False, residual=False),
     dict(mixer="attention", attention_window=24),  # a frame and a half of 16 tokens
     dict(mixer="ttt_linear", causal=False, qk_l2_norm=True, target_ln=True, residual_gate=True),
+    # the M backbone's convs over frames: a tail of 3 frames, longer than a 2-frame chunk
+    dict(mixer="ttt_linear", causal=False, pre_conv=True, share_qk=True, temporal_conv=True),
 ]
 
 
@@ -84,7 +86,13 @@ def test_streaming_equals_whole_clip(kw):
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(causal=False), dict(mixer="attention", attention_window=40)], ids=["ttt", "window"]
+    "kw",
+    [
+        dict(causal=False),
+        dict(mixer="attention", attention_window=40),
+        dict(causal=False, pre_conv=True, share_qk=True, temporal_conv=True),
+    ],
+    ids=["ttt", "window", "temporal_conv"],
 )
 def test_frame_by_frame_streaming_keeps_state_size(kw):
     model = build(**kw)
@@ -157,6 +165,7 @@ def test_classifier_only_model():
         (dict(channels=2), "channels"),
         (dict(decoder="none"), "num_classes"),
         (dict(causal=False, bidirectional=True), "bidirectional"),
+        (dict(temporal_conv=True, conv_dilation=2), "^conv_dilation: 2 conflicts"),
     ],
 )
 def test_bad_config_names_the_field(kw, field):
@@ -183,6 +192,15 @@ def test_mini_batch_is_derived_from_frames_and_a_conflicting_value_is_refused():
     assert build(frames_per_mini_batch=2).mini_batch_size == 2 * 16  # N = (32 / 8)^2
     assert build(mini_batch_size=16).mini_batch_size == 16  # agrees with 1 frame: accepted
     assert build(frames_per_mini_batch=0, mini_batch_size=8).mini_batch_size == 8
+
+
+def test_temporal_conv_spaces_the_taps_one_frame_apart():
+    """With ``temporal_conv`` the pre-conv's tap ``j`` is the token ``(w-1-j) N`` back."""
+    model = build(mixer="attention", pre_conv=True, temporal_conv=True)
+    N, conv = model.tokens_per_frame, model.backbone.blocks[0].conv
+    assert conv.dilation == N and conv.tail_len == 3 * N
+    state = model(clip(F=5)).state.backbone.blocks[0]
+    assert state.conv_tail.shape == (2, 3 * N, 32)
 
 
 def test_model_cfg_is_the_given_config_and_loads_back_equal(tmp_path):

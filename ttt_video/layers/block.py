@@ -1,6 +1,7 @@
 """One residual block with a pluggable sequence mixer (kernels/README.md section 9).
 
-Letters: ``B`` batch, ``T`` tokens in this call, ``D`` model width, ``w`` conv width.
+Letters: ``B`` batch, ``T`` tokens in this call, ``D`` model width, ``w`` conv width, ``s`` its
+dilation.
 
     [pre_conv: h = h + conv(RMSNorm(h))] -> h = h + mixer(RMSNorm(h)) -> h = h + SwiGLU(RMSNorm(h))
 """
@@ -44,7 +45,7 @@ class BlockState:
         mixer: ``TTTLayerState`` (constant size), ``KVCache`` (grows with the stream; with
             ``attention_window``, bounded) or ``LaCTLayerState`` (fast weights and a window of
             keys and values: bounded).
-        conv_tail: ``[B, w-1, D]`` last inputs of the pre-conv (None without ``pre_conv``).
+        conv_tail: ``[B, (w-1) s, D]`` last inputs of the pre-conv (None without ``pre_conv``).
     """
 
     mixer: TTTLayerState | KVCache | LaCTLayerState
@@ -79,7 +80,7 @@ class Block(nn.Module):
         self.cfg = cfg
         if cfg.pre_conv:
             self.conv_norm = RMSNorm(cfg.width, cfg.norm_eps)
-            self.conv = CausalConv1d(cfg.width, cfg.conv_kernel)
+            self.conv = CausalConv1d(cfg.width, cfg.conv_kernel, cfg.conv_dilation)
         self.seq_norm = RMSNorm(cfg.width, cfg.norm_eps)
         self.mixer = build_mixer(cfg)
         self.ffn_norm = RMSNorm(cfg.width, cfg.norm_eps)

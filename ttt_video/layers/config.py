@@ -26,6 +26,7 @@ class BlockConfig:
         "num_heads",
         "ffn_width",
         "conv_kernel",
+        "conv_dilation",
         "mini_batch_size",
     )
     """Fields that must be ints > 0 (a subclass that derives one of them checks it itself)."""
@@ -47,6 +48,10 @@ class BlockConfig:
     """M backbone: multiply the TTT output by ``gelu_tanh(x thetaG)`` before ``o_proj``."""
     conv_kernel: int = 4
     """Width of the causal convolutions (pre-conv and the Q/K convs)."""
+    conv_dilation: int = 1
+    """Spacing of those convolutions' taps in tokens (``layers/conv.py``): 1 for text; a video
+    model with ``temporal_conv`` sets its tokens per frame, so that each patch is convolved
+    with the same patch in the frames before it."""
     mini_batch_size: int = 16
     """``b``, the TTT mini-batch size; for ``"lact"`` the chunk size ``C`` (tokens per update)."""
     ttt_base_lr: float | None = None

@@ -1,8 +1,8 @@
 """TTT-Linear and TTT-MLP sequence mixers (kernels/README.md sections 7, 8, 10) and their state.
 
 Letters: ``B`` batch, ``T`` tokens in this call, ``D`` model width, ``H`` heads,
-``d = D/H`` head dim, ``b`` mini-batch size, ``w`` conv width, ``m = 4d`` TTT-MLP hidden width,
-``R`` rows of the fused input projection.
+``d = D/H`` head dim, ``b`` mini-batch size, ``w`` conv width, ``s`` its dilation, ``m = 4d``
+TTT-MLP hidden width, ``R`` rows of the fused input projection.
 
 One call maps ``x: [B, T, D]`` (the block's RMSNorm output) to ``y: [B, T, D]``::
 
@@ -56,7 +56,7 @@ class TTTLayerState:
     Attributes:
         ttt: the kernel state (inner weights at the current mini-batch start, ``Gacc``,
             position inside the mini-batch, which also gives the RoPE phase).
-        qk_tail: ``[B, w-1, D]`` last inputs of the Q/K convs (None without ``share_qk``).
+        qk_tail: ``[B, (w-1) s, D]`` last inputs of the Q/K convs (None without ``share_qk``).
         position: tokens consumed so far in the stream (absolute; bookkeeping only).
     """
 
@@ -108,8 +108,8 @@ class TTTBase(nn.Module):
         self.fused_proj = nn.Linear(D, sum(n for _, n in rows), bias=False)
         nn.init.normal_(self.fused_proj.weight, std=cfg.init_std)
         if cfg.share_qk:
-            self.conv_q = CausalConv1d(D, cfg.conv_kernel)
-            self.conv_k = CausalConv1d(D, cfg.conv_kernel)
+            self.conv_q = CausalConv1d(D, cfg.conv_kernel, cfg.conv_dilation)
+            self.conv_k = CausalConv1d(D, cfg.conv_kernel, cfg.conv_dilation)
         self.o_proj = nn.Linear(D, D, bias=False)
         self.lr_bias = nn.Parameter(torch.zeros(H))
         # base_lr / d as a tensor: a changed base_lr (warm-up) is no new constant to compile
@@ -174,7 +174,7 @@ class TTTBase(nn.Module):
         ws, bs = self.inner_params()
         tail = None
         if self.cfg.share_qk:
-            tail = ws[0].new_zeros(batch_size, self.cfg.conv_kernel - 1, self.cfg.width)
+            tail = ws[0].new_zeros(batch_size, self.conv_q.tail_len, self.cfg.width)
         return TTTLayerState(initial_state(ws, bs, batch_size), tail, 0)
 
     def project(
@@ -185,17 +185,18 @@ class TTTBase(nn.Module):
         Returns:
             ``q, k, v: [B, T, H, d]`` (RoPE and the video options applied), ``lam: [B, T, H]``,
             the gate's input ``[B, T, D]`` (None without ``use_gate``) and the new Q/K tail
-            ``[B, w-1, D]`` (None without ``share_qk``).
+            ``[B, (w-1) s, D]`` (None without ``share_qk``).
         """
         B, T, D = x.shape
         cfg, H, d = self.cfg, self.num_heads, self.head_dim
         out = self.fused_proj(x)  # [B, T, R]
         tail = None
         if cfg.share_qk:
-            xp = pad_with_tail(out[..., :D], state.qk_tail, cfg.conv_kernel - 1)
+            xp = pad_with_tail(out[..., :D], state.qk_tail, self.conv_q.tail_len)
             taps = torch.cat((self.conv_q.weight, self.conv_k.weight), 1).permute(2, 1, 0)
             bias = torch.cat((self.conv_q.bias, self.conv_k.bias)).view(2, D)  # taps [w, 2, D]
-            qk, tail, rest = causal_conv(xp.unsqueeze(2), taps, bias), xp[:, T:], D
+            qk = causal_conv(xp.unsqueeze(2), taps, bias, cfg.conv_dilation)
+            tail, rest = xp[:, T:], D
         else:
             qk, rest = out[..., : 2 * D].unflatten(-1, (2, D)), 2 * D
         qk = qk.unflatten(-1, (H, d))  # [B, T, 2, H, d]

@@ -68,6 +68,10 @@ class VideoConfig(BackboneConfig):
     frames_per_mini_batch: int = 1
     """``k``: the TTT mini-batch is this many frames of tokens (``b = k N``); 0: the mini-batch
     is ``mini_batch_size`` tokens (required then)."""
+    temporal_conv: bool = False
+    """The causal convolutions (``pre_conv``, and the Q/K convs of ``share_qk``) step over
+    frames instead of tokens: tap ``j`` reads the same patch ``w-1-j`` frames back
+    (``conv_dilation = N``). Leave ``conv_dilation`` at 1 with it."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +101,11 @@ class VideoConfig(BackboneConfig):
         if self.mini_batch_size is None and self.frames_per_mini_batch == 0:
             raise ValueError(
                 "mini_batch_size: required (in tokens) when frames_per_mini_batch is 0"
+            )
+        if self.temporal_conv and self.conv_dilation != 1:
+            raise ValueError(
+                f"conv_dilation: {self.conv_dilation} conflicts with temporal_conv (which sets "
+                "it to the tokens per frame); leave it at 1"
             )
         if self.tokens_per_frame is not None:
             self.backbone_mini_batch_size(self.tokens_per_frame)
@@ -135,7 +144,10 @@ class VideoConfig(BackboneConfig):
 
     def backbone_config(self, tokens_per_frame: int) -> BackboneConfig:
         """The backbone's config: the ``BackboneConfig`` fields of this one, with
-        ``mini_batch_size`` resolved by ``backbone_mini_batch_size(tokens_per_frame)``."""
+        ``mini_batch_size`` resolved by ``backbone_mini_batch_size(tokens_per_frame)`` and
+        ``conv_dilation`` by ``temporal_conv``."""
         values = {f.name: getattr(self, f.name) for f in fields(BackboneConfig)}
         values["mini_batch_size"] = self.backbone_mini_batch_size(tokens_per_frame)
+        if self.temporal_conv:
+            values["conv_dilation"] = tokens_per_frame
         return BackboneConfig(**values)
