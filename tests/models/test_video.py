@@ -165,7 +165,11 @@ def test_classifier_only_model():
         (dict(channels=2), "channels"),
         (dict(decoder="none"), "num_classes"),
         (dict(causal=False, bidirectional=True), "bidirectional"),
-        (dict(temporal_conv=True, conv_dilation=2), "^conv_dilation: 2 conflicts"),
+        (dict(pre_conv=True, temporal_conv=True, conv_dilation=2), "^conv_dilation: 2 confl"),
+        (
+            dict(pre_conv=False, share_qk=False, temporal_conv=True),
+            "^temporal_conv: the model has no convolution",
+        ),
     ],
 )
 def test_bad_config_names_the_field(kw, field):

@@ -102,6 +102,11 @@ class VideoConfig(BackboneConfig):
             raise ValueError(
                 "mini_batch_size: required (in tokens) when frames_per_mini_batch is 0"
             )
+        if self.temporal_conv and not (self.pre_conv or self.share_qk):
+            raise ValueError(
+                "temporal_conv: the model has no convolution to run over frames; set pre_conv "
+                "(or share_qk, the Q/K convs of a TTT layer)"
+            )
         if self.temporal_conv and self.conv_dilation != 1:
             raise ValueError(
                 f"conv_dilation: {self.conv_dilation} conflicts with temporal_conv (which sets "
