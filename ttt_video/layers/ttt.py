@@ -195,7 +195,7 @@ class TTTBase(nn.Module):
             xp = pad_with_tail(out[..., :D], state.qk_tail, self.conv_q.tail_len)
             taps = torch.cat((self.conv_q.weight, self.conv_k.weight), 1).permute(2, 1, 0)
             bias = torch.cat((self.conv_q.bias, self.conv_k.bias)).view(2, D)  # taps [w, 2, D]
-            qk = causal_conv(xp.unsqueeze(2), taps, bias, cfg.conv_dilation)
+            qk = causal_conv(xp.unsqueeze(2), taps, bias, self.conv_q.dilation)
             tail, rest = xp[:, T:], D
         else:
             qk, rest = out[..., : 2 * D].unflatten(-1, (2, D)), 2 * D
