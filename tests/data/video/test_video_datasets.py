@@ -98,7 +98,7 @@ def test_datamodule_batches(class_root):
     assert dm.test_dataloader() == []
 
 
-def test_index_videos_script(class_root, tmp_path, capsys):
+def test_index_videos_script(class_root, tmp_path, capsys, caplog):
     from ttt_video.apps.prepare import index as module
 
     out = tmp_path / "index.json"
@@ -109,8 +109,10 @@ def test_index_videos_script(class_root, tmp_path, capsys):
     assert bad[0]["path"] == "b/broken.mp4" and "not a readable" in bad[0]["error"]
     good = next(r for r in rows if r["path"] == "a/v1.mp4")
     assert (good["num_frames"], good["fps"], good["width"], good["label"]) == (21, 10.0, 32, "a")
-    items, names = read_manifest(out)
-    assert names == ["a", "b"] and len(items) == 7
+    items, names = read_manifest(out)  # the row the index marked undecodable is left out
+    assert names == ["a", "b"] and len(items) == 6
+    assert not any(i.path.endswith("broken.mp4") for i in items)
+    assert "leaving out 1 rows marked decodable=False (first: b/broken.mp4" in caplog.text
 
 
 def fill(folder: Path, names: dict[str, Path]) -> Path:
@@ -182,3 +184,29 @@ def test_training_batches_stay_full_around_unreadable_files(class_root, videos, 
     hopeless = ReadableClips(VideoClipDataset(items[:3], ClipSpec(num_frames=4)))
     with pytest.raises(ValueError, match="none of the 3 training videos can be read"):
         hopeless[0]
+
+
+def test_a_split_without_a_readable_clip_is_an_error_when_the_module_is_made(
+    class_root, videos, tmp_path
+):
+    """Unreadable or too short videos in a whole split stop the run before training, with the
+    split's source, the clip length and the first video's reason (not a failed metric later)."""
+    good = fill(tmp_path / "good", {"v.mp4": class_root / "a" / "v0.mp4"})  # 20 frames
+    short = fill(tmp_path / "short", {"s.mp4": videos["one"]})  # 1 frame
+    bad = fill(tmp_path / "bad", {"x.mp4": videos["text"], "y.mp4": videos["empty"]})
+    options = {"spec": ClipSpec(num_frames=4), "fmt": FrameFormat(size=16), "labelled": False}
+    for split, source, reason in (("val", short, "s.mp4: "), ("test", bad, "x.mp4: not a")):
+        with pytest.raises(SourceError, match=rf"gives a clip of 4 frames \(first: .*{reason}"):
+            VideoDataModule(good, **{split: source}, **options)
+    with pytest.raises(SourceError, match="bad: none of its 2 videos gives a clip"):
+        VideoDataModule(bad, val=good, **options)
+    assert VideoDataModule(good, val=good, **options).items["val"]  # one readable video is enough
+
+
+def test_a_video_or_binary_file_is_not_a_manifest(videos, tmp_path):
+    with pytest.raises(SourceError, match=r"h264.mp4: expected a folder .*\(a video file"):
+        split_items(videos["h264"], labelled=False)
+    binary = tmp_path / "rows.csv"
+    binary.write_bytes(bytes(range(128, 256)) * 8)
+    with pytest.raises(SourceError, match="rows.csv: not a text manifest"):
+        split_items(binary, labelled=False)

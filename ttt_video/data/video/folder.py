@@ -99,7 +99,10 @@ def split_items(
     if source.is_dir():
         items, names = _folder_items(source, labelled)
     else:
-        items, names = read_manifest(source)
+        try:
+            items, names = read_manifest(source)
+        except ValueError as err:  # a video file, a binary file, rows without a path
+            raise SourceError(source, str(err).removeprefix(f"{source}: ")) from err
     if not items:
         where = ", in one sub-folder per class" if labelled and source.is_dir() else ""
         raise SourceError(
@@ -239,7 +242,8 @@ class VideoDataModule(EpochDataModule):
     """Train / val / test clip loaders from folders or manifests (``val``/``test`` optional).
 
     The videos are listed when the module is made (``split_items``: an empty folder or a class
-    unknown to training is a ``SourceError`` here, before any training); ``classes`` is the training split's
+    unknown to training is a ``SourceError`` here, before any training, and so is a split none
+    of whose videos gives a clip: unreadable, or all too short); ``classes`` is the training split's
     class index, which labels every split (empty when not ``labelled``). ``spec.num_frames``
     should be set so clips stack into batches; ``labelled=False`` (frame prediction) leaves
     ``"label"`` out of the items.
@@ -267,6 +271,24 @@ class VideoDataModule(EpochDataModule):
         for split, source in (("val", val), ("test", test)):
             if source is not None:
                 self.items[split] = split_items(source, labelled, self.classes)[0]
+        for split, source in zip(("train", "val", "test"), (train, val, test)):
+            if split in self.items:
+                self._check_readable(split, source)
+
+    def _check_readable(self, split: str, source: str | Path) -> None:
+        """``SourceError`` unless some video of ``split`` gives a clip: reads them in order up
+        to the first that does (one read for a good folder), so that a split of unreadable or
+        too short videos stops the run here, not after its first training steps."""
+        clips = self._dataset(split)
+        for i in range(len(clips)):
+            if clips.read(i, i) is not None:
+                return
+        first = clips.items[0].path
+        raise SourceError(
+            source,
+            f"none of its {len(clips)} videos gives a clip of {self.spec.num_frames} frames "
+            f"(first: {first}: {clips.skipped[first]})",
+        )
 
     def _dataset(self, split: str) -> VideoClipDataset | None:
         if split not in self.items:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ttt_video.data.video.errors import VideoReadError
 from ttt_video.data.video.reader import probe_video
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif", ".mpg", ".mpeg", ".m4v")
 
@@ -58,16 +61,34 @@ def _float(value) -> float | None:
 def read_manifest(path: str | Path) -> tuple[list[VideoItem], list[str]]:
     """Read a ``.csv`` (header ``path,label[,start,end]``) or ``.json`` (list of objects) manifest.
 
-    Returns (items, class names); string labels are mapped to sorted class indices.
+    Rows that ``ttt-video prepare index`` marked ``decodable=False`` are left out (one warning
+    counts them). Returns (items, class names); string labels are mapped to sorted class
+    indices. ``ValueError`` for a file that is not a manifest (a video, binary, no ``path``).
     """
     path = Path(path)
-    if path.suffix.lower() == ".json":
-        rows = json.loads(path.read_text())
-    else:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+    kind = path.suffix.lower()
+    if kind not in (".csv", ".json"):
+        video = " (a video file: give the folder it is in)" if kind in VIDEO_EXTENSIONS else ""
+        raise ValueError(f"{path}: expected a folder of videos or a .csv/.json manifest{video}")
+    try:
+        if kind == ".json":
+            rows = json.loads(path.read_text())
+        else:
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text manifest ({err.reason} at byte {err.start})") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a JSON manifest ({err})") from err
     if rows and "path" not in rows[0]:
         raise ValueError(f"{path}: manifest rows need a 'path' field, got {sorted(rows[0])}")
+    bad = [r for r in rows if str(r.get("decodable", "")).lower() in ("false", "0")]
+    if bad:
+        log.warning(
+            "%s: leaving out %d rows marked decodable=False (first: %s: %s)",
+            path, len(bad), bad[0]["path"], bad[0].get("error") or "no reason given",
+        )  # fmt: skip
+        rows = [r for r in rows if r not in bad]
     names = sorted({str(r["label"]) for r in rows if _is_name(r.get("label"))})
     index = {name: i for i, name in enumerate(names)}
     items = []
