@@ -160,3 +160,18 @@ def test_prepare_unknown_dataset_is_an_argument_error(capsys):
     with pytest.raises(SystemExit):
         main(["prepare", "imagenet"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_prepare_index_of_a_missing_folder_is_an_error_that_creates_nothing(capsys, tmp_path):
+    missing = tmp_path / "typo"
+    assert main(["prepare", "index", str(missing)]) == 2
+    assert f"{missing}: not found (index scans a folder of videos)" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_validate_help_without_a_checkpoint_shows_the_usage(capsys):
+    assert main(["validate", "--help"]) == 0
+    assert "--ckpt CKPT --help lists that run's fields" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["validate"])
+    assert "--ckpt is required" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import ttt_video
 from ttt_video.apps.export import CARD_FILE, export_run
 from ttt_video.models import LanguageModel
 from ttt_video.models.pretrained import CONFIG_FILE, WEIGHTS_FILE
+from ttt_video.train.config import ConfigError
 from ttt_video.train.runner import fit, load_module, load_run_from_checkpoint, validate
 from ttt_video.train.tasks import load_run_config
 
@@ -51,6 +52,11 @@ def test_export_and_load_a_real_run(write_config, tmp_path):
     with torch.no_grad():
         expected = module.model(ids)[0]
         assert torch.equal(folder(ids)[0], expected) and torch.equal(checkpoint(ids)[0], expected)
+    # commands that need the run (validate, generate, eval-lm, demos) say what to give instead
+    with pytest.raises(ConfigError, match=r"export is an exported model folder .*/last.ckpt"):
+        load_run_from_checkpoint(out)
+    with pytest.raises(ConfigError, match=r"checkpoints is a folder; .* \(.* has .*last.ckpt"):
+        validate(run, ckpt.parent, device="cpu")
 
     metrics = validate(run, ckpt, device="cpu")
     assert metrics["val/loss"] == pytest.approx(status["val/loss"], rel=1e-5)
@@ -68,8 +74,12 @@ def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "junk.ckpt"
-    path.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="junk.ckpt: not a readable torch file"):
+    for text in ("not a torch file", "every note\n" * 10):  # two unpickling failures
+        path.write_text(text)
+        with pytest.raises(ValueError, match="junk.ckpt: not a file written by torch.save$"):
+            ttt_video.load(path)
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"junk.ckpt: not a readable torch file \(empty or cut"):
         ttt_video.load(path)
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(ValueError, match="junk.ckpt: not a ttt-video checkpoint"):

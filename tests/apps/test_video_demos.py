@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ttt_video.apps.cli import main
-from ttt_video.apps.demo import Rollout, classify_demo, stream_one_step
+from ttt_video.apps.demo import Rollout, classify_demo, rollout_context, stream_one_step
 from ttt_video.apps.quickstart import STEPS, quickstart_run
 from ttt_video.data.fetch import mnist_path
 from ttt_video.data.video.frames import FrameFormat, frames_to_float
@@ -60,6 +60,36 @@ def test_predict_fits_on_the_video(clip, tmp_path):
     assert json.loads((run / "fit" / "status.json").read_text())["state"] == "completed"
 
 
+def test_rollout_context_fits_the_horizon_in_the_file():
+    """3/4 of the frames by default, fewer when the horizon would not fit after them."""
+    assert rollout_context("clip.mp4", 30, None, 5) == 22
+    assert rollout_context("clip.mp4", 30, None, 16) == 14
+    assert rollout_context("clip.mp4", 30, 10, 20) == 10
+    for context, horizon in ((None, 29), (25, 16)):
+        with pytest.raises(ValueError, match=r"clip.mp4: 30 frames; --context \+ --horizon"):
+            rollout_context("clip.mp4", 30, context, horizon)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--horizon", "40"], "square.mp4: 30 frames; --context + --horizon must fit in them"),
+        (["--context", "28"], "square.mp4: 30 frames; --context + --horizon must fit in them"),
+        (["--horizon", "0"], "--horizon: expected >= 1, got 0"),
+        (["--context", "0"], "--context: expected >= 2 without --ckpt, got 0"),
+    ],
+    ids=["horizon-past-the-end", "context-past-the-end", "zero-horizon", "zero-context"],
+)
+def test_predict_rejects_what_does_not_fit_before_fitting(clip, tmp_path, capsys, flags, message):
+    """A rollout longer than the file, or a non-positive one, is a usage error before the fit
+    and before the run folder."""
+    out = tmp_path / "demo"
+    args = ["demo", "predict", str(clip), "--out", str(out), "--fit-steps", "1", *flags]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def predictor() -> VideoModel:
     """A small TTT-Linear predictor whose (residual) decoder is not zero, so that its
@@ -102,13 +132,35 @@ def test_stream_reports_flat_memory(clip, tmp_path):
     assert metrics["frames"] == 30 and metrics["frames_per_s_median"] > 0
 
 
-@pytest.mark.skipif(not mnist_path().exists(), reason="MNIST digits not prepared")
-def test_classify_with_a_checkpoint(clip, tmp_path):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--chunk", "0"], "--chunk: expected >= 1, got 0"),
+        (
+            ["--preset", "ttt_linear_debug"],
+            "--preset: ttt_linear_debug is a language-model preset; demo stream needs a video "
+            "preset (video_...)",
+        ),
+    ],
+    ids=["zero-chunk", "language-model-preset"],
+)
+def test_stream_rejects_a_bad_chunk_or_preset(clip, tmp_path, capsys, flags, message):
+    """A chunk below 1 or a language-model preset is a usage error before the run folder."""
+    out = tmp_path / "demo"
+    assert main(["demo", "stream", str(clip), "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def classifier_ckpt(tmp_path_factory) -> Path:
+    """A one-step ``long_range_ttt_linear_debug`` checkpoint: a classifier of 1x32x32 frames
+    without a prediction head."""
     config = ROOT / "configs" / "video" / "long_range_ttt_linear_debug.yaml"
     run = load_run_config(
         config,
         {
-            "out_dir": str(tmp_path / "train"),
+            "out_dir": str(tmp_path_factory.mktemp("train")),
             "trainer.max_steps": 1,
             "trainer.progress_bar": False,
             "data.distance": 8,
@@ -116,16 +168,35 @@ def test_classify_with_a_checkpoint(clip, tmp_path):
         },
     )
     fit(run)
-    ckpt = run.run_dir / "checkpoints" / "last.ckpt"
+    return run.run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.skipif(not mnist_path().exists(), reason="MNIST digits not prepared")
+def test_classify_with_a_checkpoint(clip, classifier_ckpt, tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "classify", str(clip), "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    args = ["demo", "classify", str(clip), "--ckpt", str(classifier_ckpt), "--out", str(out)]
+    assert main(args) == 0
     run_dir = only_run(out)
     rows = (run_dir / "labels.csv").read_text().splitlines()
     assert len(rows) == 31 and (run_dir / "labels_over_time.png").is_file()
-    assert classify_demo(clip, ckpt, out, size=32, channels=1, device="cpu").is_dir()
+    assert classify_demo(clip, classifier_ckpt, out, size=32, channels=1, device="cpu").is_dir()
     for conflict in ({"size": 64}, {"channels": 3}):
         with pytest.raises(ValueError, match=f"--{next(iter(conflict))}: .* conflicts"):
-            classify_demo(clip, ckpt, out, **conflict)
+            classify_demo(clip, classifier_ckpt, out, **conflict)
+    with pytest.raises(ValueError, match="--chunk: expected >= 1, got 0"):
+        classify_demo(clip, classifier_ckpt, out, chunk=0)
+
+
+@pytest.mark.skipif(not mnist_path().exists(), reason="MNIST digits not prepared")
+def test_predict_rejects_a_checkpoint_without_a_prediction_head(
+    clip, classifier_ckpt, tmp_path, capsys
+):
+    """A classifier's checkpoint is a usage error naming it, before the run folder."""
+    out = tmp_path / "demo"
+    args = ["demo", "predict", str(clip), "--ckpt", str(classifier_ckpt), "--out", str(out)]
+    assert main(args) == 2
+    assert f"--ckpt: {classifier_ckpt} has no prediction head" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_demo_errors_name_the_file(tmp_path, capsys):

@@ -110,8 +110,13 @@ def _fit(args: argparse.Namespace, extra: list[str], parser) -> int:
 def _validate(args: argparse.Namespace, extra: list[str], parser) -> int:
     from ttt_video.train.runner import validate
 
+    if args.help is not None and not (args.ckpt or args.config):
+        parser.print_help()  # the fields come from the checkpoint's run: --ckpt CKPT --help
+        return 0
     if _show_config(args, extra, parser):
         return 0
+    if not args.ckpt:
+        parser.error("--ckpt is required (a run checkpoint: runs/NAME/checkpoints/last.ckpt)")
     _set_threads(args)
     metrics = validate(_resolve(args, extra), args.ckpt, device=args.device)
     print("validate: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
@@ -157,10 +162,11 @@ def _add_training(sub) -> None:
         "validate",
         add_help=False,
         help="validation metrics of a checkpoint",
-        description="Uses the run stored in the checkpoint unless --config is given.",
+        description="Uses the run stored in the checkpoint unless --config is given; "
+        "--ckpt CKPT --help lists that run's fields.",
         allow_abbrev=False,
     )
-    p.add_argument("--ckpt", "--ckpt_path", required=True, help="a run checkpoint (.ckpt)")
+    p.add_argument("--ckpt", "--ckpt_path", help="a run checkpoint (.ckpt; required)")
     p.add_argument("--config", default=None)
     _runtime_flags(p)
     _config_flags(p, task=False)
@@ -392,7 +398,11 @@ def _add_demo(sub) -> None:
         "--ckpt", default=None, help="a video_predict checkpoint (default: fit on the video)"
     )
     p.add_argument(
-        "--context", type=int, default=None, help="frames given before the rollout (default 3/4)"
+        "--context",
+        type=int,
+        default=None,
+        help="frames given before the rollout (default 3/4 of the file, fewer if the horizon "
+        "would not fit)",
     )
     p.add_argument("--horizon", type=int, default=16, help="frames rolled out (default 16)")
     p.add_argument(

@@ -36,6 +36,7 @@ from ttt_video.io_utils import pyplot, rss_bytes, write_json
 from ttt_video.models import config_from_name
 from ttt_video.models.compiling import compile_model
 from ttt_video.models.video import VideoModel, VideoOutput, VideoState
+from ttt_video.models.video_config import VideoConfig
 from ttt_video.train.config import RunConfig
 from ttt_video.train.video_metrics import psnr
 
@@ -76,6 +77,41 @@ def load_checkpoint_model(ckpt: str | Path) -> tuple[VideoModel, RunConfig]:
     if not hasattr(module, "model") or not isinstance(module.model, VideoModel):
         raise ValueError(f"--ckpt: {ckpt} is not a video checkpoint (task {run.task!r})")
     return module.model.eval(), run
+
+
+def check_head(model: VideoModel, ckpt: str | Path, head: str) -> None:
+    """``ValueError`` naming ``ckpt`` when its model lacks the ``head`` a demo reads:
+    ``"prediction"`` (a pixel decoder) or ``"classification"`` (``num_classes`` > 0)."""
+    module, reason = {
+        "prediction": (model.decoder, "decoder = 'none'"),
+        "classification": (model.classifier, "num_classes = 0"),
+    }[head]
+    if module is None:
+        raise ValueError(f"--ckpt: {ckpt} has no {head} head ({reason})")
+
+
+def check_at_least(flag: str, value: int, least: int = 1, when: str = "") -> None:
+    """``ValueError`` ``--flag: expected >= least`` (the CLI prints it as a usage error) when
+    ``value`` is smaller; ``when`` names the case that needs ``least``."""
+    if value < least:
+        raise ValueError(f"--{flag}: expected >= {least}{when}, got {value}")
+
+
+def rollout_context(path: str | Path, num_frames: int, context: int | None, horizon: int) -> int:
+    """The frames before the rollout of ``predict_demo`` on ``path``, a file of ``num_frames``
+    frames: ``context``, by default 3/4 of the frames, fewer when ``horizon`` frames would not
+    fit after them (at least 2). ``ValueError`` naming the file and its frames when ``context
+    + horizon`` do not fit in them."""
+    if num_frames < 3:
+        raise ValueError(f"{path}: {num_frames} frames; the predict demo needs at least 3")
+    given = context is not None
+    context = context if given else max(2, min((3 * num_frames) // 4, num_frames - horizon))
+    if context + horizon > num_frames:
+        raise ValueError(
+            f"{path}: {num_frames} frames; --context + --horizon must fit in them, got {context}"
+            f"{'' if given else ' (default)'} + {horizon} = {context + horizon}"
+        )
+    return context
 
 
 def fit_run(
@@ -255,21 +291,28 @@ def predict_demo(
     ``context`` on) and ``metrics.json``; without ``ckpt``, also the run folder ``fit/`` of the
     fit on the first ``context`` frames (:func:`fit_on_video`). The model runs on ``device``
     (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``), through ``torch.compile`` with
-    ``compile`` (the fit too).
+    ``compile`` (the fit too). ``context`` defaults to 3/4 of the file's frames, fewer when
+    ``horizon`` frames would not fit after them (:func:`rollout_context`); arguments that do
+    not fit the file or the checkpoint raise ``ValueError`` before anything is fitted or written.
     """
     fit = fit or FitOptions()
+    check_at_least("horizon", horizon)
+    if context is not None:
+        fitting = ckpt is None  # the fit on the video trains on windows of 2 frames or more
+        check_at_least(
+            "context", context, 2 if fitting else 1, " without --ckpt" if fitting else ""
+        )
     target = resolve_device(device)
     if ckpt is not None:
         model, _ = load_checkpoint_model(ckpt)
+        check_head(model, ckpt, "prediction")
         model = model.to(target)
         size, channels = model.cfg.image_size, model.cfg.channels
     else:
         size, channels = fit.size, fit.channels
     info = probe_video(path)
     F = info.num_frames
-    if F < 3:
-        raise ValueError(f"{path}: {F} frames; the predict demo needs at least 3")
-    context = min(context or max(2, (3 * F) // 4), F - 1)
+    context = rollout_context(path, F, context, horizon)
     run_dir = new_run_dir(out, f"predict-{Path(path).stem}")
     print(
         f"{path}: {F} frames at {info.fps:.2f} fps, resized to {channels}x{size}x{size}; "
@@ -388,10 +431,10 @@ def classify_demo(
     at most ``PLOT_BINS`` bins of frames) and ``metrics.json``. Memory does not grow with the
     file.
     """
+    check_at_least("chunk", chunk)
     target = resolve_device(device)
     model, run = load_checkpoint_model(ckpt)
-    if model.classifier is None:
-        raise ValueError(f"--ckpt: {ckpt} has no classification head (num_classes = 0)")
+    check_head(model, ckpt, "classification")
     fmt = check_frame_format(model, ckpt, size, channels)
     model = model.to(target)
     if compile:
@@ -460,12 +503,18 @@ def stream_demo(
     waits for the GPU), through ``torch.compile`` with ``compile`` (the first chunks' times
     include compiling).
     """
+    check_at_least("chunk", chunk)
     target = resolve_device(device)
     if ckpt is not None:
         model, _ = load_checkpoint_model(ckpt)
     else:
-        cfg = config_from_name(preset, image_size=size, channels=channels)
-        model = VideoModel(cfg).eval()
+        cfg = config_from_name(preset)
+        if not isinstance(cfg, VideoConfig):
+            raise ValueError(
+                f"--preset: {preset} is a language-model preset; demo stream needs a video "
+                "preset (video_...)"
+            )
+        model = VideoModel(replace(cfg, image_size=size, channels=channels)).eval()
     model = model.to(target)
     if compile:
         compile_model(model)

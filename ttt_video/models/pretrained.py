@@ -111,15 +111,19 @@ def torch_load_safe(path: str | Path) -> Any:
     except pickle.UnpicklingError as err:
         text = str(err).partition("WeightsUnpickler error:")[2] or str(err)
         detail = " ".join(text.split("Check the documentation")[0].split())
-        if "Unsupported global" not in detail:
-            raise ValueError(f"{path}: not a readable torch file ({detail})") from err
+        if "Unsupported global" not in detail:  # not a pickle at all: a text file, ...
+            raise ValueError(f"{path}: not a file written by torch.save") from err
         raise ValueError(
             f"{path}: refused: it holds objects other than tensors and plain data, which "
             f"loading would have to run as code ({detail.split(' was not')[0]}). Load it with "
             "torch.load(..., weights_only=False) yourself only if you trust where it comes from."
         ) from err
-    except (RuntimeError, EOFError, KeyError) as err:
-        raise ValueError(f"{path}: not a readable torch file ({err!r})") from err
+    except EOFError as err:
+        raise ValueError(f"{path}: not a readable torch file (empty or cut short)") from err
+    except (KeyError, IndexError, TypeError, AttributeError) as err:  # the unpickler on junk
+        raise ValueError(f"{path}: not a file written by torch.save") from err
+    except RuntimeError as err:
+        raise ValueError(f"{path}: not a readable torch file ({err})") from err
 
 
 def model_classes() -> dict[str, type[Pretrained]]:

@@ -60,7 +60,7 @@ from torch import nn
 
 from ttt_video.devices import resolve_device
 from ttt_video.io_utils import atomic_open, write_atomic, write_json
-from ttt_video.models.pretrained import torch_load_safe
+from ttt_video.models.pretrained import CONFIG_FILE, torch_load_safe
 from ttt_video.train.config import (
     ConfigError,
     RunConfig,
@@ -375,15 +375,29 @@ def load_run_from_checkpoint(ckpt: str | Path) -> tuple[RunConfig, dict]:
     checkpoint folder (``trainer.strategy: fsdp``) comes back gathered, without its
     optimiser state."""
     path = Path(ckpt)
-    if is_sharded_checkpoint(path):
-        checkpoint = read_sharded_checkpoint(path)
-    elif path.is_file():
-        checkpoint = torch_load_safe(path)
-    else:
-        raise FileNotFoundError(f"--ckpt: checkpoint {path} not found")
+    check_checkpoint_path(path)
+    checkpoint = read_sharded_checkpoint(path) if path.is_dir() else torch_load_safe(path)
     if not isinstance(checkpoint, dict) or "run_config" not in checkpoint:
         raise ConfigError(f"{path}: not a ttt-video checkpoint (no run_config)")
     return build_run_config(checkpoint["run_config"], str(path)), checkpoint
+
+
+def check_checkpoint_path(path: Path) -> None:
+    """``FileNotFoundError`` unless ``path`` is a run checkpoint: a file, or a sharded
+    checkpoint folder; ``ConfigError`` for another folder (an exported model folder, a
+    checkpoints folder) that says what to give instead."""
+    if not path.exists():
+        raise FileNotFoundError(f"--ckpt: checkpoint {path} not found")
+    if not path.is_dir() or is_sharded_checkpoint(path):
+        return
+    if (path / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"--ckpt: {path} is an exported model folder (load it with ttt_video.load); this "
+            "command needs the run's checkpoint, e.g. runs/NAME/checkpoints/last.ckpt"
+        )
+    inside = sorted(p.name for p in path.glob("*.ckpt"))
+    hint = f" ({path} has {', '.join(inside[:4])})" if inside else ""
+    raise ConfigError(f"--ckpt: {path} is a folder; give a checkpoint file{hint}")
 
 
 def model_from_checkpoint(run: RunConfig, checkpoint: dict) -> nn.Module:
@@ -435,8 +449,7 @@ def validate(run: RunConfig, ckpt: str | Path, device: str | None = "auto") -> d
     None: the run's own accelerator, devices, strategy and nodes (e.g. several GPUs).
     """
     target = None if device is None else resolve_device(device)
-    if not Path(ckpt).exists():
-        raise FileNotFoundError(f"--ckpt: checkpoint {ckpt} not found")
+    check_checkpoint_path(Path(ckpt))
     module, datamodule = get_task(run.task).build(run)
     ckpt_path: str | None = str(ckpt)
     if target is not None and is_sharded_checkpoint(ckpt):  # one process: gather it here

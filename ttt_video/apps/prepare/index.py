@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     """Probe every video under the root, writing its frame index, then the manifest; print a
     summary."""
     args = parse_args(argv)
+    if not args.root.is_dir():
+        what = "not a folder" if args.root.exists() else "not found"
+        raise FileNotFoundError(f"{args.root}: {what} (index scans a folder of videos)")
     out = args.out or args.root / "manifest.csv"
     (args.root / INDEX_DIR).mkdir(parents=True, exist_ok=True)
     clear_index_cache()  # probing now finds the index folder and writes each video's entry
