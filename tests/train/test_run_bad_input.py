@@ -115,3 +115,29 @@ def test_existing_run_folder_needs_resume(write_config, tmp_path, capsys):
     run_dir.mkdir(parents=True)
     (run_dir / "status.json").write_text(yaml.safe_dump({"state": "failed"}))
     assert "pass --resume auto" in error_of(capsys, ["fit", "--config", str(cfg)])
+
+
+def test_resume_with_another_model_shape_names_the_field_and_keeps_the_run(
+    write_config, tmp_path, capsys
+):
+    cfg = str(write_config())
+    assert main(["fit", "--config", cfg]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    kept = {p: p.read_bytes() for p in (run_dir / "config.yaml", run_dir / "status.json")}
+    err = error_of(capsys, ["fit", "--config", cfg, "--resume", "auto", "--model.width", "64"])
+    assert "holds a model of other shapes (model.width: 32 in the checkpoint, 64 now)" in err
+    assert all(p.read_bytes() == data for p, data in kept.items())  # nothing rewritten
+
+
+def test_ctrl_c_is_recorded_as_interrupted_not_failed(write_config, tmp_path, monkeypatch):
+    from ttt_video.train.lm_module import LMModule
+    from ttt_video.train.runner import fit
+
+    def pressed_ctrl_c(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LMModule, "training_step", pressed_ctrl_c)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning exits with status 1
+        fit(load_run_config(write_config()))
+    status = yaml.safe_load((tmp_path / "runs" / "tiny" / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["step"] == 0

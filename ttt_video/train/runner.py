@@ -5,8 +5,9 @@ Run folder ``<out_dir>/<name>/``::
     config.yaml             the resolved run (loads back to the same run)
     classes.json            classification: the class names, by label index (the training
                             data's; also ``checkpoint["class_names"]``, ``load_class_names``)
-    status.json             {"state": "running" | "completed" | "failed", ...}; only a
-                            "completed" run finished, whatever else the folder holds
+    status.json             {"state": "running" | "completed" | "interrupted" (Ctrl-C) |
+                            "failed", ...}; only a "completed" run finished, whatever else
+                            the folder holds
     checkpoints/last.ckpt   every ``checkpoint_every`` steps and at the end
     checkpoints/best.ckpt   lowest ``val/loss`` so far
     logs/version_<i>/metrics.csv, tb/version_<i>/   CSV and TensorBoard logs, one
@@ -340,6 +341,8 @@ def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
     L.seed_everything(run.trainer.seed, workers=True, verbose=False)
     module, datamodule = get_task(run.task).build(run)
     resolved = resolved_dict(run)
+    if ckpt is not None and ckpt.is_file():  # (a sharded folder is checked by its loader)
+        check_resume_shapes(module, ckpt, resolved)
     trainer = build_trainer(run, run_dir, resolved)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -354,8 +357,10 @@ def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
         if trainer.global_step % run.trainer.val_check_interval:
             trainer.validate(module, datamodule=datamodule, verbose=False)
     except BaseException as err:
-        if trainer.is_global_zero:
-            write_status(run_dir, state="failed", step=trainer.global_step, error=repr(err))
+        if trainer.is_global_zero:  # Ctrl-C: Lightning stops the run and exits with status 1
+            stopped = isinstance(err, (KeyboardInterrupt, SystemExit))
+            state = "interrupted" if stopped else "failed"
+            write_status(run_dir, state=state, step=trainer.global_step, error=repr(err))
         raise
     status = {"state": "completed", "step": trainer.global_step, **_metrics(trainer)}
     status["last_checkpoint"] = str(run_dir / CHECKPOINTS / "last.ckpt")
@@ -367,6 +372,27 @@ def fit(run: RunConfig, resume: str | None = None) -> dict[str, Any]:
                 logger.log_hyperparams(resolved, final, step=trainer.global_step)
         write_run_report(run_dir)
     return status
+
+
+def check_resume_shapes(module: L.LightningModule, ckpt: Path, resolved: dict) -> None:
+    """``ConfigError`` before anything is written when the checkpoint to resume holds weights
+    of other shapes than ``module`` (a model field changed since it was written), naming the
+    model fields that differ. The file is memory-mapped: tensors are not read."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    stored = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
+    now = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if stored == now:
+        return
+    before = checkpoint.get("run_config", {}).get("model", {})
+    changed = [
+        f"model.{k}: {before.get(k)!r} in the checkpoint, {v!r} now"
+        for k, v in resolved.get("model", {}).items()
+        if before.get(k) != v
+    ]
+    raise ConfigError(
+        f"--resume: {ckpt} holds a model of other shapes ({'; '.join(changed) or 'see the config'}"
+        "); a resumed run keeps its model: drop those overrides, or start a new run (--name)"
+    )
 
 
 def load_run_from_checkpoint(ckpt: str | Path) -> tuple[RunConfig, dict]:
