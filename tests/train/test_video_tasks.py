@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,20 @@ def test_bad_predict_configs_name_the_field(override, field, tmp_path):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         run = load_run_config(path, {"out_dir": str(tmp_path), **override})
         fit(run)
+
+
+@pytest.mark.parametrize(
+    "config, override, message",
+    [
+        ("folder_predict", {"data.channels": 2}, "data.channels: expected 1 (grayscale) or 3"),
+        ("manifest_classify", {"data.channels": 4}, "data.channels: expected 1 (grayscale) or 3"),
+        ("long_range", {"data.channels": 3}, "data.channels: long_range is grayscale"),
+    ],
+)
+def test_channels_other_than_grey_or_rgb_name_the_data_field(config, override, message):
+    path = ROOT / "configs" / "video" / f"{config}_ttt_linear_debug.yaml"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_run_config(path, override)
 
 
 def test_missing_video_folder_is_named(tmp_path):

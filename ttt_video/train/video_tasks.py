@@ -115,6 +115,7 @@ class VideoPredictData:
     def __post_init__(self) -> None:
         check_positive(self, "num_input", "num_output", "size", "batch_size", "train_length")
         check_positive(self, "max_frames", "time_budget_s", allow_none=True)
+        check_channels(self.channels)
         if self.source not in PREDICT_SOURCES:
             raise ValueError(
                 f"source: expected one of {', '.join(PREDICT_SOURCES)}, got {self.source!r}"
@@ -173,14 +174,23 @@ class VideoClassifyData:
     def __post_init__(self) -> None:
         check_positive(self, "size", "num_frames", "batch_size", "train_length", "eval_length")
         check_positive(self, "time_budget_s", allow_none=True)
+        check_channels(self.channels)
         if self.source not in CLASSIFY_SOURCES:
             raise ValueError(
                 f"source: expected one of {', '.join(CLASSIFY_SOURCES)}, got {self.source!r}"
             )
         if self.source == "manifest" and self.train is None:
             raise ValueError("train: source 'manifest' needs class folders or a manifest file")
-        if self.source == "long_range" and (self.size < 28 or self.channels != 1):
-            raise ValueError(f"size: long_range needs size >= 28 and channels 1, got {self.size}")
+        if self.source == "long_range" and self.size < 28:
+            raise ValueError(f"size: long_range needs size >= 28, got {self.size}")
+        if self.source == "long_range" and self.channels != 1:
+            raise ValueError(f"channels: long_range is grayscale (1), got {self.channels}")
+
+
+def check_channels(channels: int) -> None:
+    """``ValueError`` naming ``channels`` unless it is 1 (grayscale) or 3 (RGB)."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels: expected 1 (grayscale) or 3 (RGB), got {channels}")
 
 
 def data_parser(cls: type, objective: type):
