@@ -175,3 +175,17 @@ def test_validate_help_without_a_checkpoint_shows_the_usage(capsys):
     with pytest.raises(SystemExit):
         main(["validate"])
     assert "--ckpt is required" in capsys.readouterr().err
+
+
+def test_unreadable_training_data_is_one_error_line(monkeypatch, capsys):
+    from ttt_video.apps import cli
+    from ttt_video.data.video.errors import UnreadableDataError
+
+    def most_videos_unreadable(args, extra, parser):
+        raise UnreadableDataError("3 of the 5 training items of epoch 0 had an unreadable video")
+
+    monkeypatch.setattr(cli, "_fit", most_videos_unreadable)
+    assert main(["fit", "--config", "any"]) == 2
+    assert capsys.readouterr().err == (
+        "ttt-video fit: error: 3 of the 5 training items of epoch 0 had an unreadable video\n"
+    )

@@ -19,6 +19,7 @@ from ttt_video.data.fetch import mnist_path
 from ttt_video.data.synthetic.long_range import LongRangeConfig, LongRangeDigits
 from ttt_video.data.synthetic.moving_mnist import MovingMNIST, fixed_set_path
 from ttt_video.data.video.clips import ClipSpec
+from ttt_video.data.video.errors import UnreadableDataError
 from ttt_video.data.video.folder import VideoClipDataset
 from ttt_video.data.video.frames import FrameFormat, frames_to_float
 from ttt_video.data.video.manifest import load_items
@@ -318,7 +319,7 @@ def test_unreadable_videos_are_skipped_counted_and_bounded(videos, tmp_path, cap
     assert caplog.text.count("2 of 4 training items had an unreadable video") == 2
     copy_clips(folder, {"bad2.mp4": text})
     run = short_predict_run(tmp_path, folder, name="most", **options, **{"trainer.max_steps": 8})
-    with pytest.raises(RuntimeError, match=r"3 of the 5 training items of epoch 0"):
+    with pytest.raises(UnreadableDataError, match=r"3 of the 5 training items of epoch 0"):
         fit(run)
     assert json.loads((run.run_dir / "status.json").read_text())["state"] == "failed"
 

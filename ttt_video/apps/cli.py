@@ -32,10 +32,17 @@ from pathlib import Path
 
 from ttt_video.apps.flags import normalize_flags
 from ttt_video.data.text.tokenizers import TokenizerError
-from ttt_video.data.video.errors import VideoReadError
+from ttt_video.data.video.errors import UnreadableDataError, VideoReadError
 from ttt_video.train.config import ConfigError
 
-USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, TokenizerError, VideoReadError)
+USER_ERRORS = (
+    ConfigError,
+    FileNotFoundError,
+    FileExistsError,
+    TokenizerError,
+    UnreadableDataError,
+    VideoReadError,
+)
 SECTIONS = ("top", "model", "data", "optim", "trainer")
 DEVICE_HELP = "auto (a GPU when one is visible), cpu, cuda or cuda:N (default: auto)"
 

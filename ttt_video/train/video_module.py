@@ -40,6 +40,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 
+from ttt_video.data.video.errors import UnreadableDataError
 from ttt_video.data.video.frames import frames_to_float
 from ttt_video.data.video.writer import comparison_video, write_video
 from ttt_video.models.compiling import compile_model
@@ -106,7 +107,7 @@ class VideoModule(TimeBudget, L.LightningModule):
                 items,
             )
         if skipped > MAX_UNREADABLE * items:
-            raise RuntimeError(
+            raise UnreadableDataError(
                 f"{skipped:.0f} of the {items:.0f} training items of epoch {self.current_epoch} "
                 f"had an unreadable video (more than {MAX_UNREADABLE:.0%}): check the files the "
                 "log names (ttt-video prepare index lists the unreadable ones)"

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import decode_index, make_video
 
+from ttt_video.data.video.errors import UnreadableDataError
 from ttt_video.data.video.folder import (
     ReadableClips,
     SourceError,
@@ -182,7 +183,7 @@ def test_training_batches_stay_full_around_unreadable_files(class_root, videos, 
         assert [b["frames"].shape[0] for b in batches] == [1] * 6
         assert sum(b["skipped"] for b in batches) == 3
     hopeless = ReadableClips(VideoClipDataset(items[:3], ClipSpec(num_frames=4)))
-    with pytest.raises(ValueError, match="none of the 3 training videos can be read"):
+    with pytest.raises(UnreadableDataError, match="none of the 3 training videos can be read"):
         hopeless[0]
 
 

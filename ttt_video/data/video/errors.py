@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class UnreadableDataError(ValueError):
+    """Too many of a dataset's videos cannot be read to go on (the log names each one)."""
+
+
 class VideoReadError(ValueError):
     """A video file cannot be read: missing, empty, not a video, unsupported codec, too short."""
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ttt_video.data.epochs import EpochDataModule, item_rng
-from ttt_video.data.video.errors import VideoReadError
+from ttt_video.data.video.errors import UnreadableDataError, VideoReadError
 from ttt_video.data.video.frames import FrameFormat
 from ttt_video.data.video.manifest import (
     VIDEO_EXTENSIONS,
@@ -201,7 +201,7 @@ class ReadableClips(Dataset):
 
     ``unreadable`` is 1 when the slot's own video could not be read; its item is then a clip of
     the next readable video of the list (at the slot's own random offset), so batches stay full.
-    ``ValueError`` when no video of the list can be read.
+    ``UnreadableDataError`` when no video of the list can be read.
     """
 
     def __init__(self, clips: VideoClipDataset):
@@ -216,7 +216,7 @@ class ReadableClips(Dataset):
             item = self.clips.read(index, (index + k) % n)
             if item is not None:
                 return item, int(k > 0)
-        raise ValueError(
+        raise UnreadableDataError(
             f"none of the {n} training videos can be read (first: {self.clips.items[0].path}: "
             f"{self.clips.skipped.get(self.clips.items[0].path)}); see the warnings above"
         )
