@@ -29,6 +29,7 @@ validation class unknown to training is a ``ConfigError`` naming the field and t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -341,6 +342,13 @@ def build_video_classify(run: RunConfig) -> tuple[VideoClassifyModule, object]:
         raise ConfigError(
             f"model.num_classes: {model.num_classes} is fewer than the data's "
             f"{len(classes)} classes"
+        )
+    if classes and model.num_classes > len(classes):
+        warnings.warn(
+            f"model.num_classes: {model.num_classes} outputs for the data's {len(classes)} "
+            "classes; the extra outputs are never a target (top-5 accuracy is 1.0 with 5 "
+            f"classes or fewer): set model.num_classes: {len(classes)}",
+            stacklevel=2,
         )
     module = VideoClassifyModule(
         model, run.optim, _total_steps(run), run.model.objective, run_time_budget(run), classes
