@@ -3,6 +3,7 @@ configs by name, one flag style, and errors that blame the right flag."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -189,3 +190,15 @@ def test_unreadable_training_data_is_one_error_line(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "ttt-video fit: error: 3 of the 5 training items of epoch 0 had an unreadable video\n"
     )
+
+
+def test_warnings_are_written_above_the_progress_bars(monkeypatch, capsys):
+    """'skipping FILE: reason' goes through tqdm.write, which lifts a running bar off the line."""
+    from ttt_video.apps import cli
+
+    written = []
+    monkeypatch.setattr(cli.tqdm, "write", lambda text, file=None: written.append(text))
+    main(["list", "tasks"])  # any command sets it up
+    logging.getLogger("ttt_video.data.video.folder").warning("skipping a.mp4: not a video")
+    logging.getLogger("ttt_video.data.video.folder").info("not shown")
+    assert written == ["skipping a.mp4: not a video"]

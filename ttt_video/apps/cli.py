@@ -26,9 +26,12 @@ with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
+
+from tqdm import tqdm
 
 from ttt_video.apps.flags import normalize_flags
 from ttt_video.data.text.tokenizers import TokenizerError
@@ -535,8 +538,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ProgressBarSafeHandler(logging.Handler):
+    """Writes the library's log records through ``tqdm.write``, which lifts the progress bars
+    of the terminal (training's, data preparation's) off the line first, so a warning such as
+    "skipping FILE: reason" gets a line of its own instead of being glued to a bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def log_above_progress_bars() -> None:
+    """Write the ``ttt_video`` loggers' warnings through :class:`ProgressBarSafeHandler`
+    (once; in the command line's processes only: a library user's logging stays theirs).
+    Records still propagate to the root logger's handlers, if any were set up."""
+    logger = logging.getLogger("ttt_video")
+    if not any(isinstance(h, ProgressBarSafeHandler) for h in logger.handlers):
+        logger.addHandler(ProgressBarSafeHandler(logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ttt-video``; returns the exit status."""
+    log_above_progress_bars()
     parser = build_parser()
     args, extra = parser.parse_known_args(normalize_flags(argv))
     if extra and not args.overrides:
