@@ -211,3 +211,15 @@ def test_a_video_or_binary_file_is_not_a_manifest(videos, tmp_path):
     binary.write_bytes(bytes(range(128, 256)) * 8)
     with pytest.raises(SourceError, match="rows.csv: not a text manifest"):
         split_items(binary, labelled=False)
+
+
+def test_a_file_found_unreadable_when_the_module_is_made_is_logged_once(
+    class_root, videos, tmp_path, caplog
+):
+    root = fill(tmp_path / "one_bad", {"a.mp4": videos["text"], "b.mp4": class_root / "a/v0.mp4"})
+    spec, fmt = ClipSpec(num_frames=4, random=True), FrameFormat(size=16)
+    dm = VideoDataModule(root, spec=spec, fmt=fmt, batch_size=1, labelled=False)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert sum(b["skipped"] for b in batches) == 1  # still counted in its epoch
+    assert caplog.text.count("skipping") == 1 and "a.mp4: not a readable" in caplog.text

@@ -267,6 +267,7 @@ class VideoDataModule(EpochDataModule):
         self.fmt, self.backend, self.labelled = fmt or FrameFormat(size=112), backend, labelled
         self.collate_fn = collate_clips
         self.items: dict[str, list[VideoItem]] = {}
+        self.unreadable: dict[str, dict[str, str]] = {}  # split -> {path: reason} met so far
         self.items["train"], self.classes = split_items(train, labelled)
         for split, source in (("val", val), ("test", test)):
             if source is not None:
@@ -280,6 +281,7 @@ class VideoDataModule(EpochDataModule):
         to the first that does (one read for a good folder), so that a split of unreadable or
         too short videos stops the run here, not after its first training steps."""
         clips = self._dataset(split)
+        self.unreadable[split] = clips.skipped  # the loaders neither reopen nor log them again
         for i in range(len(clips)):
             if clips.read(i, i) is not None:
                 return
@@ -294,9 +296,11 @@ class VideoDataModule(EpochDataModule):
         if split not in self.items:
             return None
         spec = replace(self.spec, random=split == "train")
-        return VideoClipDataset(
+        clips = VideoClipDataset(
             self.items[split], spec, self.fmt, self.backend, seed=self.seed, labelled=self.labelled
         )
+        clips.skipped.update(self.unreadable.get(split, {}))
+        return clips
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets (a missing val/test source gives no loader)."""
