@@ -39,7 +39,7 @@ def load(path: str | Path, device: str = "cpu"):
         FileNotFoundError: ``path`` does not exist. ``ValueError``: a bad ``device``, or a
             file that is not one of ours (named in the message).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir() and not (path / "meta.pt").is_file():  # meta.pt: a sharded run checkpoint
         from ttt_video.models.pretrained import load_pretrained
 

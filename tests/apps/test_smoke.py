@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from ttt_video.apps.cli import main
 
 
@@ -15,3 +17,10 @@ def test_smoke_command_end_to_end(tmp_path, capsys):
         # the inner loop learns the hidden map: the error falls well below where it started
         assert metrics["error_before_change"][kind] < 0.5 * metrics["error_first_64"][kind]
     assert "learning at test time" in capsys.readouterr().out
+
+
+def test_a_stream_too_short_for_the_summary_windows_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["smoke", "--out", str(tmp_path / "run"), "--tokens", "256"])
+    assert "--tokens must be at least 512" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

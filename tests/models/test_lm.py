@@ -125,3 +125,13 @@ def test_config_validation_names_the_field(field, value):
 def test_untied_head():
     lm = model("ttt_linear_debug", tie_embeddings=False)
     assert lm.head is not None and lm(tokens(T=5))[0].shape == (2, 5, 257)
+
+
+@pytest.mark.parametrize("name", DEBUG)
+def test_a_state_of_other_streams_is_an_error_that_names_it(name):
+    lm = model(name)
+    ids = tokens(T=20)
+    with torch.no_grad():
+        _, state = lm(ids)
+        with pytest.raises(ValueError, match=r"state: carries 2 streams, the input 1 \(B must"):
+            lm(ids[:1], state)

@@ -215,3 +215,9 @@ def test_from_official_errors(tmp_path):
         from_official(tmp_path, {})
     with pytest.raises(ValueError, match="required with a config dict"):
         from_official({})
+
+
+def test_load_expands_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    lm().save_pretrained(tmp_path / "mine")
+    assert isinstance(ttt_video.load("~/mine"), LanguageModel)

@@ -59,6 +59,13 @@ def test_missing_data_says_how_to_make_it(write_config, tmp_path, capsys):
     )
     err = error_of(capsys, ["fit", "--config", str(cfg)])
     assert "no_shards holds no token shards" in err and "ttt-video prepare austen" in err
+    assert f"ttt-video prepare text --input FILE_OR_FOLDER --out {tmp_path / 'no_shards'}" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_block_longer_than_the_training_split_names_block_len(write_config, tmp_path, capsys):
+    err = error_of(capsys, ["fit", "--config", str(write_config()), "--data.block_len", "10000000"])
+    assert "data.block_len: 10000000 tokens per sample, but the training split of" in err
     assert not (tmp_path / "runs").exists()
 
 

@@ -481,10 +481,13 @@ def _list(args: argparse.Namespace, extra: list[str], parser) -> int:
 
 
 def _smoke(args: argparse.Namespace, extra: list[str], parser) -> int:
-    from ttt_video.apps.smoke import run_smoke, summary
+    from ttt_video.apps.smoke import MIN_TOKENS, run_smoke, summary
 
-    if args.tokens < 2:
-        parser.error("--tokens must be at least 2")
+    if args.tokens < MIN_TOKENS:
+        parser.error(
+            f"--tokens must be at least {MIN_TOKENS} (the summary averages 256 tokens on each "
+            "side of the change at the middle)"
+        )
     metrics = run_smoke(Path(args.out), seed=args.seed, T=args.tokens)
     print(summary(metrics, Path(args.out)))
     return 0

@@ -114,8 +114,15 @@ def plot(curves: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+MIN_TOKENS = 512
+"""The shortest stream the summary's windows fit in: 256 tokens on each side of the change."""
+
+
 def run_smoke(out_dir: Path, seed: int = 0, T: int = 4096) -> dict:
-    """Run the three checks, write ``smoke.png`` and ``metrics.json``; return the metrics."""
+    """Run the three checks, write ``smoke.png`` and ``metrics.json``; return the metrics.
+    ``T``: the drifting stream's length, at least ``MIN_TOKENS`` (``ValueError``)."""
+    if T < MIN_TOKENS:
+        raise ValueError(f"T: at least {MIN_TOKENS} tokens (256 on each side of the change)")
     out_dir.mkdir(parents=True, exist_ok=True)
     trust = chain_of_trust(seed)
     curves = test_time_learning(T, seed)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_leaves
 
 from ttt_video.layers import Block, BlockConfig, BlockState, RMSNorm
 from ttt_video.models.config import BackboneConfig
@@ -81,6 +82,13 @@ class Backbone(nn.Module):
         states = [None] * len(self.blocks) if state is None else state.blocks
         if len(states) != len(self.blocks):
             raise ValueError(f"state: has {len(states)} blocks, the backbone {len(self.blocks)}")
+        if state is not None and not torch.compiler.is_compiling():
+            streams = {t.shape[0] for t in tree_leaves(state) if isinstance(t, Tensor)}
+            if streams - {h.shape[0]}:
+                raise ValueError(
+                    f"state: carries {'/'.join(map(str, sorted(streams)))} streams, the input "
+                    f"{h.shape[0]} (B must stay the same from chunk to chunk)"
+                )
         new = []
         for block, s in zip(self.blocks, states):
             h, s = block(h, s)

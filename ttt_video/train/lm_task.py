@@ -77,8 +77,9 @@ def check_shards(data: LMDataConfig) -> dict:
     folder = data.folder()
     if not (folder / META_FILE).is_file():
         raise FileNotFoundError(
-            f"data.path: {folder} holds no token shards ({META_FILE} missing); "
-            f"make them with: {data.prepare}"
+            f"data.path: {folder} holds no token shards ({META_FILE} missing); make them with "
+            f"{data.prepare} (this config's data) or, from your own text, ttt-video prepare "
+            f"text --input FILE_OR_FOLDER --out {folder}"
         )
     return read_meta(folder)
 
@@ -97,6 +98,12 @@ def build_lm(run: RunConfig) -> tuple[LMModule, LMDataModule]:
         raise ConfigError(
             f"model.vocab_size: {model_cfg.vocab_size} is smaller than the tokenizer's "
             f"{meta['vocab_size']} in {run.data.folder()}"
+        )
+    train_tokens = meta["splits"]["train"]["tokens"]
+    if train_tokens <= run.data.block_len:
+        raise ConfigError(
+            f"data.block_len: {run.data.block_len} tokens per sample, but the training split "
+            f"of {run.data.folder()} has {train_tokens:,}: lower it or add text"
         )
     datamodule = LMDataModule(
         run.data.folder(),
