@@ -243,13 +243,21 @@ def _check_splits(writers: dict[str, ShardWriter], files: list[Path], val_fracti
     if total == 0:
         names = ", ".join(str(f) for f in files[:5]) + (" ..." if len(files) > 5 else "")
         raise CorpusError(where, f"empty corpus: no non-empty documents in {names}")
+    few = (
+        " (whole documents go to one split, and each .txt file is one document: cut the text "
+        "into many files, or give a .jsonl with one document per line)"
+        if total < 20
+        else ""
+    )
     if writers["train"].tokens == 0:
-        raise CorpusError(where, f"all {total} documents went to validation; lower val_fraction")
+        raise CorpusError(
+            where, f"all {total} documents went to validation; lower val_fraction{few}"
+        )
     if val_fraction > 0 and writers["val"].tokens == 0:
         raise CorpusError(
             where,
             f"validation split is empty: none of {total} documents hashed below "
-            f"val_fraction={val_fraction}; raise it, add documents, or use 0",
+            f"val_fraction={val_fraction}; raise it, add documents, or use 0{few}",
         )
 
 
