@@ -160,7 +160,10 @@ def ttt_linear(
             ``"dual"`` or ``"triton"``.
         save_every: dual and Triton forms: states kept for the backward every this many
             mini-batches.
-        check_finite: raise ``ValueError`` naming the first input holding NaN or inf.
+        check_finite: raise ``ValueError`` naming the first input holding NaN or inf. Without
+            it, a non-finite value poisons its token's output and every later one (the state
+            learns from it); the dual and Triton forms spread it over its whole mini-batch,
+            earlier tokens too (a 0 of the causal mask times NaN in their products).
         cu_seqlens: ``[S + 1]`` offsets of ``S`` sequences packed along ``T`` (``B = 1``);
             each starts from the initial weights (or its row of a batch-``S``
             ``initial_state``) and the final state has batch ``S``.
