@@ -9,7 +9,8 @@ Run folder ``<out_dir>/<name>/``::
                             "failed", ...}; only a "completed" run finished, whatever else
                             the folder holds
     checkpoints/last.ckpt   every ``checkpoint_every`` steps and at the end
-    checkpoints/best.ckpt   lowest ``val/loss`` so far
+    checkpoints/best.ckpt   lowest ``val/loss`` so far (from the first validation during
+                            training: every ``val_check_interval`` steps)
     logs/version_<i>/metrics.csv, tb/version_<i>/   CSV and TensorBoard logs, one
                             version per (re)start (``trainer.logger``: TensorBoard, wandb,
                             mlflow or none besides the CSV log, which is always written;
