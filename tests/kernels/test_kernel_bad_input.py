@@ -73,7 +73,7 @@ def test_state_mismatches(inp):
     _, state = run_ttt("linear", inp, 4, output_final_state=True)  # position 10 % 4 = 2
     with pytest.raises(ValueError, match="non-causal form cannot resume mid-mini-batch"):
         run_ttt("linear", inp, 4, initial_state=state, causal=False)
-    with pytest.raises(ValueError, match=r"initial_state: position 2 outside \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"2 tokens into its mini-batch, not below mini_batch_s"):
         run_ttt("linear", dataclasses.replace(inp, tau=inp.tau[:2]), 2, initial_state=state)
     other = initial_state(inp.weights, inp.biases, batch_size=3)
     with pytest.raises(ValueError, match="initial_state: batch size 3 != B=2"):

@@ -562,7 +562,11 @@ def _check(
         if state.batch_size != batch:
             raise ValueError(f"initial_state: batch size {state.batch_size} != B={batch}")
         if not 0 <= state.position < b:
-            raise ValueError(f"initial_state: position {state.position} outside [0, {b})")
+            raise ValueError(
+                f"initial_state: {state.position} tokens into its mini-batch, not below "
+                f"mini_batch_size={b}; a state continues only with the mini-batch size it was "
+                "made with"
+            )
         if not causal and state.position != 0:
             raise ValueError(
                 "initial_state: the non-causal form cannot resume mid-mini-batch "
