@@ -148,3 +148,11 @@ def test_ctrl_c_is_recorded_as_interrupted_not_failed(write_config, tmp_path, mo
         fit(load_run_config(write_config()))
     status = yaml.safe_load((tmp_path / "runs" / "tiny" / "status.json").read_text())
     assert status["state"] == "interrupted" and status["step"] == 0
+
+
+def test_resume_from_a_file_torch_did_not_write_is_one_error_line(write_config, tmp_path, capsys):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("notes, not a checkpoint\n")
+    err = error_of(capsys, ["fit", "--config", str(write_config()), "--resume", str(junk)])
+    assert f"--resume: {junk}: not a file written by torch.save" in err
+    assert not (tmp_path / "runs").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -98,16 +99,19 @@ class Pretrained:
         return model.to(target).eval()
 
 
-def torch_load_safe(path: str | Path) -> Any:
+def torch_load_safe(path: str | Path, mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU: tensors and plain data only
-    (dicts, lists, numbers, strings), so loading a file runs none of its code.
+    (dicts, lists, numbers, strings), so loading a file runs none of its code. ``mmap``:
+    map the tensors' storage instead of reading it (for looking at shapes only), where the
+    file's format allows (the zip format ``torch.save`` writes; others are read).
 
     Raises:
         ValueError: the file holds other objects (pickled classes or functions), or is not a
             readable torch file; the message names the path.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        mmap = mmap and zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         text = str(err).partition("WeightsUnpickler error:")[2] or str(err)
         detail = " ".join(text.split("Check the documentation")[0].split())

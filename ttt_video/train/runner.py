@@ -379,7 +379,10 @@ def check_resume_shapes(module: L.LightningModule, ckpt: Path, resolved: dict) -
     """``ConfigError`` before anything is written when the checkpoint to resume holds weights
     of other shapes than ``module`` (a model field changed since it was written), naming the
     model fields that differ. The file is memory-mapped: tensors are not read."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        checkpoint = torch_load_safe(ckpt, mmap=True)
+    except ValueError as err:
+        raise ConfigError(f"--resume: {err}") from err
     stored = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
     now = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if stored == now:
