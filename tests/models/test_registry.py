@@ -63,3 +63,10 @@ def test_overrides_are_validated():
     assert config_from_name("ttt_linear_debug", mini_batch_size=8).mini_batch_size == 8
     with pytest.raises(ValueError, match="mixer"):
         config_from_name("ttt_linear_debug", mixer="rnn")
+
+
+def test_unknown_override_names_close_fields():
+    with pytest.raises(TypeError, match="LMConfig has no field 'num_head'; did you mean num_heads"):
+        from_name("ttt_linear_debug", num_head=8)
+    with pytest.raises(TypeError, match="valid: .*image_size"):
+        config_from_name("video_ttt_linear_debug", zzz=1)

@@ -11,8 +11,9 @@ LaCT (large-chunk TTT with window attention, T backbone): ``lact_{size}`` for th
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import partial
 from typing import Any
 
@@ -66,7 +67,14 @@ def config_from_name(name: str, **overrides: Any) -> ModelConfig:
     fields replaced by ``overrides``."""
     if name not in _PRESETS:
         raise ValueError(f"name: unknown preset {name!r}; valid: {', '.join(list_models())}")
-    return replace(_PRESETS[name](), **overrides)
+    cfg = _PRESETS[name]()
+    names = [f.name for f in fields(cfg)]
+    for key in overrides:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"valid: {', '.join(names)}"
+            raise TypeError(f"{name}: {type(cfg).__name__} has no field {key!r}; {hint}")
+    return replace(cfg, **overrides)
 
 
 def from_name(name: str, **overrides: Any) -> LanguageModel | VideoModel:

@@ -193,7 +193,11 @@ BAD_INPUTS = {
     "empty txt": ("e.txt", b"", "empty corpus"),
     "blank jsonl": ("e.jsonl", b"\n\n", "empty corpus"),
     "binary": ("bin.txt", b"abc\x00\x01\x02", "NUL bytes"),
-    "invalid utf-8": ("latin.txt", "café".encode("latin-1"), "not valid UTF-8"),
+    "invalid utf-8": (
+        "latin.txt",
+        "ok\nno café".encode("latin-1"),
+        "line 2: not valid UTF-8 .*column 7",
+    ),
     "invalid json": ("j.jsonl", b'{"text": "a"}\n{"text": "b"}\n{"text": \n', "line 3: not valid"),
     "missing field": ("m.jsonl", b'{"text": "a"}\n{"body": "b"}\n', "line 2: missing field 'text'"),
     "text not str": ("n.jsonl", b'{"text": 3}\n', "line 1: field 'text' is int"),

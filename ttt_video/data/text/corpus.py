@@ -104,7 +104,13 @@ def _read_txt(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise CorpusError(path, f"not valid UTF-8 (byte {err.start})") from err
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        reason = (
+            f"not valid UTF-8 (byte {err.start}, column {column}); convert the file first, for"
+            " a Latin-1 text: iconv -f latin1 -t utf-8 IN > OUT"
+        )
+        raise CorpusError(path, reason, line) from err
 
 
 def _zstd_reader(
