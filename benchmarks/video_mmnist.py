@@ -13,7 +13,7 @@ then rolled out on the same fixed sequences against the trivial baselines::
 
 ``--variant long200`` trains on 200-frame clips and rolls out 100 frames after 100 (the
 ``long200`` fixed sets). ``attention_window`` is the attention backbone restricted to the last
-``--window-frames`` frames (``attention_window`` in tokens: frames x 16).
+``--window-frames`` frames (``attention_window`` in tokens: frames x tokens per frame).
 
 ``--set key=value`` (repeatable) overrides a field of the run file (dotted path, YAML value),
 as ``ttt-video fit --key value`` does. The report (``report.md``, ``metrics.json``,
@@ -91,10 +91,15 @@ def train_and_evaluate(args: argparse.Namespace, model: str, folder: Path, test:
         overrides["data.num_output"] = variant.num_output
     if args.batch_size:
         overrides["data.batch_size"] = args.batch_size
-    if model == "attention_window":
-        tokens = config_from_name(f"video_attention_{args.size}").tokens_per_frame
-        overrides["model.attention_window"] = args.window_frames * tokens
     overrides.update(parse_overrides([f"--{item}" for item in args.set]))
+    if model == "attention_window":  # in tokens: frames x tokens per frame (after --set)
+        geometry = {
+            field: overrides[f"model.{field}"]
+            for field in ("image_size", "patch_size")
+            if f"model.{field}" in overrides
+        }
+        tokens = config_from_name(f"video_attention_{args.size}", **geometry).tokens_per_frame
+        overrides.setdefault("model.attention_window", args.window_frames * tokens)
     run = build_run_config(raw, model, overrides)
     t0 = time.process_time()
     status = fit(run)
