@@ -149,10 +149,3 @@ def test_integer_views_are_refused_when_decoding(inp):
     step = (q, inp.k[:, :1], inp.v[:, :1], inp.lam[:, :1], inp.tau, inp.ln_weight, inp.ln_bias)
     with pytest.raises(TypeError, match=r"^q: expected a floating-point tensor"):
         ttt_decode(*step, state, mini_batch_size=4)
-
-
-def test_initial_state_checks_bias_widths(inp):
-    with pytest.raises(ValueError, match=r"^biases\[0\]: shape \(2, 2, 5\) does not fit weights"):
-        initial_state(inp.weights, (torch.zeros(2, 5),), batch_size=2)
-    with pytest.raises(ValueError, match=r"^biases: 2 inner layers, weights 1"):
-        initial_state(inp.weights, inp.biases * 2, batch_size=2)

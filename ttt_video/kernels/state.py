@@ -81,14 +81,6 @@ def initial_state(
     """
     ws = tuple(_batched(w, batch_size, 3, f"weights[{i}]") for i, w in enumerate(weights))
     bs = tuple(_batched(b, batch_size, 2, f"biases[{i}]") for i, b in enumerate(biases))
-    if len(ws) != len(bs):
-        raise ValueError(f"biases: {len(bs)} inner layers, weights {len(ws)}")
-    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
-        if b.shape[1] != w.shape[1] or b.shape[2] != w.shape[3]:
-            raise ValueError(
-                f"biases[{i}]: shape {tuple(b.shape)} does not fit weights[{i}] "
-                f"{tuple(w.shape)}: expected [B, {w.shape[1]}, {w.shape[3]}]"
-            )
     return TTTState(
         ws, bs, tuple(torch.zeros_like(w) for w in ws), tuple(torch.zeros_like(b) for b in bs), 0
     )
