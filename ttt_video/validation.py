@@ -1,4 +1,5 @@
-"""The one check of positive numbers, shared by every config and argument check.
+"""Checks shared by every config and argument check: positive numbers, and the hint for an
+unknown field name.
 
 Messages start with the field name (``"batch_size: expected > 0, got 0"``), which is what
 ``ttt_video.train.config.from_dict`` needs to report the dotted field of a run file.
@@ -6,7 +7,14 @@ Messages start with the field name (``"batch_size: expected > 0, got 0"``), whic
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
+
+
+def unknown_field_hint(key: str, names: list[str]) -> str:
+    """What to say after "no field ``key``": the close names in ``names``, else all of them."""
+    close = difflib.get_close_matches(key, names, n=3)
+    return f"did you mean {' or '.join(close)}?" if close else f"valid fields: {', '.join(names)}"
 
 
 def check_positive(

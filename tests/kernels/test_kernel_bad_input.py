@@ -149,3 +149,10 @@ def test_integer_views_are_refused_when_decoding(inp):
     step = (q, inp.k[:, :1], inp.v[:, :1], inp.lam[:, :1], inp.tau, inp.ln_weight, inp.ln_bias)
     with pytest.raises(TypeError, match=r"^q: expected a floating-point tensor"):
         ttt_decode(*step, state, mini_batch_size=4)
+
+
+def test_state_with_biases_of_another_width_names_b1_when_used(inp):
+    good = initial_state(inp.weights, inp.biases, batch_size=2)
+    bad = dataclasses.replace(good, biases=(torch.zeros(2, 2, 5),))
+    with pytest.raises(ValueError, match=r"^b1: expected shape \[\(B,\) H, 8\], got \(2, 2, 5\)"):
+        run_ttt("linear", inp, 4, initial_state=bad)

@@ -68,5 +68,5 @@ def test_overrides_are_validated():
 def test_unknown_override_names_close_fields():
     with pytest.raises(TypeError, match="LMConfig has no field 'num_head'; did you mean num_heads"):
         from_name("ttt_linear_debug", num_head=8)
-    with pytest.raises(TypeError, match="valid: .*image_size"):
+    with pytest.raises(TypeError, match="valid fields: .*image_size"):
         config_from_name("video_ttt_linear_debug", zzz=1)

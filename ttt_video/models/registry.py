@@ -11,7 +11,6 @@ LaCT (large-chunk TTT with window attention, T backbone): ``lact_{size}`` for th
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import fields, replace
 from functools import partial
@@ -21,6 +20,7 @@ from ttt_video.models.config import LMConfig
 from ttt_video.models.lm import LanguageModel
 from ttt_video.models.video import VideoModel
 from ttt_video.models.video_config import VideoConfig
+from ttt_video.validation import unknown_field_hint
 
 ModelConfig = LMConfig | VideoConfig
 """What a preset returns: ``LMConfig`` (language models) or ``VideoConfig`` (``video_*``)."""
@@ -71,8 +71,7 @@ def config_from_name(name: str, **overrides: Any) -> ModelConfig:
     names = [f.name for f in fields(cfg)]
     for key in overrides:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=3)
-            hint = f"did you mean {' or '.join(close)}?" if close else f"valid: {', '.join(names)}"
+            hint = unknown_field_hint(key, names)
             raise TypeError(f"{name}: {type(cfg).__name__} has no field {key!r}; {hint}")
     return replace(cfg, **overrides)
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from ttt_video.validation import unknown_field_hint
+
 PRECISIONS = ("32", "bf16-mixed")
 STRATEGIES = ("auto", "ddp", "fsdp")
 LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
@@ -210,10 +212,7 @@ def _field_hint(key: str, names: list[str]) -> str:
     """The tail of an unknown-field error: our name for a Lightning one, close names, or all."""
     if key in LIGHTNING_NAMES:
         return f"; Lightning's {key} is {LIGHTNING_NAMES[key]} here"
-    close = difflib.get_close_matches(key, names, n=3)
-    if close:
-        return f"; did you mean {' or '.join(close)}?"
-    return f"; valid fields: {', '.join(names)}"
+    return f"; {unknown_field_hint(key, names)}"
 
 
 def field_docs(cls: type) -> dict[str, str]:
