@@ -61,7 +61,7 @@ def test_dual_scan_passes_opcheck(layers, causal, commit_last, N, save_every):
     *tensors, state = scan_inputs(layers, N, seed=N)
     tensors = [t.requires_grad_() for t in tensors]
     state = [t.requires_grad_() for t in state]
-    args = (*tensors, state, causal, commit_last, save_every, False, False)
+    args = (*tensors, state, causal, commit_last, save_every, False, 0)
     result = torch.library.opcheck(torch.ops.ttt_video.dual_scan.default, args)
     assert set(result.values()) == {"SUCCESS"}, result
 
@@ -74,7 +74,7 @@ def test_dual_scan_passes_opcheck(layers, causal, commit_last, N, save_every):
     dfinal = [torch.randn(t.shape, generator=g) for t in out[1 : 1 + 4 * L]]
     detached = [t.detach() for t in tensors]
     back = (*detached, [t.detach() for t in state], [t.detach() for t in out[1 + 4 * L :]])
-    back += (dzbar, dfinal, causal, commit_last, save_every, False, False)
+    back += (dzbar, dfinal, causal, commit_last, save_every, False, 0)
     result = torch.library.opcheck(torch.ops.ttt_video.dual_scan_backward.default, back)
     assert set(result.values()) == {"SUCCESS"}, result
 
@@ -142,22 +142,34 @@ def test_entry_points_trace_as_one_graph():
     assert explained.graph_count == 1
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
-def test_full_graph_forward_and_backward_equal_eager(kind, monkeypatch):
-    """``fullgraph=True`` through the AOT autograd of the op (its backward op in the backward
-    graph; a chain this short runs compiled by inductor, ``dual.run_chain``) gives the eager
-    outputs, final states and the gradients of every input (float64: to rounding), and the
-    op's forward and backward chains are asked to run compiled (on torch 2.11 they ran
-    eager: ``is_exporting()`` read True under ``torch.compile``)."""
+def compiled_chain_spy(monkeypatch) -> list:
+    """The ``graph_minibatches`` of every ``dual.run_chain`` call from now on, and a clean
+    record of the functions ``dual`` compiles."""
     asked = []
     run_chain = dual.run_chain
 
-    def spy(fn, compiled, *args):
-        asked.append(compiled)
-        return run_chain(fn, compiled, *args)
+    def spy(fn, graph_minibatches, *args):
+        asked.append(graph_minibatches)
+        return run_chain(fn, graph_minibatches, *args)
 
     monkeypatch.setattr(dual, "run_chain", spy)
-    inp = random_ttt_inputs(kind, B=2, T=21, H=2, d=8, b=8, dtype=torch.float64, seed=4)
+    monkeypatch.setattr(dual, "_compiled_fns", {})
+    return asked
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_full_graph_forward_and_backward_equal_eager(kind, monkeypatch):
+    """``fullgraph=True`` through the AOT autograd of the op (its backward op in the backward
+    graph; inside, the chain compiled by inductor, ``dual.run_chain``) gives the eager
+    outputs, final states and the gradients of every input (float64: to rounding). The op's
+    forward and backward chains are asked to run compiled (on torch 2.11 they ran eager:
+    ``is_exporting()`` read True under ``torch.compile``), and a training call's chain as one
+    graph each way (its shapes come back every step): for TTT-Linear one of 6 mini-batches,
+    which ran a mini-batch step at a time before (TTT-MLP: 3, whose unrolled graph compiles
+    faster)."""
+    asked = compiled_chain_spy(monkeypatch)
+    T = 45 if kind == "linear" else 21
+    inp = random_ttt_inputs(kind, B=2, T=T, H=2, d=8, b=8, dtype=torch.float64, seed=4)
     inp = inp.requires_grad_()
     L = len(inp.weights)
 
@@ -175,7 +187,26 @@ def test_full_graph_forward_and_backward_equal_eager(kind, monkeypatch):
         results.append([o, *st, *torch.autograd.grad(loss, leaves)])
     for a, c in zip(*results):
         torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)
-    assert asked == [True, True]  # the forward chain, then the backward chain
+    # the forward chain, then the backward chain
+    assert asked == [dual.WHOLE_CHAIN_MAX_MINIBATCHES_TRAINING] * 2
+    assert set(dual._compiled_fns) == {dual.scan_forward, dual.scan_backward}
+
+
+def test_inference_chain_compiles_step_by_step(monkeypatch):
+    """Without a gradient (a prompt, a rollout: shapes that vary from call to call) a chain
+    longer than ``WHOLE_CHAIN_MAX_MINIBATCHES`` runs a mini-batch step at a time, so that
+    compile time does not grow with its length; the outputs are the eager ones."""
+    asked = compiled_chain_spy(monkeypatch)
+    inp = random_ttt_inputs("linear", B=2, T=45, H=2, d=8, b=8, dtype=torch.float64, seed=4)
+
+    def layer(inp):
+        return run_ttt("linear", inp, 8, impl="dual", output_final_state=True)
+
+    with torch.no_grad():
+        eager, compiled = layer(inp), torch.compile(layer, backend="aot_eager")(inp)
+    torch.testing.assert_close(compiled[0], eager[0], rtol=1e-10, atol=1e-12)
+    assert asked == [dual.WHOLE_CHAIN_MAX_MINIBATCHES]
+    assert set(dual._compiled_fns) == {dual._step_output}
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
@@ -206,32 +237,40 @@ def test_export_keeps_the_op_and_the_outputs(kind, causal):
         torch.testing.assert_close(c, a, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("layers", [1, 2], ids=["linear", "mlp"])
-@pytest.mark.parametrize("N, save_every", [(2, 16), (6, 4)], ids=["whole", "per_step"])
-def test_compiled_chain_equals_eager_chain(layers, N, save_every):
+@pytest.mark.parametrize(
+    "layers, N, save_every, graph",
+    [(1, 2, 16, 4), (2, 2, 16, 4), (1, 6, 4, 4), (2, 6, 4, 4), (1, 6, 4, 16)],
+    ids=[
+        "whole-linear",
+        "whole-mlp",
+        "per_step-linear",
+        "per_step-mlp",
+        "whole_across_checkpoints",
+    ],
+)
+def test_compiled_chain_equals_eager_chain(layers, N, save_every, graph):
     """Inside ``torch.compile``, the chain runs compiled by inductor (``dual.run_chain``): as
-    one graph when short, a mini-batch at a time when longer (two checkpoint groups here).
-    Forward and backward ops with ``compiled=True`` give the eager results to rounding
-    (float64), from a resumed state (accumulated gradient), the last mini-batch not
-    committing; and the compiled functions really ran (no silent fallback to eager)."""
-    from ttt_video.kernels import dual
-
+    one graph when it has at most ``graph`` mini-batches, a mini-batch at a time when longer
+    (two checkpoint groups here). Forward and backward ops with ``graph_minibatches`` set
+    give the eager results (0) to rounding (float64), from a resumed state (accumulated
+    gradient), the last mini-batch not committing; and the compiled functions really ran
+    (no silent fallback to eager)."""
     *tensors, state = scan_inputs(layers, N=N, seed=7)
     tensors, state = [t.double() for t in tensors], [t.double() for t in state]
     flags = (True, False, save_every, False)
     results = []
     dual._compiled_fns.clear()
-    for compiled in (False, True):
-        out = torch.ops.ttt_video.dual_scan.default(*tensors, state, *flags, compiled)
+    for graph_minibatches in (0, graph):
+        out = torch.ops.ttt_video.dual_scan.default(*tensors, state, *flags, graph_minibatches)
         L = len(state) // 4
         g = torch.Generator().manual_seed(1)
         dzbar = torch.randn(out[0].shape, generator=g, dtype=torch.float64)
         dfinal = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in out[1 : 1 + 4 * L]]
         back = torch.ops.ttt_video.dual_scan_backward.default(
-            *tensors, state, out[1 + 4 * L :], dzbar, dfinal, *flags, compiled
+            *tensors, state, out[1 + 4 * L :], dzbar, dfinal, *flags, graph_minibatches
         )
         results.append([*out, *back])
-    if N <= dual.WHOLE_CHAIN_MAX_MINIBATCHES:
+    if N <= graph:
         ran = {dual.scan_forward, dual.scan_backward}
     else:
         ran = {dual._step_output, dual._step, dual._step_backward}

@@ -277,7 +277,7 @@ def test_dual_scan_op_passes_opcheck():
     tau = (1.0 / torch.arange(1, b + 1)).requires_grad_()
     blocks = [rnd(R, N, b, d) for _ in range(3)]
     ln = [(1.0 + rnd(R, 1, d, scale=0.1)).detach().requires_grad_(), rnd(R, 1, d, scale=0.1)]
-    args = (*blocks, lam, tau, *ln, state, True, True, 2, True, False)
+    args = (*blocks, lam, tau, *ln, state, True, True, 2, True, 0)
     result = torch.library.opcheck(torch.ops.ttt_video.dual_scan.default, args)
     assert set(result.values()) == {"SUCCESS"}, result
 

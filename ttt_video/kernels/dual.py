@@ -30,7 +30,8 @@ with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` 
 ``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd. Inside a
 compiled model the op runs the chain compiled by inductor too (``run_chain``): whole when
 short, one mini-batch step at a time when long (``_step_output``, ``_step``,
-``_step_backward`` read a ``_MiniBatch`` and return what they compute).
+``_step_backward`` read a ``_MiniBatch`` and return what they compute); how short is "short"
+depends on whether the call trains (``whole_chain_max``).
 """
 
 from __future__ import annotations
@@ -115,10 +116,12 @@ def ttt_dual(
     if torch.compiler.is_compiling():  # one node for torch.compile and torch.export
         # the flag, not is_exporting(): torch 2.11's dynamo folds that call to True under
         # torch.compile too, so the chain never ran compiled there
-        compiled = not torch.compiler._is_exporting_flag
+        tensors = (qb, kb, tgt, lamb, tau_eff, lnw, lnb, *flat)
+        trains = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        graph = 0 if torch.compiler._is_exporting_flag else whole_chain_max(trains)
         outs = torch.ops.ttt_video.dual_scan.default(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
-            keep_inner_norm, compiled,
+            keep_inner_norm, graph,
         )  # fmt: skip
     else:  # the same computation without the dispatcher's overhead
         outs = _DualScan.apply(
@@ -359,7 +362,7 @@ def setup_context(ctx, inputs: tuple, output: list[Tensor]) -> None:
     L = len(state) // 4
     ctx.save_for_backward(q, k, tgt, lam, tau, lnw, lnb, *state, *output[1 + 4 * L :])
     ctx.args = (L, causal, commit_last, save_every, keep_norm)
-    ctx.compiled = bool(rest and rest[0])  # the op's ``compiled``
+    ctx.graph_minibatches = rest[0] if rest else 0  # the op's ``graph_minibatches``
 
 
 def backward_args(ctx, grads) -> tuple:
@@ -385,23 +388,35 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     return like.new_zeros(like.shape) if grad is None else grad
 
 
-# A chain of at most this many mini-batches runs compiled as one graph (the loop over
-# mini-batches unrolled: a video rollout's one-frame calls, short chunks); a longer one runs
-# each mini-batch's step compiled, the loop in Python (a video clip's first call).
+# How long a chain inductor compiles as one graph, the loop over mini-batches unrolled; a
+# longer one runs each mini-batch's step compiled, the loop in Python, so that compile time
+# does not grow with the length. A call without a gradient (a video rollout's one-frame
+# calls, a prompt of any length): at most 4 mini-batches. A training call, whose shapes come
+# back every step: at most 16. One graph for the quickstart's 10-frame context makes its
+# compiled TTT-Linear step about 1.2x faster (benchmarks/call_overhead.md) for about a minute
+# more of compiling, once per shape (inductor's cache keeps it on disk).
 WHOLE_CHAIN_MAX_MINIBATCHES = 4
+WHOLE_CHAIN_MAX_MINIBATCHES_TRAINING = 16
 
 _compiled_fns: dict = {}
 _fns_that_failed: set = set()
 
 
-def run_chain(fn, compiled: bool, *args) -> list[Tensor]:
-    """``fn(*args)`` (``scan_forward`` or ``scan_backward``), compiled by inductor when
-    ``compiled``: the whole chain for short ones, else mini-batch by mini-batch (above).
-    Fusing the chain's many small ops makes a one-mini-batch call of TTT-Linear 1.5x
-    (forward) to 2.8x (backward) cheaper on a CPU (benchmarks/call_overhead.md)."""
-    if not compiled:
+def whole_chain_max(trains: bool) -> int:
+    """The longest chain compiled as one graph (above): for a call with a gradient when
+    ``trains``."""
+    return WHOLE_CHAIN_MAX_MINIBATCHES_TRAINING if trains else WHOLE_CHAIN_MAX_MINIBATCHES
+
+
+def run_chain(fn, graph_minibatches: int, *args) -> list[Tensor]:
+    """``fn(*args)`` (``scan_forward`` or ``scan_backward``): eager when ``graph_minibatches``
+    is 0, else compiled by inductor, as one graph when the chain has at most
+    ``graph_minibatches`` mini-batches, else mini-batch by mini-batch. Fusing the chain's many
+    small ops makes a one-mini-batch call of TTT-Linear 1.5x (forward) to 2.8x (backward)
+    cheaper on a CPU (benchmarks/call_overhead.md)."""
+    if not graph_minibatches:
         return fn(*args)
-    if args[0].shape[1] <= WHOLE_CHAIN_MAX_MINIBATCHES:
+    if args[0].shape[1] <= graph_minibatches:
         return _call(fn, True, *args)
     return fn(*args, compiled_steps=True)
 

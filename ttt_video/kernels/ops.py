@@ -66,17 +66,17 @@ def dual_scan(
     commit_last: bool,
     save_every: int,
     keep_norm: bool,
-    compiled: bool,
+    graph_minibatches: int,
 ) -> list[Tensor]:
     """The state chain of the dual form: ``[zbar, *final state, *checkpoints]``.
 
     ``q, k, tgt: [R, N, b, d]``, ``lam: [R, N, b]``, ``tau: [b]``, ``lnw, lnb: [R, 1, d]``,
     ``state``: ``4 L`` tensors ``[R, ...]``; ``keep_norm``: the ``keep_inner_norm`` commit;
-    ``compiled``: run the chain compiled (``dual.run_chain``); outputs as ``dual.scan_forward``,
-    contiguous.
+    ``graph_minibatches``: 0 runs the chain eager, else compiled, as one graph up to this many
+    mini-batches (``dual.run_chain``); outputs as ``dual.scan_forward``, contiguous.
     """
     out = dual.run_chain(
-        dual.scan_forward, compiled,
+        dual.scan_forward, graph_minibatches,
         q, k, tgt, lam, tau, lnw, lnb, state, causal, commit_last, save_every, keep_norm,
     )  # fmt: skip
     return [t.contiguous() for t in out]
@@ -109,12 +109,12 @@ def dual_scan_backward(
     commit_last: bool,
     save_every: int,
     keep_norm: bool,
-    compiled: bool,
+    graph_minibatches: int,
 ) -> list[Tensor]:
     """The backward of ``dual_scan``: ``[dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *dstate]``
     shaped as those inputs, given the adjoints of ``zbar`` and of the final state."""
     out = dual.run_chain(
-        dual.scan_backward, compiled,
+        dual.scan_backward, graph_minibatches,
         q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal,
         causal, commit_last, save_every, keep_norm,
     )  # fmt: skip
@@ -127,7 +127,7 @@ def _(q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal, *flags):
 
 
 def _dual_backward(ctx, grads):
-    args = (*dual.backward_args(ctx, grads), ctx.compiled)
+    args = (*dual.backward_args(ctx, grads), ctx.graph_minibatches)
     out = torch.ops.ttt_video.dual_scan_backward.default(*args)
     return (*dual.input_grads(ctx, out), None, None, None, None, None)
 
