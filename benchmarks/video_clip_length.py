@@ -16,6 +16,12 @@ and sliding-window attention over the last ``--window-frames`` frames (``attenti
 
     python benchmarks/video_clip_length.py                    # F = 25 ... 800, ~10 min
     python benchmarks/video_clip_length.py --frames 25 100 --models ttt_linear attention
+    python benchmarks/video_clip_length.py --compiled --models ttt_linear ttt_mlp attention attention_window
+
+``--compiled`` measures every model through ``torch.compile`` (the models' ``compile`` option,
+which the quickstart trains with): inductor's caches are cleared before each (model, length),
+so every point compiles its own fixed-shape graphs, as a training run at one clip length does;
+the compiling happens in the uncounted warm-up calls.
 
 Writes ``report.md``, ``metrics.json``, ``train_s_vs_length.png`` and ``frame_ms_vs_length.png``
 to a new folder under ``--out``; the report gives the machine's fp32 matmul GFLOP/s, measured
@@ -33,6 +39,7 @@ from ttt_video.apps.measure import best_of, saved_bytes
 from ttt_video.apps.report import load_average, new_run_dir, plot_lines, save_report
 from ttt_video.io_utils import write_json
 from ttt_video.models import from_name
+from ttt_video.models.compiling import compile_model
 from ttt_video.train.peak_flops import measure_peak_flops
 
 LABELS = {
@@ -53,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window-frames", type=int, default=8, help="window attention's frames")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compiled", action="store_true", help="through torch.compile (see above)")
     p.add_argument("--out", default="runs/video_clip_length")
     return p.parse_args(argv)
 
@@ -70,6 +78,9 @@ def measure(model: torch.nn.Module, frames: int, args: argparse.Namespace) -> di
     """Training-step seconds and saved MB at ``F = frames``; streaming ms per frame and state KB
     after ``frames`` frames."""
     clip = torch.rand(args.batch, frames + 1, 1, 64, 64)
+    if args.compiled:
+        torch.compiler.reset()  # fixed-shape graphs for this length (the module docstring)
+        compile_model(model)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
@@ -99,6 +110,7 @@ def report(results: dict, info: dict, args: argparse.Namespace) -> str:
     rule = "|---" * (len(models) + 1) + "|"
     lines = [
         f"Cost against clip length, `video_*_small` (64x64, 16 tokens per frame), B={args.batch}, "
+        f"{'compiled (torch.compile), ' if args.compiled else 'eager, '}"
         f"{args.threads} thread(s), window attention over {args.window_frames} frames. fp32 "
         f"matmul reference: {info['gflops']:.0f} GFLOP/s; load average {info['load_start']} at "
         f"the start, {info['load_end']} at the end.",
