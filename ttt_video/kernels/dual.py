@@ -393,8 +393,9 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 # does not grow with the length. A call without a gradient (a video rollout's one-frame
 # calls, a prompt of any length): at most 4 mini-batches. A training call, whose shapes come
 # back every step: at most 16. One graph for the quickstart's 10-frame context makes its
-# compiled TTT-Linear step about 1.2x faster (benchmarks/call_overhead.md) for about a minute
-# more of compiling, once per shape (inductor's cache keeps it on disk).
+# compiled step 1.12x faster for TTT-Linear and 1.27x for TTT-MLP, for 36 s and 2 minutes more
+# of compiling on a slow CPU, once per shape: inductor's cache keeps the graphs on disk
+# (benchmarks/call_overhead.md).
 WHOLE_CHAIN_MAX_MINIBATCHES = 4
 WHOLE_CHAIN_MAX_MINIBATCHES_TRAINING = 16
 
