@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ttt_video.kernels import ops  # noqa: F401  (registers the custom ops the forms call)
+from ttt_video.kernels.common import autograd_records
 from ttt_video.kernels.decode import ttt_decode_torch
 from ttt_video.kernels.dual import ttt_dual
 from ttt_video.kernels.naive import ttt_naive
@@ -304,7 +305,7 @@ def ttt_decode(
     if q.shape[1] != 1:
         raise ValueError(f"q: decoding takes one token, got T={q.shape[1]}")
     tensors = (q, k, v, lam, tau, ln_weight, ln_bias, *(t for ts in _fields(state) for t in ts))
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    needs_grad = autograd_records(tensors)
     hidden = state.weights[0].shape[-1] if state.num_layers == 2 else None
     unsupported = (
         KEEP_NORM_UNSUPPORTED

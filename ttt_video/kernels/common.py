@@ -48,6 +48,12 @@ def without_autocast(fn):
     return wrapper
 
 
+def autograd_records(tensors) -> bool:
+    """Whether autograd records a call on ``tensors`` (grad mode on, one of them requires a
+    gradient): a training call rather than inference."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = LN_EPS) -> Tensor:
     """Per-head LayerNorm over the last dim, fused: ``x: [..., d]``, ``weight, bias``
     broadcastable to ``x`` (``[H, d]`` for ``[B, T, H, d]``)."""

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ttt_video.kernels.common import (
+    autograd_records,
     gelu_tanh,
     gelu_tanh_grad2,
     gelu_tanh_vjp,
@@ -117,7 +118,7 @@ def ttt_dual(
         # the flag, not is_exporting(): torch 2.11's dynamo folds that call to True under
         # torch.compile too, so the chain never ran compiled there
         tensors = (qb, kb, tgt, lamb, tau_eff, lnw, lnb, *flat)
-        trains = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        trains = autograd_records(tensors)
         graph = 0 if torch.compiler._is_exporting_flag else whole_chain_max(trains)
         outs = torch.ops.ttt_video.dual_scan.default(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,

@@ -18,7 +18,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ttt_video.kernels.api import triton_unsupported
-from ttt_video.kernels.common import LN_EPS, without_autocast
+from ttt_video.kernels.common import LN_EPS, autograd_records, without_autocast
 from ttt_video.kernels.state import TTTState
 from ttt_video.kernels.triton.common import gelu, inner_grad
 from ttt_video.kernels.triton.scan import check_device, hidden_tile, ttt_triton
@@ -252,7 +252,7 @@ def ttt_decode_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_s
     """
     tensors = (q, k, v, lam, tau, ln_weight, ln_bias, *state.weights, *state.biases)
     tensors += (*state.grad_weights, *state.grad_biases)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if autograd_records(tensors):
         return ttt_triton(q, k, v, lam, tau, ln_weight, ln_bias, state, mini_batch_size)
     check_device(q)
     unsupported = triton_unsupported(
