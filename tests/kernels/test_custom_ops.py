@@ -157,6 +157,20 @@ def compiled_chain_spy(monkeypatch) -> list:
     return asked
 
 
+def compiled_calls(monkeypatch) -> list[str]:
+    """Every compiled call ``dual`` makes from now on, as ``"<function> <mini-batches>"``."""
+    calls, call = [], dual._call
+
+    def spy(fn, compiled, *args):
+        if compiled:
+            n = args[0].shape[1] if fn.__name__.startswith("scan") else 1
+            calls.append(f"{fn.__name__} {n}")
+        return call(fn, compiled, *args)
+
+    monkeypatch.setattr(dual, "_call", spy)
+    return calls
+
+
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 def test_full_graph_forward_and_backward_equal_eager(kind, monkeypatch):
     """``fullgraph=True`` through the AOT autograd of the op (its backward op in the backward
@@ -192,11 +206,13 @@ def test_full_graph_forward_and_backward_equal_eager(kind, monkeypatch):
     assert set(dual._compiled_fns) == {dual.scan_forward, dual.scan_backward}
 
 
-def test_inference_chain_compiles_step_by_step(monkeypatch):
+def test_inference_chain_compiles_in_segments(monkeypatch):
     """Without a gradient (a prompt, a rollout: shapes that vary from call to call) a chain
-    longer than ``WHOLE_CHAIN_MAX_MINIBATCHES`` runs a mini-batch step at a time, so that
-    compile time does not grow with its length; the outputs are the eager ones."""
+    longer than ``WHOLE_CHAIN_MAX_MINIBATCHES`` runs as compiled segments of that many
+    mini-batches, so that compile time does not grow with its length (6 mini-batches: 4 and
+    2; before, a compiled step per mini-batch); the outputs are the eager ones."""
     asked = compiled_chain_spy(monkeypatch)
+    ran = compiled_calls(monkeypatch)
     inp = random_ttt_inputs("linear", B=2, T=45, H=2, d=8, b=8, dtype=torch.float64, seed=4)
 
     def layer(inp):
@@ -206,7 +222,8 @@ def test_inference_chain_compiles_step_by_step(monkeypatch):
         eager, compiled = layer(inp), torch.compile(layer, backend="aot_eager")(inp)
     torch.testing.assert_close(compiled[0], eager[0], rtol=1e-10, atol=1e-12)
     assert asked == [dual.WHOLE_CHAIN_MAX_MINIBATCHES]
-    assert set(dual._compiled_fns) == {dual._step_output}
+    assert ran == ["scan_forward 4", "scan_forward 2"]
+    assert set(dual._compiled_fns) == {dual.scan_forward}
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
@@ -238,27 +255,43 @@ def test_export_keeps_the_op_and_the_outputs(kind, causal):
 
 
 @pytest.mark.parametrize(
-    "layers, N, save_every, graph",
-    [(1, 2, 16, 4), (2, 2, 16, 4), (1, 6, 4, 4), (2, 6, 4, 4), (1, 6, 4, 16)],
+    "layers, N, save_every, graph, keep_norm, calls",
+    [
+        (1, 2, 16, 4, False, ["scan_forward 2", "scan_backward 2"]),
+        (2, 2, 16, 4, False, ["scan_forward 2", "scan_backward 2"]),
+        (1, 6, 4, 16, False, ["scan_forward 6", "scan_backward 6"]),
+        (1, 7, 2, 4, False, ["scan_forward 4", "scan_forward 3", "scan_backward 3", "scan_backward 4"]),
+        (2, 7, 2, 4, False, ["scan_forward 4", "scan_forward 3", "scan_backward 3", "scan_backward 4"]),
+        (1, 7, 2, 4, True, ["scan_forward 4", "scan_forward 3", "scan_backward 3", "scan_backward 4"]),
+        (1, 6, 8, 4, False, ["scan_forward 4", "scan_forward 2", *["_step 1"] * 6, *["_step_backward 1"] * 6]),
+    ],
     ids=[
         "whole-linear",
         "whole-mlp",
-        "per_step-linear",
-        "per_step-mlp",
         "whole_across_checkpoints",
+        "segments-linear",
+        "segments-mlp",
+        "segments-keep_norm",
+        "segments_forward-steps_backward",
     ],
-)
-def test_compiled_chain_equals_eager_chain(layers, N, save_every, graph):
+)  # fmt: skip
+def test_compiled_chain_equals_eager_chain(
+    layers, N, save_every, graph, keep_norm, calls, monkeypatch
+):
     """Inside ``torch.compile``, the chain runs compiled by inductor (``dual.run_chain``): as
-    one graph when it has at most ``graph`` mini-batches, a mini-batch at a time when longer
-    (two checkpoint groups here). Forward and backward ops with ``graph_minibatches`` set
+    one graph when it has at most ``graph`` mini-batches; when longer, in compiled segments
+    of at most ``graph`` mini-batches, the last one shorter, with checkpoints inside segments
+    and at their starts (7 mini-batches, ``save_every`` 2: segments of 4 and 3), or, for a
+    backward whose ``save_every`` exceeds ``graph``, a mini-batch at a time (its forward in
+    segments of 4, a divisor of 8). Forward and backward ops with ``graph_minibatches`` set
     give the eager results (0) to rounding (float64), from a resumed state (accumulated
-    gradient), the last mini-batch not committing; and the compiled functions really ran
-    (no silent fallback to eager)."""
+    gradient), the last mini-batch not committing, with the checkpoints of the eager chain;
+    the compiled calls are the ones expected (``calls``: function and mini-batches), and
+    none fell back to eager."""
     *tensors, state = scan_inputs(layers, N=N, seed=7)
     tensors, state = [t.double() for t in tensors], [t.double() for t in state]
-    flags = (True, False, save_every, False)
-    results = []
+    flags = (True, False, save_every, keep_norm)
+    results, ran = [], compiled_calls(monkeypatch)
     dual._compiled_fns.clear()
     for graph_minibatches in (0, graph):
         out = torch.ops.ttt_video.dual_scan.default(*tensors, state, *flags, graph_minibatches)
@@ -270,10 +303,6 @@ def test_compiled_chain_equals_eager_chain(layers, N, save_every, graph):
             *tensors, state, out[1 + 4 * L :], dzbar, dfinal, *flags, graph_minibatches
         )
         results.append([*out, *back])
-    if N <= graph:
-        ran = {dual.scan_forward, dual.scan_backward}
-    else:
-        ran = {dual._step_output, dual._step, dual._step_backward}
-    assert set(dual._compiled_fns) == ran and not dual._fns_that_failed
+    assert ran == calls and not dual._fns_that_failed
     for a, c in zip(*results):
         torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)

@@ -29,9 +29,11 @@ with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` 
 ``_DualScan`` in eager mode (the same functions, without the dispatcher's overhead);
 ``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd. Inside a
 compiled model the op runs the chain compiled by inductor too (``run_chain``): whole when
-short, one mini-batch step at a time when long (``_step_output``, ``_step``,
-``_step_backward`` read a ``_MiniBatch`` and return what they compute); how short is "short"
-depends on whether the call trains (``whole_chain_max``).
+short, in segments of that length when long (``_scan_forward_in_segments``,
+``_scan_backward_in_segments``), or, where no segment fits the checkpoints, one mini-batch
+step at a time (a backward whose checkpoints are further apart than that: ``_step`` and
+``_step_backward`` read a ``_MiniBatch`` and return what they compute); how short is "short" depends on whether the call trains
+(``whole_chain_max``).
 """
 
 from __future__ import annotations
@@ -248,7 +250,6 @@ def scan_forward(
     commit_last: bool,
     save_every: int,
     keep_norm: bool = False,
-    compiled_steps: bool = False,
 ) -> list[Tensor]:
     """The state chain of the dual form, forward (callers turn autocast off: ``ttt_dual``,
     the custom op).
@@ -262,7 +263,6 @@ def scan_forward(
         save_every: ``e``: the backward restarts from the state every ``e`` mini-batches.
         keep_norm: each commit scales every layer's ``(W, c)`` back to its norm before it
             (``keep_inner_norm``).
-        compiled_steps: run each mini-batch's step compiled by inductor (``run_chain``).
 
     Returns:
         ``[zbar: [R, N, b, d], *final state (4 L, [R, ...]), *checkpoints (2 L)]``: the
@@ -281,7 +281,7 @@ def scan_forward(
         if n and n % save_every == 0:
             for buf, t in zip(saved, _flatten(cur)):
                 buf[n // save_every - 1] = t
-        zbar[:, n], cur = _call(_step_output, compiled_steps, chain.at(n), cur)
+        zbar[:, n], cur, _ = _step(chain.at(n), cur)
     # copy what a chain that never committed passed through
     final = [t.clone() if any(t is s for s in state) else t for t in _flatten(cur)]
     return [zbar, *final, *saved]
@@ -309,10 +309,11 @@ def scan_backward(
     """The state chain of the dual form, backward.
 
     Args:
-        q ... lnb, state, causal, commit_last, save_every, keep_norm, compiled_steps: the
-            inputs of ``scan_forward``.
+        q ... lnb, state, causal, commit_last, save_every, keep_norm: the inputs of
+            ``scan_forward``.
         checkpoints: its saved weights and biases (``2 L`` tensors ``[C - 1, R, ...]``).
         dzbar: ``[R, N, b, d]`` the adjoint of ``zbar``; dfinal: of the final state.
+        compiled_steps: run each mini-batch's steps compiled by inductor (``run_chain``).
 
     Returns:
         ``[dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *adjoint of the initial state]``, shaped as
@@ -390,10 +391,10 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 
 
 # How long a chain inductor compiles as one graph, the loop over mini-batches unrolled; a
-# longer one runs each mini-batch's step compiled, the loop in Python, so that compile time
-# does not grow with the length. A call without a gradient (a video rollout's one-frame
-# calls, a prompt of any length): at most 4 mini-batches. A training call, whose shapes come
-# back every step: at most 16. One graph for the quickstart's 10-frame context makes its
+# longer one runs as segments of at most that length, one graph per segment length and the
+# loop over segments in Python, so that compile time does not grow with the length. A call
+# without a gradient (a video rollout's one-frame calls, a prompt of any length): at most 4
+# mini-batches. A training call, whose shapes come back every step: at most 16. One graph for the quickstart's 10-frame context makes its
 # compiled step 1.12x faster for TTT-Linear and 1.27x for TTT-MLP, for 36 s and 2 minutes more
 # of compiling on a slow CPU, once per shape: inductor's cache keeps the graphs on disk
 # (benchmarks/call_overhead.md).
@@ -413,14 +414,95 @@ def whole_chain_max(trains: bool) -> int:
 def run_chain(fn, graph_minibatches: int, *args) -> list[Tensor]:
     """``fn(*args)`` (``scan_forward`` or ``scan_backward``): eager when ``graph_minibatches``
     is 0, else compiled by inductor, as one graph when the chain has at most
-    ``graph_minibatches`` mini-batches, else mini-batch by mini-batch. Fusing the chain's many
-    small ops makes a one-mini-batch call of TTT-Linear 1.5x (forward) to 2.8x (backward)
-    cheaper on a CPU (benchmarks/call_overhead.md)."""
+    ``graph_minibatches`` mini-batches, else in segments of at most that many, one graph per
+    segment length (``_segment_length``; a mini-batch step at a time in a backward that no
+    segment length fits). Fusing the chain's many small ops makes a one-mini-batch call of TTT-Linear 1.5x
+    (forward) to 2.8x (backward) cheaper on a CPU, and a graph per segment instead of per
+    mini-batch makes a 100-frame training step of the video model 1.5x cheaper
+    (benchmarks/call_overhead.md)."""
     if not graph_minibatches:
         return fn(*args)
-    if args[0].shape[1] <= graph_minibatches:
+    N, save_every = args[0].shape[1], args[-2]  # both end with save_every, keep_norm
+    if N <= graph_minibatches:
         return _call(fn, True, *args)
-    return fn(*args, compiled_steps=True)
+    segment = _segment_length(graph_minibatches, save_every, fn is scan_backward)
+    if not segment:
+        return scan_backward(*args, compiled_steps=True)
+    in_segments = _scan_backward_in_segments if fn is scan_backward else _scan_forward_in_segments
+    return in_segments(segment, *args)
+
+
+def _segment_length(graph_minibatches: int, save_every: int, backward: bool) -> int:
+    """Mini-batches per compiled segment of a long chain, at most ``graph_minibatches``: a
+    multiple of ``save_every``, so that each segment of the backward starts from a state the
+    forward kept, and every state the forward keeps is a segment's start or inside one; the
+    forward may also use a divisor of ``save_every``. 0: none fits (a backward with
+    ``save_every > graph_minibatches``)."""
+    if graph_minibatches >= save_every:
+        return graph_minibatches // save_every * save_every
+    if backward:
+        return 0
+    return max(s for s in range(1, graph_minibatches + 1) if save_every % s == 0)
+
+
+def _scan_forward_in_segments(
+    segment, q, k, tgt, lam, tau, lnw, lnb, state, causal, commit_last, save_every, keep_norm
+) -> list[Tensor]:
+    """``scan_forward`` as consecutive compiled calls of ``segment`` mini-batches (the last
+    may be shorter), each from the state the one before ended with; the same outputs. Each
+    call gets contiguous copies, so that every full segment hits the same graph."""
+    N, L = q.shape[1], len(state) // 4
+    zbars, saved, cur = [], [[] for _ in range(2 * L)], state
+    for s in range(0, N, segment):
+        end = min(s + segment, N)
+        if s and s % save_every == 0:  # the state at a kept mini-batch that starts a segment
+            for buf, t in zip(saved, cur[: 2 * L]):
+                buf.append(t.unsqueeze(0))
+        part = [x[:, s:end].contiguous() for x in (q, k, tgt, lam)]
+        flags = (causal, commit_last or end < N, save_every, keep_norm)
+        out = _call(scan_forward, True, *part, tau, lnw, lnb, _dense(cur), *flags)
+        zbars.append(out[0])
+        cur = out[1 : 1 + 4 * L]
+        for buf, kept in zip(saved, out[1 + 4 * L :]):
+            buf.append(kept)
+    saved = [torch.cat(buf) if buf else t.new_empty((0, *t.shape)) for buf, t in zip(saved, state)]
+    return [torch.cat(zbars, 1), *cur, *saved]
+
+
+def _scan_backward_in_segments(
+    segment, q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal,
+    causal, commit_last, save_every, keep_norm,
+) -> list[Tensor]:  # fmt: skip
+    """``scan_backward`` as compiled calls of ``segment`` mini-batches (a multiple of
+    ``save_every``), last segment first: each starts from the state the forward kept at its
+    first mini-batch (its accumulated gradient is zero there: a commit precedes it) and
+    passes the adjoint of that state to the segment before it; the same outputs."""
+    N, L = q.shape[1], len(state) // 4
+    dstate, pieces = list(dfinal), []
+    dtau = dlnw = dlnb = None
+    for s in reversed(range(0, N, segment)):
+        end, first = min(s + segment, N), s // save_every
+        if s == 0:
+            start = state
+        else:
+            kept = [ck[first - 1] for ck in checkpoints]
+            start = [*kept, *(torch.zeros_like(t) for t in state[2 * L :])]
+        inner = [ck[first : first + num_checkpoints(end - s, save_every) - 1] for ck in checkpoints]
+        part = [x[:, s:end].contiguous() for x in (q, k, tgt, lam)]
+        flags = (causal, commit_last or end < N, save_every, keep_norm)
+        dz = dzbar[:, s:end].contiguous()
+        args = (*part, tau, lnw, lnb, _dense(start), _dense(inner), dz, _dense(dstate), *flags)
+        dq, dk, dtgt, dlam, dt, dw, db, *dstate = _call(scan_backward, True, *args)
+        pieces.append((dq, dk, dtgt, dlam))
+        dtau, dlnw, dlnb = (dt, dw, db) if dtau is None else (dtau + dt, dlnw + dw, dlnb + db)
+    dq, dk, dtgt, dlam = (torch.cat(p[::-1], 1) for p in zip(*pieces))
+    return [dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *dstate]
+
+
+def _dense(tensors: list[Tensor]) -> list[Tensor]:
+    """Contiguous tensors (an expanded zero becomes a real one): the same strides at every
+    segment, so one compiled graph serves them all."""
+    return [t.contiguous() for t in tensors]
 
 
 def _call(fn, compiled: bool, *args):
@@ -560,13 +642,6 @@ def _step(mb: _MiniBatch, cur: tuple):
         Pc = [lamG[l].sum(1) + gc[l] if mb.first else lamG[l].sum(1) for l in range(L)]
         nxt = (list(W), list(c), [gW[l] + P[l] if mb.first else P[l] for l in range(L)], Pc)
     return Zb[-1], nxt, _Cache(cur, X, Z, xh, mu, rstd, gy, G, Xb, Zb, S, AM, kept)
-
-
-def _step_output(mb: _MiniBatch, cur: tuple) -> tuple[Tensor, tuple]:
-    """``_step`` without the cache (the forward scan's step: compiled, nothing else is
-    written out)."""
-    zb, nxt, _ = _step(mb, cur)
-    return zb, nxt
 
 
 def _mm_add(c: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> Tensor:
