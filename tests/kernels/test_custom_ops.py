@@ -254,16 +254,22 @@ def test_export_keeps_the_op_and_the_outputs(kind, causal):
         torch.testing.assert_close(c, a, rtol=1e-6, atol=1e-6)
 
 
+# the compiled calls of a chain of 7 mini-batches in segments of 4: forward, then backward
+SEGMENTS_4_3 = ["scan_forward 4", "scan_forward 3", "scan_backward 3", "scan_backward 4"]
+# a backward of 6 mini-batches a step at a time: each recomputed, then each backward
+STEPS_6 = ["_step 1"] * 6 + ["_step_backward 1"] * 6
+
+
 @pytest.mark.parametrize(
     "layers, N, save_every, graph, keep_norm, calls",
     [
         (1, 2, 16, 4, False, ["scan_forward 2", "scan_backward 2"]),
         (2, 2, 16, 4, False, ["scan_forward 2", "scan_backward 2"]),
         (1, 6, 4, 16, False, ["scan_forward 6", "scan_backward 6"]),
-        (1, 7, 2, 4, False, ["scan_forward 4", "scan_forward 3", "scan_backward 3", "scan_backward 4"]),
-        (2, 7, 2, 4, False, ["scan_forward 4", "scan_forward 3", "scan_backward 3", "scan_backward 4"]),
-        (1, 7, 2, 4, True, ["scan_forward 4", "scan_forward 3", "scan_backward 3", "scan_backward 4"]),
-        (1, 6, 8, 4, False, ["scan_forward 4", "scan_forward 2", *["_step 1"] * 6, *["_step_backward 1"] * 6]),
+        (1, 7, 2, 4, False, SEGMENTS_4_3),
+        (2, 7, 2, 4, False, SEGMENTS_4_3),
+        (1, 7, 2, 4, True, SEGMENTS_4_3),
+        (1, 6, 8, 4, False, ["scan_forward 4", "scan_forward 2", *STEPS_6]),
     ],
     ids=[
         "whole-linear",

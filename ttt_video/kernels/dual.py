@@ -30,10 +30,10 @@ with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` 
 ``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd. Inside a
 compiled model the op runs the chain compiled by inductor too (``run_chain``): whole when
 short, in segments of that length when long (``_scan_forward_in_segments``,
-``_scan_backward_in_segments``), or, where no segment fits the checkpoints, one mini-batch
-step at a time (a backward whose checkpoints are further apart than that: ``_step`` and
-``_step_backward`` read a ``_MiniBatch`` and return what they compute); how short is "short" depends on whether the call trains
-(``whole_chain_max``).
+``_scan_backward_in_segments``), or one mini-batch step at a time in a backward whose
+checkpoints are further apart than that (``_step`` and ``_step_backward`` read a
+``_MiniBatch`` and return what they compute); how short is "short" depends on whether the
+call trains (``whole_chain_max``).
 """
 
 from __future__ import annotations
@@ -394,10 +394,10 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 # longer one runs as segments of at most that length, one graph per segment length and the
 # loop over segments in Python, so that compile time does not grow with the length. A call
 # without a gradient (a video rollout's one-frame calls, a prompt of any length): at most 4
-# mini-batches. A training call, whose shapes come back every step: at most 16. One graph for the quickstart's 10-frame context makes its
-# compiled step 1.12x faster for TTT-Linear and 1.27x for TTT-MLP, for 36 s and 2 minutes more
-# of compiling on a slow CPU, once per shape: inductor's cache keeps the graphs on disk
-# (benchmarks/call_overhead.md).
+# mini-batches. A training call, whose shapes come back every step: at most 16. One graph
+# for the quickstart's 10-frame context makes its compiled step 1.12x faster for TTT-Linear
+# and 1.27x for TTT-MLP, for 36 s and 2 minutes more of compiling on a slow CPU, once per
+# shape: inductor's cache keeps the graphs on disk (benchmarks/call_overhead.md).
 WHOLE_CHAIN_MAX_MINIBATCHES = 4
 WHOLE_CHAIN_MAX_MINIBATCHES_TRAINING = 16
 
@@ -416,10 +416,11 @@ def run_chain(fn, graph_minibatches: int, *args) -> list[Tensor]:
     is 0, else compiled by inductor, as one graph when the chain has at most
     ``graph_minibatches`` mini-batches, else in segments of at most that many, one graph per
     segment length (``_segment_length``; a mini-batch step at a time in a backward that no
-    segment length fits). Fusing the chain's many small ops makes a one-mini-batch call of TTT-Linear 1.5x
-    (forward) to 2.8x (backward) cheaper on a CPU, and a graph per segment instead of per
-    mini-batch makes a 100-frame training step of the video model 1.5x cheaper
-    (benchmarks/call_overhead.md)."""
+    segment length fits). Fusing the chain's many small ops makes a one-mini-batch call of
+    TTT-Linear 1.5x (forward) to 2.8x (backward) cheaper on a CPU
+    (benchmarks/call_overhead.md), and a graph per segment instead of per mini-batch makes
+    the video model's training step on a 100- or 400-frame clip 1.5x cheaper
+    (benchmarks/video_clip_length.md)."""
     if not graph_minibatches:
         return fn(*args)
     N, save_every = args[0].shape[1], args[-2]  # both end with save_every, keep_norm
