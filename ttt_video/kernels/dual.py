@@ -459,8 +459,7 @@ def _scan_forward_in_segments(
         if s and s % save_every == 0:  # the state at a kept mini-batch that starts a segment
             for buf, t in zip(saved, cur[: 2 * L]):
                 buf.append(t.unsqueeze(0))
-        part = [x[:, s:end].contiguous() for x in (q, k, tgt, lam)]
-        flags = (causal, commit_last or end < N, save_every, keep_norm)
+        part, flags = _segment((q, k, tgt, lam), s, end, causal, commit_last, save_every, keep_norm)
         out = _call(scan_forward, True, *part, tau, lnw, lnb, _dense(cur), *flags)
         zbars.append(out[0])
         cur = out[1 : 1 + 4 * L]
@@ -489,15 +488,23 @@ def _scan_backward_in_segments(
             kept = [ck[first - 1] for ck in checkpoints]
             start = [*kept, *(torch.zeros_like(t) for t in state[2 * L :])]
         inner = [ck[first : first + num_checkpoints(end - s, save_every) - 1] for ck in checkpoints]
-        part = [x[:, s:end].contiguous() for x in (q, k, tgt, lam)]
-        flags = (causal, commit_last or end < N, save_every, keep_norm)
-        dz = dzbar[:, s:end].contiguous()
+        (*part, dz), flags = _segment(
+            (q, k, tgt, lam, dzbar), s, end, causal, commit_last, save_every, keep_norm
+        )
         args = (*part, tau, lnw, lnb, _dense(start), _dense(inner), dz, _dense(dstate), *flags)
         dq, dk, dtgt, dlam, dt, dw, db, *dstate = _call(scan_backward, True, *args)
         pieces.append((dq, dk, dtgt, dlam))
         dtau, dlnw, dlnb = (dt, dw, db) if dtau is None else (dtau + dt, dlnw + dw, dlnb + db)
     dq, dk, dtgt, dlam = (torch.cat(p[::-1], 1) for p in zip(*pieces))
     return [dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *dstate]
+
+
+def _segment(blocks, s: int, end: int, causal, commit_last, save_every, keep_norm) -> tuple:
+    """Mini-batches ``[s, end)`` of a chain: contiguous slices of ``blocks`` (``[R, N, ...]``
+    each) and the segment's flags (it commits its last mini-batch unless it ends the chain)."""
+    N = blocks[0].shape[1]
+    flags = (causal, commit_last or end < N, save_every, keep_norm)
+    return _dense([x[:, s:end] for x in blocks]), flags
 
 
 def _dense(tensors: list[Tensor]) -> list[Tensor]:
