@@ -12,7 +12,9 @@ then rolled out on the same fixed sequences against the trivial baselines::
         --set model.objective.rollout_training=false       # 200-frame clips, teacher-forced
 
 ``--variant long200`` trains on 200-frame clips and rolls out 100 frames after 100 (the
-``long200`` fixed sets). ``attention_window`` is the attention backbone restricted to the last
+``long200`` fixed sets); ``context40`` and ``context90`` roll out 10 frames after 40 or 90
+(``--set model.objective.context_weight=0.7`` or ``0.3`` keeps the rolled-out frames' share of
+the loss at the quickstart's 27%). ``attention_window`` is the attention backbone restricted to the last
 ``--window-frames`` frames (``attention_window`` in tokens: frames x tokens per frame).
 
 ``--set key=value`` (repeatable) overrides a field of the run file (dotted path, YAML value),
@@ -56,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=list(NAMES))
     p.add_argument("--size", default="small", help="preset size: video_<model>_<size>")
-    p.add_argument("--variant", default="standard", choices=["standard", "long200"])
+    p.add_argument("--variant", default="standard", choices=list(VARIANTS))
     p.add_argument("--batch-size", type=int, default=None, help="clips per step (recipe's: 8)")
     p.add_argument("--window-frames", type=int, default=8, help="attention_window's frames")
     p.add_argument("--budget-min", type=float, default=8.0, help="training minutes per model")
@@ -85,10 +87,9 @@ def train_and_evaluate(args: argparse.Namespace, model: str, folder: Path, test:
         "data.time_budget_s": 60 * args.budget_min,
         "trainer.val_check_interval": args.max_steps,
     }
-    if args.variant != "standard":
-        variant = VARIANTS[args.variant]
-        overrides.update({"data.variant": args.variant, "data.num_input": variant.num_input})
-        overrides["data.num_output"] = variant.num_output
+    variant = VARIANTS[args.variant]
+    overrides.update({"data.variant": args.variant, "data.num_input": variant.num_input})
+    overrides["data.num_output"] = variant.num_output
     if args.batch_size:
         overrides["data.batch_size"] = args.batch_size
     overrides.update(parse_overrides([f"--{item}" for item in args.set]))
@@ -139,7 +140,7 @@ def report(rows: dict, curves: dict, info: dict, args: argparse.Namespace) -> st
 def train_all(args: argparse.Namespace, folder: Path) -> tuple[dict, dict, dict]:
     """Train and evaluate every model, in ``folder``: (metrics, curves, info) by method."""
     torch.set_num_threads(args.threads)
-    prepare_data()
+    prepare_data(args.variant)
     path = build_fixed_set(args.variant, args.split)  # kept when it exists
     test = np.load(path, mmap_mode="r")[: args.test_size]
     variant = VARIANTS[args.variant]

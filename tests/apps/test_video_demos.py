@@ -219,6 +219,8 @@ def test_quickstart_tiny(tmp_path, capsys):
     assert "copy last frame" in out
     summary = (run / "summary.txt").read_text()
     assert "MSE per frame than the best baseline" in summary
+    assert "Moving-MNIST-style 10 -> 10" in summary  # the run file's protocol
+    assert (result["context_frames"], result["predicted_frames"]) == (10, 10)
     assert not any(word in summary for word in ("PASS", "FAIL", "bar:"))
     report = (run / "report.md").read_text()
     assert "| TTT-Linear (ours) |" in report and "![comparison](comparison.gif)" in report

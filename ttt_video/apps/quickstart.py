@@ -63,14 +63,14 @@ def quickstart_run(name: str, out_dir: str, max_steps: int, seed: int) -> dict:
     return raw
 
 
-def prepare_data() -> Path:
-    """Fetch the digits and build the standard val/test sets if missing; the test set's path."""
+def prepare_data(variant: str) -> Path:
+    """Fetch the digits and build ``variant``'s val/test sets if missing; the test set's path."""
     digits = fetch_mnist_digits()
     print(f"digits: {digits}")
     for split in ("val", "test"):
-        path = build_fixed_set("standard", split, progress=lambda r, s=split: tqdm(r, desc=s))
+        path = build_fixed_set(variant, split, progress=lambda r, s=split: tqdm(r, desc=s))
         print(f"{split} set: {path}")
-    return fixed_set_path("standard", "test")
+    return fixed_set_path(variant, "test")
 
 
 def mean_training_frame(n: int = 200) -> torch.Tensor:
@@ -121,14 +121,16 @@ def evaluate_all(
     return metrics, curves, torch.cat(shown)
 
 
-def write_outputs(run_dir: Path, test: np.ndarray, preds: torch.Tensor, curves: dict) -> list[Path]:
-    """The captioned comparison video (the first ``SHOWN`` test sequences, ``preds`` their
-    rollouts) and the per-frame plot in ``run_dir``."""
+def write_outputs(
+    run_dir: Path, test: np.ndarray, num_input: int, preds: torch.Tensor, curves: dict
+) -> list[Path]:
+    """The captioned comparison video (the first ``SHOWN`` test sequences: their ``num_input``
+    given frames, then ``preds [SHOWN, R, 1, S, S]``, their rollouts) and the per-frame plot."""
     videos = []
     for i in range(SHOWN):
         truth = frames_to_float(torch.from_numpy(np.array(test[i])).unsqueeze(1))
-        pred = torch.cat((truth[:10], preds[i]))
-        videos.append(comparison_video(truth, pred, context=10, name="TTT-Linear", scale=2))
+        pred = torch.cat((truth[:num_input], preds[i]))
+        videos.append(comparison_video(truth, pred, num_input, name="TTT-Linear", scale=2))
     paths = write_comparison(run_dir / "comparison", videos, fps=4)
     paths.append(
         plot_lines(
@@ -145,9 +147,9 @@ def write_outputs(run_dir: Path, test: np.ndarray, preds: torch.Tensor, curves: 
 def run_quickstart(out: str, max_steps: int = STEPS, test_size: int | None = None, seed: int = 0):
     """Everything above; returns ``(run folder, metrics.json content)``."""
     t0 = time.time()
-    test_path = prepare_data()
     run_dir = new_run_dir(out, "quickstart")
     raw = quickstart_run(run_dir.name, str(run_dir.parent), max_steps, seed)
+    test_path = prepare_data(raw["data"]["variant"])
     run = build_run_config(raw, str(config_path(CONFIG)))
     status = fit(run)
     _, module, _ = load_module(run_dir / "checkpoints" / "last.ckpt")
@@ -158,6 +160,8 @@ def run_quickstart(out: str, max_steps: int = STEPS, test_size: int | None = Non
         "metrics": metrics,
         "mse_per_predicted_frame": curves,
         "test_sequences": len(test),
+        "context_frames": module.num_input,
+        "predicted_frames": module.num_output,
         "steps": status.get("step"),
         "parameters": module.model.num_parameters(),
         "seconds_total": round(time.time() - t0, 1),
@@ -165,7 +169,7 @@ def run_quickstart(out: str, max_steps: int = STEPS, test_size: int | None = Non
         "load_average": list(os.getloadavg()),
         "torch_threads": torch.get_num_threads(),
     }
-    files = write_outputs(run_dir, test, preds, curves)
+    files = write_outputs(run_dir, test, module.num_input, preds, curves)
     files.append(write_json(run_dir / "metrics.json", result))
     files += [write_run_report(run_dir, [report_section(result)]), run_dir / "training.png"]
     (run_dir / "summary.txt").write_text(summary(result, run_dir, files) + "\n")
@@ -188,14 +192,14 @@ def margin(metrics: dict) -> str:
 
 def report_section(result: dict) -> str:
     """The test-set comparison as a Markdown section of the run's ``report.md``."""
-    metrics = result["metrics"]
+    metrics, F0, R = result["metrics"], result["context_frames"], result["predicted_frames"]
     return "\n".join(
         [
-            "## Test set: Moving-MNIST-style, 10 frames given, 10 predicted",
+            f"## Test set: Moving-MNIST-style, {F0} frames given, {R} predicted",
             "",
             f"{result['test_sequences']} test sequences generated from real MNIST digits (not "
             "the official test file). MSE and MAE per frame: summed over the 64x64 pixels in "
-            "[0, 1], averaged over the 10 predicted frames. `psnr_openstl` and `ssim_openstl`: "
+            f"[0, 1], averaged over the {R} predicted frames. `psnr_openstl` and `ssim_openstl`: "
             "PSNR and SSIM as published tables compute them (OpenSTL's definitions).",
             "",
             markdown_table(metrics, [*COLUMNS, "psnr_openstl", "ssim_openstl"]),
@@ -208,12 +212,12 @@ def report_section(result: dict) -> str:
 
 def summary(result: dict, run_dir: Path, files: list[Path] | None = None) -> str:
     """The one-screen summary: the table, the margin over the best baseline, where things are."""
-    metrics = result["metrics"]
+    metrics, F0, R = result["metrics"], result["context_frames"], result["predicted_frames"]
     load = ", ".join(f"{v:.1f}" for v in result["load_average"])
     lines = [
-        f"Moving-MNIST-style 10 -> 10, {result['test_sequences']} test sequences "
+        f"Moving-MNIST-style {F0} -> {R}, {result['test_sequences']} test sequences "
         "(generated from real MNIST digits; not the official test file)",
-        "MSE/MAE per frame (sum over 64x64 pixels in [0, 1], mean over the 10 predicted frames)",
+        f"MSE/MAE per frame (sum over 64x64 pixels in [0, 1], mean over the {R} predicted frames)",
         "",
         format_table(metrics, COLUMNS),
         "",

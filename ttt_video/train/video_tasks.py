@@ -86,7 +86,8 @@ class VideoPredictData:
     """``"moving_mnist"`` (generated from real digits), ``"folder"`` (videos on disk) or
     ``"file"`` (random windows of one video)."""
     variant: str = "standard"
-    """Moving-MNIST protocol: ``standard`` (10 -> 10), ``long200`` (100 -> 100), ``long1000``."""
+    """Moving-MNIST protocol: ``standard`` (10 -> 10), ``context40`` (40 -> 10),
+    ``context90`` (90 -> 10), ``long200`` (100 -> 100), ``long1000`` (500 -> 500)."""
     path: str | None = None
     """``folder``: a folder of videos (directly in it or in sub-folders) or a CSV/JSON manifest
     for training; ``file``: the video."""

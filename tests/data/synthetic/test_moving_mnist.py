@@ -113,7 +113,7 @@ def test_fixed_sets_match_the_generator_and_protocol():
 
     images, labels = load_mnist_digits()
     pool = images[split_digits(labels)[1]]
-    for variant in ("standard", "long200"):
+    for variant in ("standard", "context90", "long200"):
         path = fixed_set_path(variant, "test")
         if not path.exists():
             pytest.fail(f"{path} missing although the digits are prepared: rerun data_prep")

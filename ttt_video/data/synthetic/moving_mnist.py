@@ -40,8 +40,10 @@ class MovingMNISTVariant:
         return self.num_input + self.num_output
 
 
-VARIANTS = {
+VARIANTS = {  # context40/90: a long context, the 10-frame horizon of standard
     "standard": MovingMNISTVariant(10, 10, num_val=1000, num_test=2000),
+    "context40": MovingMNISTVariant(40, 10, num_val=250, num_test=500),
+    "context90": MovingMNISTVariant(90, 10, num_val=250, num_test=500),
     "long200": MovingMNISTVariant(100, 100, num_val=100, num_test=200),
     "long1000": MovingMNISTVariant(500, 500, num_val=20, num_test=50),
 }
