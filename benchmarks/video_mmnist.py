@@ -14,8 +14,9 @@ then rolled out on the same fixed sequences against the trivial baselines::
 ``--variant long200`` trains on 200-frame clips and rolls out 100 frames after 100 (the
 ``long200`` fixed sets); ``context40`` and ``context90`` roll out 10 frames after 40 or 90
 (``--set model.objective.context_weight=0.7`` or ``0.3`` keeps the rolled-out frames' share of
-the loss at the quickstart's 27%). ``attention_window`` is the attention backbone restricted to the last
-``--window-frames`` frames (``attention_window`` in tokens: frames x tokens per frame).
+the loss at the quickstart's 27%). ``attention_window`` is the attention backbone restricted
+to the last ``--window-frames`` frames (``attention_window`` in tokens: frames x tokens per
+frame).
 
 ``--set key=value`` (repeatable) overrides a field of the run file (dotted path, YAML value),
 as ``ttt-video fit --key value`` does. The report (``report.md``, ``metrics.json``,
