@@ -37,7 +37,7 @@ import torch
 
 from ttt_video.apps.quickstart import COLUMNS, evaluate_all, prepare_data, quickstart_run
 from ttt_video.apps.report import format_table, load_average, new_run_dir, plot_lines, save_report
-from ttt_video.data.synthetic.moving_mnist import VARIANTS, build_fixed_set
+from ttt_video.data.synthetic.moving_mnist import VARIANTS, fixed_set_path
 from ttt_video.io_utils import write_json
 from ttt_video.models import config_from_name
 from ttt_video.train.config import parse_overrides
@@ -141,8 +141,8 @@ def report(rows: dict, curves: dict, info: dict, args: argparse.Namespace) -> st
 def train_all(args: argparse.Namespace, folder: Path) -> tuple[dict, dict, dict]:
     """Train and evaluate every model, in ``folder``: (metrics, curves, info) by method."""
     torch.set_num_threads(args.threads)
-    prepare_data(args.variant)
-    path = build_fixed_set(args.variant, args.split)  # kept when it exists
+    prepare_data(args.variant)  # builds the variant's val and test sets when missing
+    path = fixed_set_path(args.variant, args.split)
     test = np.load(path, mmap_mode="r")[: args.test_size]
     variant = VARIANTS[args.variant]
     protocol = f"{variant.num_input} -> {variant.num_output}"
