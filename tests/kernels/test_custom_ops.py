@@ -206,6 +206,52 @@ def test_full_graph_forward_and_backward_equal_eager(kind, monkeypatch):
     assert set(dual._compiled_fns) == {dual.scan_forward, dual.scan_backward}
 
 
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize(
+    "T, resume, causal, keep",
+    [
+        (8, False, True, False),
+        (5, False, True, False),
+        (5, True, True, True),
+        (8, False, False, False),
+    ],
+    ids=["commits", "uncommitted", "resumed-keep-norm", "noncausal"],
+)
+def test_one_minibatch_chain_is_traced_into_the_caller(kind, T, resume, causal, keep, monkeypatch):
+    """Under ``torch.compile`` a chain of one mini-batch (a video rollout's one-frame call)
+    skips the op: ``scan_forward`` is traced into the caller's graph and AOT autograd
+    differentiates it, so ``dual`` compiles nothing of its own (before: the op, and in it the
+    chain compiled again, each way). Outputs, final states and the gradient of every input
+    equal eager (float64: to rounding), from a fresh state or one resumed mid-mini-batch
+    with an accumulated gradient, committing or not, with ``keep_inner_norm``."""
+    asked = compiled_chain_spy(monkeypatch)
+    inp = random_ttt_inputs(kind, B=2, T=T, H=2, d=8, b=8, dtype=torch.float64, seed=6)
+    inp = inp.requires_grad_()
+    L = len(inp.weights)
+
+    def layer(q, k, v, lam, tau, lnw, lnb, *params):
+        x = TTTInputs(q, k, v, lam, tau, params[:L], params[L:], lnw, lnb)
+        state = resumed(x) if resume else None
+        kwargs = dict(causal=causal, keep_inner_norm=keep, initial_state=state)
+        o, st = run_ttt(kind, x, 8, impl="dual", output_final_state=True, **kwargs)
+        return o, flat(st)
+
+    leaves = inp.tensors()
+    args = (*leaves[:5], inp.ln_weight, inp.ln_bias, *inp.weights, *inp.biases)
+    results = []
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True, dynamic=False)
+    for fn in (layer, compiled):
+        o, st = fn(*args)
+        loss = (o * o.detach().sin()).sum() + sum((t * t.detach().cos()).sum() for t in st)
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        results.append([o, *st, *(g for g in grads if g is not None)])
+    assert len(results[0]) == len(results[1])
+    for a, c in zip(*results):
+        torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)
+    assert asked == []
+    assert dual._compiled_fns == {}
+
+
 def test_inference_chain_compiles_in_segments(monkeypatch):
     """Without a gradient (a prompt, a rollout: shapes that vary from call to call) a chain
     longer than ``WHOLE_CHAIN_MAX_MINIBATCHES`` runs as compiled segments of that many

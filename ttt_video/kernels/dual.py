@@ -27,8 +27,9 @@ The chain, ``scan_forward`` and ``scan_backward``, is the custom op ``ttt_video:
 with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` or
 ``torch.export`` trace, so that they see it as one node, and the autograd.Function
 ``_DualScan`` in eager mode (the same functions, without the dispatcher's overhead);
-``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd. Inside a
-compiled model the op runs the chain compiled by inductor too (``run_chain``): whole when
+``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd. A chain
+of one mini-batch (``INLINE_CHAIN_MAX_MINIBATCHES``) skips the op under ``torch.compile``:
+``scan_forward`` is traced into the caller's graph. Inside a compiled model the op runs the chain compiled by inductor too (``run_chain``): whole when
 short, in segments of that length when long (``_scan_forward_in_segments``,
 ``_scan_backward_in_segments``), or one mini-batch step at a time in a backward whose
 checkpoints are further apart than that (``_step`` and ``_step_backward`` read a
@@ -116,12 +117,19 @@ def ttt_dual(
         t.to(dt).reshape(B * H, *t.shape[2:])
         for t in state.weights + state.biases + state.grad_weights + state.grad_biases
     ]
-    if torch.compiler.is_compiling():  # one node for torch.compile and torch.export
-        # the flag, not is_exporting(): torch 2.11's dynamo folds that call to True under
-        # torch.compile too, so the chain never ran compiled there
+    # the flag, not is_exporting(): torch 2.11's dynamo folds that call to True under
+    # torch.compile too, so the chain never ran compiled there
+    exporting = torch.compiler._is_exporting_flag
+    if torch.compiler.is_compiling() and not exporting and N <= INLINE_CHAIN_MAX_MINIBATCHES:
+        # traced into the caller's graph, differentiated by AOT autograd (above the limit);
+        # dense outputs, as the op's: a state of expanded zeros would compile a second graph
+        outs = _dense(scan_forward(
+            qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
+            keep_inner_norm,
+        ))  # fmt: skip
+    elif torch.compiler.is_compiling():  # one node for torch.compile and torch.export
         tensors = (qb, kb, tgt, lamb, tau_eff, lnw, lnb, *flat)
-        trains = autograd_records(tensors)
-        graph = 0 if torch.compiler._is_exporting_flag else whole_chain_max(trains)
+        graph = 0 if exporting else whole_chain_max(autograd_records(tensors))
         outs = torch.ops.ttt_video.dual_scan.default(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
             keep_inner_norm, graph,
@@ -400,6 +408,14 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 # shape: inductor's cache keeps the graphs on disk (benchmarks/call_overhead.md).
 WHOLE_CHAIN_MAX_MINIBATCHES = 4
 WHOLE_CHAIN_MAX_MINIBATCHES_TRAINING = 16
+
+# A chain this short skips the op under torch.compile (not torch.export): its few products
+# are traced into the caller's graph, and AOT autograd derives their backward. For a video
+# rollout's one-frame calls that saves the op's dispatch and two nested compiled calls
+# (dynamo's guards each): 8-9% of the quickstart's compiled TTT-Linear step. A longer chain
+# keeps the op: with the quickstart's 10-mini-batch context traced too, AOT autograd's
+# backward of the unrolled chain made the step 1.35x slower (benchmarks/call_overhead.md).
+INLINE_CHAIN_MAX_MINIBATCHES = 1
 
 _compiled_fns: dict = {}
 _fns_that_failed: set = set()
