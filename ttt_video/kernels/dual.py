@@ -29,12 +29,12 @@ with its backward op (registered in ``kernels/ops.py``) while ``torch.compile`` 
 ``_DualScan`` in eager mode (the same functions, without the dispatcher's overhead);
 ``ttt_dual`` around it (padding, layout, output LayerNorm) is ordinary autograd. A chain
 of one mini-batch (``INLINE_CHAIN_MAX_MINIBATCHES``) skips the op under ``torch.compile``:
-``scan_forward`` is traced into the caller's graph. Inside a compiled model the op runs the chain compiled by inductor too (``run_chain``): whole when
-short, in segments of that length when long (``_scan_forward_in_segments``,
-``_scan_backward_in_segments``), or one mini-batch step at a time in a backward whose
-checkpoints are further apart than that (``_step`` and ``_step_backward`` read a
-``_MiniBatch`` and return what they compute); how short is "short" depends on whether the
-call trains (``whole_chain_max``).
+``scan_forward`` is traced into the caller's graph. Inside a compiled model the op runs the
+chain compiled by inductor too (``run_chain``): whole when short, in segments of that
+length when long (``_scan_forward_in_segments``, ``_scan_backward_in_segments``), or one
+mini-batch step at a time in a backward whose checkpoints are further apart than that
+(``_step`` and ``_step_backward`` read a ``_MiniBatch`` and return what they compute); how
+short is "short" depends on whether the call trains (``whole_chain_max``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def ttt_dual(
     # torch.compile too, so the chain never ran compiled there
     exporting = torch.compiler._is_exporting_flag
     if torch.compiler.is_compiling() and not exporting and N <= INLINE_CHAIN_MAX_MINIBATCHES:
-        # traced into the caller's graph, differentiated by AOT autograd (above the limit);
+        # traced into the caller's graph, differentiated by AOT autograd (see the limit);
         # dense outputs, as the op's: a state of expanded zeros would compile a second graph
         outs = _dense(scan_forward(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
