@@ -44,11 +44,18 @@ def _alarm(signum, frame):
     raise TimeoutError("stopped: over its share of the time budget")
 
 
+GRACE_S = 10.0
+"""Time an enclosing limit still gives after an inner one stopped its code: enough to record
+the stop and clean up. Without it the enclosing check's limit, set to end with its last case,
+fired in that case's clean-up and turned a stopped case into an error of the whole check."""
+
+
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     """Raise ``TimeoutError`` in this (main) thread after ``seconds`` (a long
     ``torch.compile`` is stopped between two Python operations). Nests: the earlier end
-    wins. No limit when ``seconds`` is infinite."""
+    wins, and an enclosing limit gets at least ``GRACE_S`` back when this one ends. No limit
+    when ``seconds`` is infinite."""
     if math.isinf(seconds):
         yield
         return
@@ -62,15 +69,16 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, handler)
         if outer:
-            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-3))
+            left = outer - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, GRACE_S))
 
 
 def run_cases(
     chk: Check, deadline: Deadline, cases: list, fn: Callable, cleanup: Callable[[], None]
 ) -> None:
-    """One row per case, ``fn(*case)``, then ``cleanup()``; a case that raises (or runs past
-    the deadline) becomes a row with its error, and the cases after the deadline are listed
-    as skipped."""
+    """One row per case, ``fn(*case)``, then ``cleanup()``; a case that raises becomes a row
+    with its error. One stopped at the deadline and the cases after it are listed in the
+    notes as stopped and skipped: not run, so neither passed nor failed."""
     for case in cases:
         if deadline.remaining() <= 0:
             chk.notes.append(f"skipped (time budget): {case}")
@@ -78,6 +86,8 @@ def run_cases(
         try:
             with time_limit(deadline.remaining()):
                 chk.rows.append(fn(*case))
+        except TimeoutError:
+            chk.notes.append(f"stopped (time budget): {case}")
         except Exception as err:  # noqa: BLE001 - reported, the next case still runs
             chk.rows.append({"case": str(case), "error": f"{type(err).__name__}: {err}"[:500]})
         cleanup()

@@ -58,6 +58,7 @@ from fla_ttt import FLA_DIFFERENCES, fla_call, fla_semantics, import_fla  # noqa
 
 from ttt_video.io_utils import write_atomic, write_json  # noqa: E402
 from ttt_video.kernels import ttt_decode  # noqa: E402
+from ttt_video.kernels.api import triton_unsupported  # noqa: E402
 from ttt_video.kernels.state import TTTState  # noqa: E402
 from ttt_video.models.registry import config_from_name, from_name  # noqa: E402
 from ttt_video.testing import TTTInputs, error_stats, random_ttt_inputs, run_ttt  # noqa: E402
@@ -244,6 +245,17 @@ def kernel_case(
     return {**row, **judge(dtype, run, T)}
 
 
+def refused(plan: Plan, chk: Check, kind, dtype, causal, T, packed, blocks=None) -> bool:
+    """Whether the dispatcher refuses this case's launch on this GPU (noted in ``chk``)."""
+    d, b = blocks or (plan.d, plan.b)
+    capability = torch.cuda.get_device_capability() if plan.device == "cuda" else None
+    m = 4 * d if kind == "mlp" else None
+    reason = triton_unsupported(DTYPES[dtype], d, b, m, capability)
+    if reason:
+        chk.notes.append(f"refused by the dispatcher: {(kind, dtype, d, b)}: {reason}")
+    return reason is not None
+
+
 def check_kernels(plan: Plan, deadline: Deadline, chk: Check) -> None:
     cases = [
         (kind, dtype, causal, T, False)
@@ -253,11 +265,16 @@ def check_kernels(plan: Plan, deadline: Deadline, chk: Check) -> None:
         for dtype in DTYPES
     ]
     cases += [(kind, dtype, True, 0, True) for kind in ("linear", "mlp") for dtype in DTYPES]
-    cases.sort(key=lambda c: c[3])  # the short ones first: every variant before the long T
-    T, large = plan.causal_T[0], plan.large_blocks  # last: skipped first when time runs out
+    # the short ones first, then the largest blocks, then the long T (skipped first when time
+    # runs out): every variant before the longest sequences
+    cases.sort(key=lambda c: c[3])
+    T, large = plan.causal_T[0], plan.large_blocks
+    longest = [c for c in cases if c[3] == max(plan.causal_T + plan.noncausal_T)]
+    cases = [c for c in cases if c not in longest]
     cases += [
         (kind, dtype, True, T, False, large) for kind in ("linear", "mlp") for dtype in DTYPES
     ]
+    cases = [c for c in cases + longest if not refused(plan, chk, *c)]
     run_cases(chk, deadline, cases, partial(kernel_case, plan), partial(cleanup, plan))
     chk.status = verdict(chk)
 
@@ -362,18 +379,24 @@ def decode_speed_case(plan: Plan, kind: str, impl: str, peak: float | None) -> d
 def check_speed(plan: Plan, deadline: Deadline, chk: Check) -> None:
     peak = device_peak(plan, "bf16")
     fla = import_fla() is not None and plan.device == "cuda"
-    cases = [
-        (speed_case, kind, T, impl)
+    # decode first (quick), then the sequences, shortest first; last: compiling unrolls the
+    # walk over mini-batches, so only the shortest T
+    cases = [("decode", kind, impl) for kind in ("linear", "mlp") for impl in ("triton", "dual")]
+    cases += [
+        ("sequence", kind, T, impl)
         for T in plan.speed_T
         for kind in ("linear", "mlp")
         for impl in ["triton", "dual"] + (["fla"] if fla and kind == "linear" else [])
     ]
-    cases += [
-        (decode_speed_case, kind, impl) for kind in ("linear", "mlp") for impl in ("triton", "dual")
-    ]
-    # last: compiling unrolls the walk over mini-batches, so only the shortest T
-    cases += [(speed_case, kind, plan.speed_T[0], "compiled dual") for kind in ("linear", "mlp")]
-    run_cases(chk, deadline, cases, lambda fn, *case: fn(plan, *case, peak), partial(cleanup, plan))
+    cases += [("sequence", kind, plan.speed_T[0], "compiled dual") for kind in ("linear", "mlp")]
+    cases_of = {"sequence": speed_case, "decode": decode_speed_case}
+    run_cases(
+        chk,
+        deadline,
+        cases,
+        lambda name, *case: cases_of[name](plan, *case, peak),
+        partial(cleanup, plan),
+    )
     chk.status = "ok" if chk.rows and all("error" not in r for r in chk.rows) else "fail"
     chk.notes.append(
         f"bf16 inputs, B=1, H={plan.speed_H}, d={plan.d}, b={plan.b}; decode: "

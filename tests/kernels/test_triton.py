@@ -232,6 +232,25 @@ def test_triton_unsupported_before_ampere():
         assert kernels_api.triton_unsupported(torch.float32, 128, 64, 512, capability) is None
 
 
+def test_triton_refuses_the_launch_seen_failing_on_hopper():
+    """TTT-MLP in bf16/fp16 at d > 64, b = 64 read shared memory out of bounds on an H200:
+    refused there (the dual form runs it under impl="auto"); fp32, TTT-Linear, smaller
+    blocks and other GPUs are not."""
+    for dtype in (torch.bfloat16, torch.float16):
+        reason = kernels_api.triton_unsupported(dtype, 128, 64, 512, (9, 0))
+        assert reason.startswith("TTT-MLP with 16-bit inputs at head dims over 64")
+        assert kernels_api.triton_unsupported(dtype, 96, 64, 384, (9, 0)) == reason
+    for args in [
+        (torch.float32, 128, 64, 512, (9, 0)),
+        (torch.bfloat16, 128, 64, None, (9, 0)),
+        (torch.bfloat16, 128, 32, 512, (9, 0)),
+        (torch.bfloat16, 64, 64, 256, (9, 0)),
+        (torch.bfloat16, 128, 64, 512, (8, 0)),
+        (torch.bfloat16, 128, 64, 512, None),
+    ]:
+        assert kernels_api.triton_unsupported(*args) is None, args
+
+
 def test_auto_falls_back_to_pytorch_with_one_warning_per_reason(monkeypatch):
     monkeypatch.setattr(kernels_api, "_warned", set())
     assert kernels_api.auto_impl(False, "why") == "dual"  # CPU: no warning

@@ -93,7 +93,27 @@ def triton_unsupported(
             f"the Triton kernels are compiled and checked for {oldest} and newer GPUs (shared "
             f"memory, tensor-core products); this one is {this}"
         )
+    if hopper_mlp_fault(dtype, head_dim, mini_batch_size, hidden_width, capability):
+        return (
+            "TTT-MLP with 16-bit inputs at head dims over 64 and mini-batches of 64 on sm_90: "
+            "its forward kernel reads shared memory out of bounds there (compute-sanitizer on "
+            "an H200, Triton 3.6; benchmarks/README.md, 'GPU check')"
+        )
     return None
+
+
+def hopper_mlp_fault(dtype, head_dim, mini_batch_size, hidden_width, capability) -> bool:
+    """The one launch seen failing on a GPU: TTT-MLP, 16-bit, a 128 block (d > 64), b = 64 on
+    a Hopper GPU (warp-group products over two warp groups); every other variant run there
+    matched the dual form. Refused until a GPU run shows a fix."""
+    return (
+        hidden_width is not None
+        and dtype in (torch.bfloat16, torch.float16)
+        and head_dim > 64
+        and mini_batch_size == 64
+        and capability is not None
+        and capability[0] == 9
+    )
 
 
 def gpu_capability(t: Tensor) -> tuple[int, int] | None:

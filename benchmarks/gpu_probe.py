@@ -1,0 +1,86 @@
+"""One Triton chain launch on a GPU, in its own process: forward, then backward, each step
+printed as it ends, then a timed second call and the error against the fp32 dual form.
+
+    python benchmarks/gpu_probe.py mlp bf16 128 64                  # kind dtype d b
+    python benchmarks/gpu_probe.py mlp bf16 128 64 --num-warps 4 --force
+    compute-sanitizer --tool memcheck python benchmarks/gpu_probe.py mlp bf16 128 64 --force
+
+For what ``gpu_check.py`` cannot say: which launch of a failing case faults (a fault ends the
+process's CUDA context, so run each suspect in a process of its own, several at once), how
+long its first call compiles, and whether another launch setting mends it. ``--force`` runs
+a variant the dispatcher refuses on this GPU (``api.hopper_mlp_fault``); ``--num-warps``
+overrides the warps of the chain kernels. Prints ``OK`` last when both calls ran; the
+errors are relative RMS against the fp32 dual form on the same inputs (for bf16 expect
+~4e-3 on the output and ~1e-2 on the gradients, as the bf16 dual form's). Run with
+``CUDA_LAUNCH_BLOCKING=1`` to fault at the launch that faults. Results: benchmarks/README.md, "GPU check".
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import ttt_video.kernels.api as kernels_api
+import ttt_video.kernels.triton.scan as scan
+from ttt_video.testing import TTTInputs, error_stats, random_ttt_inputs, run_ttt
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("kind", choices=["linear", "mlp"])
+    p.add_argument("dtype", choices=list(DTYPES))
+    p.add_argument("d", type=int, help="head dim")
+    p.add_argument("b", type=int, help="mini-batch size")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--tokens", type=int, default=1000)
+    p.add_argument("--num-warps", type=int, default=None, help="override the chain kernels'")
+    p.add_argument("--force", action="store_true", help="run a variant refused on this GPU")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device")
+    if args.force:
+        kernels_api.hopper_mlp_fault = lambda *a: False
+    if args.num_warps:
+        launch_args = scan._launch_args
+        scan._launch_args = lambda *a: {**launch_args(*a), "num_warps": args.num_warps}
+    tag = f"[{args.kind} {args.dtype} d={args.d} b={args.b} warps={args.num_warps or 'default'}]"
+    start = time.perf_counter()
+
+    def say(*words) -> None:
+        print(tag, f"{time.perf_counter() - start:6.1f} s", *words, flush=True)
+
+    base = random_ttt_inputs(args.kind, args.batch, args.tokens, args.heads, args.d, args.b, seed=1)
+
+    def on_gpu(dtype: torch.dtype) -> TTTInputs:
+        names = "q k v lam tau ln_weight ln_bias".split()
+        moved = {n: getattr(base, n).detach().to("cuda", dtype) for n in names}
+        weights = tuple(t.detach().to("cuda", dtype) for t in base.weights)
+        biases = tuple(t.detach().to("cuda", dtype) for t in base.biases)
+        return TTTInputs(**moved, weights=weights, biases=biases).requires_grad_()
+
+    def call(impl: str, inp: TTTInputs) -> list[torch.Tensor]:
+        o, _ = run_ttt(args.kind, inp, args.b, impl=impl, causal=True, output_final_state=True)
+        torch.cuda.synchronize()
+        say(impl, "forward ended")
+        grads = torch.autograd.grad(o.float().square().sum(), inp.tensors(), allow_unused=True)
+        torch.cuda.synchronize()
+        say(impl, "backward ended")
+        return [o, *(g for g in grads if g is not None)]
+
+    ref = call("dual", on_gpu(torch.float32))
+    inp = on_gpu(DTYPES[args.dtype])
+    out = call("triton", inp)
+    t0 = time.perf_counter()
+    call("triton", inp)
+    say(f"second call, forward and backward: {(time.perf_counter() - t0) * 1e3:.1f} ms")
+    errors = [error_stats(r.float(), o.float())[1] for r, o in zip(ref, out, strict=True)]
+    say(f"error: output {errors[0]:.2e}, worst gradient {max(errors[1:]):.2e}; OK")
+
+
+if __name__ == "__main__":
+    main()
