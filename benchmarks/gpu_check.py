@@ -23,7 +23,8 @@ Exit status 1 when a check fails or raises.
   mid-mini-batch, through commits (outputs and final state; the same criteria).
 - ``speed``: tokens/s of forward and forward+backward, Triton against the dual form, a
   ``torch.compile``d dual form and flash-linear-attention's ``chunk_ttt_linear`` when
-  installed; decode tokens/s; the achieved matmul FLOP/s as a fraction of the datasheet peak.
+  installed; Triton on 8 sequences at once (as many programs as a large GPU has SMs);
+  decode tokens/s; the achieved matmul FLOP/s as a fraction of the datasheet peak.
 - ``fla_semantics``: what ``fla.ops.ttt.chunk_ttt_linear`` computes against ``ttt_linear``
   (``benchmarks/fla_ttt.py``: the mapping of the arguments and the differences).
 - ``train_lm`` / ``train_video``: one AdamW step of the 125m LM and of a video model under
@@ -87,6 +88,7 @@ class Plan:
     speed_T: tuple[int, ...] = (2048, 8192, 32768)
     speed_H: int = 16  # model width H * d = 1024
     decode_B: int = 16
+    wide_B: int = 8  # sequences of the wide speed case: 8 x 16 heads = 128 programs
     matmul_n: int = 8192
     lm: tuple[str, dict] = ("ttt_linear_125m", {})
     lm_tokens: tuple[int, int] = (4, 2048)
@@ -117,6 +119,7 @@ def make_plan(dry_run: bool, budget_s: float) -> Plan:
         speed_T=(16,),
         speed_H=2,
         decode_B=2,
+        wide_B=2,
         matmul_n=1024,
         lm=("ttt_linear_debug", tiny),
         lm_tokens=(1, 32),
@@ -329,9 +332,12 @@ def matmul_flops_per_token(kind: str, d: int, b: int) -> float:
     return 14 * d * m + 4 * b * d + 4 * b * m
 
 
-def speed_case(plan: Plan, kind: str, T: int, impl: str, peak: float | None) -> dict:
-    """Forward and forward+backward tokens/s of one implementation (bf16 inputs)."""
-    base = random_ttt_inputs(kind, 1, T, plan.speed_H, plan.d, plan.b, seed=1)
+def speed_case(
+    plan: Plan, kind: str, T: int, impl: str, B: int = 1, peak: float | None = None
+) -> dict:
+    """Forward and forward+backward tokens/s of one implementation (bf16 inputs; ``B``
+    sequences of ``speed_H`` heads, tokens of all sequences counted)."""
+    base = random_ttt_inputs(kind, B, T, plan.speed_H, plan.d, plan.b, seed=1)
     inp = inputs_on(base, plan.device, torch.bfloat16)
     if impl == "fla":
         call = partial(fla_call, import_fla(), inp, plan.b)
@@ -351,9 +357,9 @@ def speed_case(plan: Plan, kind: str, T: int, impl: str, peak: float | None) -> 
         torch.autograd.grad(o, inp.tensors()[:3], torch.ones_like(o))
 
     ms_f, ms_fb = time_ms(forward, plan), time_ms(forward_backward, plan)
-    tok_f, tok_fb = T * 1e3 / ms_f, T * 1e3 / ms_fb
+    tok_f, tok_fb = B * T * 1e3 / ms_f, B * T * 1e3 / ms_fb
     flops = matmul_flops_per_token(kind, plan.d, plan.b) * plan.speed_H
-    row = {"kind": kind, "T": T, "impl": impl, "fwd_tok_s": tok_f, "fwd_bwd_tok_s": tok_fb}
+    row = {"kind": kind, "B": B, "T": T, "impl": impl, "fwd_tok_s": tok_f, "fwd_bwd_tok_s": tok_fb}
     if peak:
         row["fwd_peak_frac"] = flops * tok_f / peak
         row["fwd_bwd_peak_frac"] = 3 * flops * tok_fb / peak
@@ -388,19 +394,22 @@ def check_speed(plan: Plan, deadline: Deadline, chk: Check) -> None:
         for kind in ("linear", "mlp")
         for impl in ["triton", "dual"] + (["fla"] if fla and kind == "linear" else [])
     ]
+    # as many programs (sequences x heads) as a large GPU has multiprocessors
+    wide = plan.wide_B, plan.speed_T[len(plan.speed_T) // 2]
+    cases += [("wide", kind, wide[1], "triton", wide[0]) for kind in ("linear", "mlp")]
     cases += [("sequence", kind, plan.speed_T[0], "compiled dual") for kind in ("linear", "mlp")]
-    cases_of = {"sequence": speed_case, "decode": decode_speed_case}
+    cases_of = {"sequence": speed_case, "wide": speed_case, "decode": decode_speed_case}
     run_cases(
         chk,
         deadline,
         cases,
-        lambda name, *case: cases_of[name](plan, *case, peak),
+        lambda name, *case: cases_of[name](plan, *case, peak=peak),
         partial(cleanup, plan),
     )
     chk.status = "ok" if chk.rows and all("error" not in r for r in chk.rows) else "fail"
     chk.notes.append(
-        f"bf16 inputs, B=1, H={plan.speed_H}, d={plan.d}, b={plan.b}; decode: "
-        f"{plan.decode_B} streams, one token each; peak fractions against "
+        f"bf16 inputs, B=1 (wide: B={plan.wide_B}), H={plan.speed_H}, d={plan.d}, b={plan.b}; "
+        f"decode: {plan.decode_B} streams, one token each; peak fractions against "
         f"{'the bf16 datasheet peak' if peak else 'no known peak (not measured)'}; fwd+bwd "
         f"counts 3x the forward's matmul FLOPs; torch.compile backend: {plan.compile_backend} "
         f"(dynamic=False), at T={plan.speed_T[0]} only"
