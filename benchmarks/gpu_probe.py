@@ -4,6 +4,7 @@ printed as it ends, then a timed second call and the error against the fp32 dual
     python benchmarks/gpu_probe.py mlp bf16 128 64                  # kind dtype d b
     python benchmarks/gpu_probe.py mlp bf16 128 64 --num-warps 4 --force
     compute-sanitizer --tool memcheck python benchmarks/gpu_probe.py mlp bf16 128 64 --force
+    python benchmarks/gpu_probe.py mlp bf16 32 16 --tokens 40 --dry-run  # CPU: interpreter
 
 For what ``gpu_check.py`` cannot say: which launch of a failing case faults (a fault ends the
 process's CUDA context, so run each suspect in a process of its own, several at once), how
@@ -12,19 +13,26 @@ a variant the dispatcher refuses on this GPU (``api.hopper_mlp_fault``); ``--num
 overrides the warps of the chain kernels. Prints ``OK`` last when both calls ran; the
 errors are relative RMS against the fp32 dual form on the same inputs (for bf16 expect
 ~4e-3 on the output and ~1e-2 on the gradients, as the bf16 dual form's). Run with
-``CUDA_LAUNCH_BLOCKING=1`` to fault at the launch that faults. Results: benchmarks/README.md, "GPU check".
+``CUDA_LAUNCH_BLOCKING=1`` to fault at the launch that faults. ``--dry-run`` runs on CPU
+tensors in Triton's interpreter (it shows that the script runs; ``tests/test_gpu_check.py``).
+Results: benchmarks/README.md, "GPU check".
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import torch
+if "--dry-run" in sys.argv:  # before the first import of triton
+    os.environ["TRITON_INTERPRET"] = "1"
 
-import ttt_video.kernels.api as kernels_api
-import ttt_video.kernels.triton.scan as scan
-from ttt_video.testing import TTTInputs, error_stats, random_ttt_inputs, run_ttt
+import torch  # noqa: E402
+
+import ttt_video.kernels.api as kernels_api  # noqa: E402
+import ttt_video.kernels.triton.scan as scan  # noqa: E402
+from ttt_video.testing import TTTInputs, error_stats, random_ttt_inputs, run_ttt  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,9 +48,16 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=1000)
     p.add_argument("--num-warps", type=int, default=None, help="override the chain kernels'")
     p.add_argument("--force", action="store_true", help="run a variant refused on this GPU")
+    p.add_argument("--dry-run", action="store_true", help="CPU tensors, Triton's interpreter")
     args = p.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA device")
+    device = "cpu" if args.dry_run else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: --dry-run runs the interpreter on the CPU")
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     if args.force:
         kernels_api.hopper_mlp_fault = lambda *a: False
     if args.num_warps:
@@ -58,17 +73,17 @@ def main() -> None:
 
     def on_gpu(dtype: torch.dtype) -> TTTInputs:
         names = "q k v lam tau ln_weight ln_bias".split()
-        moved = {n: getattr(base, n).detach().to("cuda", dtype) for n in names}
-        weights = tuple(t.detach().to("cuda", dtype) for t in base.weights)
-        biases = tuple(t.detach().to("cuda", dtype) for t in base.biases)
+        moved = {n: getattr(base, n).detach().to(device, dtype) for n in names}
+        weights = tuple(t.detach().to(device, dtype) for t in base.weights)
+        biases = tuple(t.detach().to(device, dtype) for t in base.biases)
         return TTTInputs(**moved, weights=weights, biases=biases).requires_grad_()
 
     def call(impl: str, inp: TTTInputs) -> list[torch.Tensor]:
         o, _ = run_ttt(args.kind, inp, args.b, impl=impl, causal=True, output_final_state=True)
-        torch.cuda.synchronize()
+        sync()
         say(impl, "forward ended")
         grads = torch.autograd.grad(o.float().square().sum(), inp.tensors(), allow_unused=True)
-        torch.cuda.synchronize()
+        sync()
         say(impl, "backward ended")
         return [o, *(g for g in grads if g is not None)]
 

@@ -1,6 +1,6 @@
 """``benchmarks/gpu_check.py`` runs end to end without a GPU (``--dry-run``: interpreter, toy
 shapes) and writes every check; a check that raises is reported and the others still run;
-a case past its time is stopped (``benchmarks/check_harness.py``)."""
+a case past its time is stopped (``benchmarks/check_harness.py``); ``gpu_probe.py`` runs."""
 
 from __future__ import annotations
 
@@ -97,3 +97,22 @@ def test_a_stopped_case_is_recorded_within_its_checks_own_limit():
     with harness.time_limit(0.3):
         harness.run_cases(chk, harness.Deadline(0.3), [(5.0,)], spin, lambda: spin(0.05))
     assert chk.notes == ["stopped (time budget): (5.0,)"] and chk.rows == []
+
+
+@pytest.mark.slow
+def test_probe_runs_one_launch_and_says_ok():
+    """``benchmarks/gpu_probe.py`` (one launch per process, for a GPU) runs end to end in the
+    interpreter, with its launch overrides, and ends with the errors and ``OK``."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_probe.py"), "mlp", "bf16", "32", "16"]
+        + ["--tokens", "40", "--heads", "2", "--batch", "1", "--num-warps", "4", "--force"]
+        + ["--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("[mlp bf16 d=32 b=16 warps=4]") and last.endswith("; OK"), last
+    output_error = float(last.split("error: output ")[1].split(",")[0])
+    assert output_error < 1e-2  # bf16 rounding, as the bf16 dual form's
