@@ -2,7 +2,7 @@
 
 A check is ``fn(context, deadline, chk)``: it fills ``chk`` (rows, notes, status). One that
 raises is recorded with its traceback and the next still runs; one that runs past its share
-of the budget is stopped (``TimeoutError`` between two Python operations).
+of the budget is stopped (``BudgetStop`` between two Python operations).
 """
 
 from __future__ import annotations
@@ -40,22 +40,27 @@ class Deadline:
         return self.end - time.monotonic()
 
 
+class BudgetStop(TimeoutError):
+    """Raised by ``time_limit`` (and only by it): the code ran past its share of the budget.
+    Its own class, so that a timeout of the code under check stays an error."""
+
+
 def _alarm(signum, frame):
-    raise TimeoutError("stopped: over its share of the time budget")
+    raise BudgetStop("stopped: over its share of the time budget")
 
 
 GRACE_S = 10.0
 """Time an enclosing limit still gives after an inner one stopped its code: enough to record
 the stop and clean up. Without it the enclosing check's limit, set to end with its last case,
-fired in that case's clean-up and turned a stopped case into an error of the whole check."""
+could fire in that case's clean-up and turn a stopped case into an error of the whole check."""
 
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise ``TimeoutError`` in this (main) thread after ``seconds`` (a long
+    """Raise ``BudgetStop`` in this (main) thread after ``seconds`` (a long
     ``torch.compile`` is stopped between two Python operations). Nests: the earlier end
-    wins, and an enclosing limit gets at least ``GRACE_S`` back when this one ends. No limit
-    when ``seconds`` is infinite."""
+    wins, and when this one stops its code an enclosing limit gets at least ``GRACE_S``
+    back. No limit when ``seconds`` is infinite."""
     if math.isinf(seconds):
         yield
         return
@@ -63,14 +68,18 @@ def time_limit(seconds: float) -> Iterator[None]:
     outer, _ = signal.getitimer(signal.ITIMER_REAL)
     start = time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, max(min(seconds, outer or seconds), 1e-3))
+    stopped = False
     try:
         yield
+    except BudgetStop:
+        stopped = True
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, handler)
         if outer:
             left = outer - (time.monotonic() - start)
-            signal.setitimer(signal.ITIMER_REAL, max(left, GRACE_S))
+            signal.setitimer(signal.ITIMER_REAL, max(left, GRACE_S if stopped else 1e-3))
 
 
 def run_cases(
@@ -86,7 +95,7 @@ def run_cases(
         try:
             with time_limit(deadline.remaining()):
                 chk.rows.append(fn(*case))
-        except TimeoutError:
+        except BudgetStop:
             chk.notes.append(f"stopped (time budget): {case}")
         except Exception as err:  # noqa: BLE001 - reported, the next case still runs
             chk.rows.append({"case": str(case), "error": f"{type(err).__name__}: {err}"[:500]})

@@ -98,12 +98,13 @@ class Plan:
     min_calls: int = 3  # timed calls per measurement
     warmup: bool = True  # one untimed call first (compilation, caches)
     budget_s: float = 420.0
+    capability: tuple[int, int] | None = None  # the GPU's (None in a dry run)
 
 
 def make_plan(dry_run: bool, budget_s: float) -> Plan:
     """The GPU plan, or toy shapes on the CPU for ``--dry-run``."""
     if not dry_run:
-        return Plan("cuda", False, budget_s=budget_s)
+        return Plan("cuda", False, budget_s=budget_s, capability=torch.cuda.get_device_capability())
     tiny = {"num_layers": 1, "width": 32, "num_heads": 2, "ffn_width": 64}
     return Plan(
         "cpu",
@@ -251,9 +252,8 @@ def kernel_case(
 def refused(plan: Plan, chk: Check, kind, dtype, causal, T, packed, blocks=None) -> bool:
     """Whether the dispatcher refuses this case's launch on this GPU (noted in ``chk``)."""
     d, b = blocks or (plan.d, plan.b)
-    capability = torch.cuda.get_device_capability() if plan.device == "cuda" else None
     m = 4 * d if kind == "mlp" else None
-    reason = triton_unsupported(DTYPES[dtype], d, b, m, capability)
+    reason = triton_unsupported(DTYPES[dtype], d, b, m, plan.capability)
     if reason:
         chk.notes.append(f"refused by the dispatcher: {(kind, dtype, d, b)}: {reason}")
     return reason is not None
@@ -547,9 +547,9 @@ def environment(plan: Plan) -> dict:
 DRY_RUN_TITLE = "# GPU check: DRY RUN (CPU, Triton interpreter, toy shapes)\n\n" + (
     "**Not a GPU result.** No GPU was available where this ran: the kernels ran in the "
     "Triton interpreter on CPU tensors at toy shapes, `torch.compile` used the eager "
-    "backend, and the timings measure nothing. It shows the script runs end to end; the "
-    "script is ready for the first GPU (`python benchmarks/gpu_check.py --out DIR`, under 8 "
-    "minutes on one H100-class GPU)."
+    "backend, and the timings measure nothing. It shows the script runs end to end (on a "
+    "GPU: `python benchmarks/gpu_check.py --out DIR`, under 8 minutes on one H100-class GPU; "
+    "the first GPU run's report is `benchmarks/gpu_check/report.md`)."
 )
 
 

@@ -37,8 +37,18 @@ from ttt_video.testing import TTTInputs, error_stats, random_ttt_inputs, run_ttt
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def override_launches(num_warps: int | None, force: bool) -> None:
+    """For this process: the chain kernels launched with ``num_warps`` warps (None: theirs),
+    and with ``force`` no launch refused as ``api.hopper_mlp_fault``."""
+    if force:
+        kernels_api.hopper_mlp_fault = lambda *args: False
+    if num_warps:
+        launch_args = scan._launch_args
+        scan._launch_args = lambda *args: {**launch_args(*args), "num_warps": num_warps}
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("kind", choices=["linear", "mlp"])
     p.add_argument("dtype", choices=list(DTYPES))
     p.add_argument("d", type=int, help="head dim")
@@ -58,11 +68,7 @@ def main() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
-    if args.force:
-        kernels_api.hopper_mlp_fault = lambda *a: False
-    if args.num_warps:
-        launch_args = scan._launch_args
-        scan._launch_args = lambda *a: {**launch_args(*a), "num_warps": args.num_warps}
+    override_launches(args.num_warps, args.force)
     tag = f"[{args.kind} {args.dtype} d={args.d} b={args.b} warps={args.num_warps or 'default'}]"
     start = time.perf_counter()
 
@@ -71,29 +77,33 @@ def main() -> None:
 
     base = random_ttt_inputs(args.kind, args.batch, args.tokens, args.heads, args.d, args.b, seed=1)
 
-    def on_gpu(dtype: torch.dtype) -> TTTInputs:
+    def on_device(dtype: torch.dtype) -> TTTInputs:
         names = "q k v lam tau ln_weight ln_bias".split()
         moved = {n: getattr(base, n).detach().to(device, dtype) for n in names}
         weights = tuple(t.detach().to(device, dtype) for t in base.weights)
         biases = tuple(t.detach().to(device, dtype) for t in base.biases)
         return TTTInputs(**moved, weights=weights, biases=biases).requires_grad_()
 
-    def call(impl: str, inp: TTTInputs) -> list[torch.Tensor]:
+    def call(impl: str, inp: TTTInputs) -> list[torch.Tensor | None]:
+        """The output and every input's gradient (None where there is none)."""
         o, _ = run_ttt(args.kind, inp, args.b, impl=impl, causal=True, output_final_state=True)
         sync()
         say(impl, "forward ended")
         grads = torch.autograd.grad(o.float().square().sum(), inp.tensors(), allow_unused=True)
         sync()
         say(impl, "backward ended")
-        return [o, *(g for g in grads if g is not None)]
+        return [o, *grads]
 
-    ref = call("dual", on_gpu(torch.float32))
-    inp = on_gpu(DTYPES[args.dtype])
+    ref = call("dual", on_device(torch.float32))
+    inp = on_device(DTYPES[args.dtype])
     out = call("triton", inp)
     t0 = time.perf_counter()
     call("triton", inp)
     say(f"second call, forward and backward: {(time.perf_counter() - t0) * 1e3:.1f} ms")
-    errors = [error_stats(r.float(), o.float())[1] for r, o in zip(ref, out, strict=True)]
+    if [t is None for t in ref] != [t is None for t in out]:
+        raise SystemExit("the two forms give gradients to different inputs")
+    pairs = [(r, o) for r, o in zip(ref, out, strict=True) if r is not None]
+    errors = [error_stats(r.float(), o.float())[1] for r, o in pairs]
     say(f"error: output {errors[0]:.2e}, worst gradient {max(errors[1:]):.2e}; OK")
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -99,10 +100,59 @@ def test_a_stopped_case_is_recorded_within_its_checks_own_limit():
     assert chk.notes == ["stopped (time budget): (5.0,)"] and chk.rows == []
 
 
+def test_a_timeout_of_the_checked_code_is_an_error_not_a_stop():
+    harness = script_module("check_harness")
+    chk = harness.Check("net")
+
+    def times_out():
+        raise TimeoutError("the socket timed out")
+
+    harness.run_cases(chk, harness.Deadline(10.0), [()], times_out, cleanup=lambda: None)
+    assert chk.rows == [{"case": "()", "error": "TimeoutError: the socket timed out"}]
+    assert chk.notes == [] and harness.verdict(chk) == "fail"
+
+
+def test_the_kernel_check_leaves_out_what_the_dispatcher_refuses_on_the_gpu():
+    gpu_check = script_module("gpu_check")
+    plan = gpu_check.Plan("cuda", False, capability=(9, 0))
+    chk = gpu_check.Check("kernels_vs_dual")
+    assert gpu_check.refused(plan, chk, "mlp", "bf16", True, 1000, False, (128, 64))
+    assert chk.notes[0].startswith("refused by the dispatcher: ('mlp', 'bf16', 128, 64): TTT-MLP")
+    for case in [("mlp", "fp32", True, 1000, False, (128, 64)), ("mlp", "bf16", True, 1000, False)]:
+        assert not gpu_check.refused(plan, chk, *case)
+    assert not gpu_check.refused(
+        gpu_check.Plan("cuda", False, capability=(8, 0)),
+        chk,
+        "mlp",
+        "bf16",
+        True,
+        1000,
+        False,
+        (128, 64),
+    )
+    assert len(chk.notes) == 1
+
+
+def test_probe_overrides_the_warps_and_the_refusal(monkeypatch):
+    """``gpu_probe.override_launches`` reaches the code the launches read: the dispatcher's
+    refusal of the faulting launch and the chain kernels' launch options."""
+    import ttt_video.kernels.api as kernels_api
+    import ttt_video.kernels.triton.scan as scan
+
+    monkeypatch.setattr(kernels_api, "hopper_mlp_fault", kernels_api.hopper_mlp_fault)
+    monkeypatch.setattr(scan, "_launch_args", scan._launch_args)
+    args = (torch.bfloat16, 128, 64, 512, (9, 0))
+    assert kernels_api.triton_unsupported(*args) is not None
+    assert scan._launch_args(128, 64, 16, False)["num_warps"] == 8
+    script_module("gpu_probe").override_launches(4, force=True)
+    assert kernels_api.triton_unsupported(*args) is None
+    assert scan._launch_args(128, 64, 16, False)["num_warps"] == 4
+
+
 @pytest.mark.slow
 def test_probe_runs_one_launch_and_says_ok():
     """``benchmarks/gpu_probe.py`` (one launch per process, for a GPU) runs end to end in the
-    interpreter, with its launch overrides, and ends with the errors and ``OK``."""
+    interpreter (which ignores the warps) and ends with the errors and ``OK``."""
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_probe.py"), "mlp", "bf16", "32", "16"]
         + ["--tokens", "40", "--heads", "2", "--batch", "1", "--num-warps", "4", "--force"]
