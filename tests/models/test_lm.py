@@ -135,3 +135,14 @@ def test_a_state_of_other_streams_is_an_error_that_names_it(name):
         _, state = lm(ids)
         with pytest.raises(ValueError, match=r"state: carries 2 streams, the input 1 \(B must"):
             lm(ids[:1], state)
+
+
+@pytest.mark.parametrize("bad", [257, 1000, -1])
+def test_token_ids_outside_the_vocabulary_are_an_error_that_says_so(bad):
+    lm = model("ttt_linear_debug")
+    ids = tokens(T=6)
+    ids[1, 3] = bad
+    with pytest.raises(ValueError, match=r"input_ids: token ids must lie in \[0, 257\)"):
+        lm(ids)
+    ids[1, 3] = 256  # the last id of the vocabulary is fine
+    assert lm(ids)[0].shape == (2, 6, 257)

@@ -67,6 +67,14 @@ class LanguageModel(Pretrained, nn.Module):
             raise ValueError(
                 f"input_ids: expected [B, T] with T >= 1, got {tuple(input_ids.shape)}"
             )
+        if not input_ids.is_cuda and not torch.compiler.is_compiling():
+            # on a GPU the check would wait for the device; the embedding asserts there
+            low, high, V = int(input_ids.min()), int(input_ids.max()), self.cfg.vocab_size
+            if low < 0 or high >= V:
+                raise ValueError(
+                    f"input_ids: token ids must lie in [0, {V}) (model.vocab_size), got "
+                    f"ids from {low} to {high}: a tokenizer with a larger vocabulary?"
+                )
         h, state = self.backbone(self.embed(input_ids), state)
         weight = self.embed.weight if self.head is None else self.head.weight
         logits = nn.functional.linear(h, weight)
