@@ -4,7 +4,9 @@ videos and hyperparameters, and the run folder's ``report.md``."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
+import warnings
 
 import pytest
 import yaml
@@ -14,7 +16,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from ttt_video.data.fetch import mnist_path
 from ttt_video.data.synthetic.moving_mnist import fixed_set_path
 from ttt_video.train.config import ConfigError, TrainerConfig, from_dict
-from ttt_video.train.runner import fit
+from ttt_video.train.runner import fit, quiet_known_notices
 from ttt_video.train.tasks import load_run_config
 
 
@@ -79,3 +81,33 @@ def test_video_run_logs_rollout_videos_hparams_and_writes_a_report(tmp_path):
     links = relative_links(report)
     assert {"training.png", "val_rollout.gif"} <= set(links)
     assert all((run_dir / link).is_file() for link in links)
+
+
+def test_notices_of_the_dependencies_that_say_nothing_about_the_run_are_hidden():
+    """Lightning's cloud-logger tip, torch's CPU-only CUDA note and the LeafSpec deprecation
+    are dropped; the other messages of the same loggers and other warnings still show."""
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    torch_log = logging.getLogger("torch.utils.cpp_extension")
+    for log in (lightning_log, torch_log):
+        log.addHandler(handler)
+    try:
+        quiet_known_notices()
+        quiet_known_notices()  # idempotent: one filter per notice
+        lightning_log.warning("💡 Tip: For seamless cloud logging and experiment tracking")
+        lightning_log.warning("GPU available: False, used: False")
+        torch_log.warning("No CUDA runtime is found, using CUDA_HOME='%s'", "/usr/local")
+        torch_log.warning("Error checking compiler version")
+    finally:
+        for log in (lightning_log, torch_log):
+            log.removeHandler(handler)
+    assert seen == ["GPU available: False, used: False", "Error checking compiler version"]
+    assert len(lightning_log.filters) == len(set(map(id, lightning_log.filters)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_known_notices()
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, stacklevel=1)
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something else is deprecated"]

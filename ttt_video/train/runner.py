@@ -47,8 +47,10 @@ error leaves no run folder behind.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +236,35 @@ def build_loggers(run: RunConfig, run_dir: Path) -> list:
     return loggers
 
 
+class _Drop(logging.Filter):
+    """Drops the records of one logger whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+_NOTICES = {
+    "lightning.pytorch.utilities.rank_zero": "💡 Tip:",  # an advertisement for a cloud logger
+    "torch.utils.cpp_extension": "No CUDA runtime is found",  # inductor on a CPU-only machine
+}
+
+
+def quiet_known_notices() -> None:
+    """Hide what our dependencies print that says nothing about the run: Lightning's tip for
+    its cloud logger, torch's note that a machine without a GPU has no CUDA runtime (when
+    inductor compiles there), and torch's deprecation of ``LeafSpec`` raised from
+    Lightning's own code. Idempotent."""
+    for name, prefix in _NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Drop) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_Drop(prefix))
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def build_trainer(
     run: RunConfig, run_dir: Path | None, resolved: dict, device: torch.device | None = None
 ) -> L.Trainer:
@@ -242,6 +273,7 @@ def build_trainer(
     ``device`` replaces the run's accelerator, devices, strategy and nodes by one process on
     that device (evaluation); None keeps the run's own.
     """
+    quiet_known_notices()
     t = run.trainer
     acc = accumulation(run)
     callbacks: list[Callback] = [RunConfigInCheckpoint(resolved)]
