@@ -157,15 +157,6 @@ def time_ms(fn: Callable[[], object], plan: Plan, min_s: float = 0.2, max_calls:
     return sorted(times)[len(times) // 2]
 
 
-def inputs_on(inp: TTTInputs, device: str, dtype: torch.dtype) -> TTTInputs:
-    """``inp`` moved to ``device`` in ``dtype``, every tensor a leaf needing a gradient."""
-    names = "q k v lam tau ln_weight ln_bias".split()
-    moved = {n: getattr(inp, n).detach().to(device, dtype) for n in names}
-    weights = tuple(t.detach().to(device, dtype) for t in inp.weights)
-    biases = tuple(t.detach().to(device, dtype) for t in inp.biases)
-    return TTTInputs(**moved, weights=weights, biases=biases).requires_grad_()
-
-
 def state_tensors(st: TTTState) -> dict[str, torch.Tensor]:
     """The final state's tensors by name (``final weights[0]``, ...)."""
     fields = ("weights", "biases", "grad_weights", "grad_biases")
@@ -243,7 +234,7 @@ def kernel_case(
     base = random_ttt_inputs(kind, B, T, plan.H, d, b, seed=T + len(kind))
 
     def run(impl: str, dt: torch.dtype) -> dict:
-        return run_with_grads(kind, inputs_on(base, plan.device, dt), b, impl, causal, cu)
+        return run_with_grads(kind, base.to(plan.device, dt), b, impl, causal, cu)
 
     row = {"kind": kind, "dtype": dtype, "d": d, "b": b, "causal": causal, "T": T, "packed": packed}
     return {**row, **judge(dtype, run, T)}
@@ -272,7 +263,8 @@ def check_kernels(plan: Plan, deadline: Deadline, chk: Check) -> None:
     # runs out): every variant before the longest sequences
     cases.sort(key=lambda c: c[3])
     T, large = plan.causal_T[0], plan.large_blocks
-    longest = [c for c in cases if c[3] == max(plan.causal_T + plan.noncausal_T)]
+    longest_T = max(plan.causal_T + plan.noncausal_T)
+    longest = [c for c in cases if c[3] == longest_T]
     cases = [c for c in cases if c not in longest]
     cases += [
         (kind, dtype, True, T, False, large) for kind in ("linear", "mlp") for dtype in DTYPES
@@ -289,7 +281,7 @@ def decode_case(plan: Plan, kind: str, dtype: str) -> dict:
     base = random_ttt_inputs(kind, 2, p + n, plan.H, plan.d, plan.b, seed=7)
 
     def run(impl: str, dt: torch.dtype) -> dict[str, torch.Tensor]:
-        inp = inputs_on(base, plan.device, dt)
+        inp = base.to(plan.device, dt)
         with torch.no_grad():
             pre = TTTInputs(
                 *(getattr(inp, f)[:, :p] for f in "q k v lam".split()),
@@ -338,7 +330,7 @@ def speed_case(
     """Forward and forward+backward tokens/s of one implementation (bf16 inputs; ``B``
     sequences of ``speed_H`` heads, tokens of all sequences counted)."""
     base = random_ttt_inputs(kind, B, T, plan.speed_H, plan.d, plan.b, seed=1)
-    inp = inputs_on(base, plan.device, torch.bfloat16)
+    inp = base.to(plan.device, torch.bfloat16)
     if impl == "fla":
         call = partial(fla_call, import_fla(), inp, plan.b)
     elif impl == "compiled dual":
@@ -369,7 +361,7 @@ def speed_case(
 def decode_speed_case(plan: Plan, kind: str, impl: str, peak: float | None) -> dict:
     """Tokens/s of decode steps on ``decode_B`` streams (no gradient, bf16 inputs)."""
     B, H, d, b = plan.decode_B, plan.speed_H, plan.d, plan.b
-    inp = inputs_on(random_ttt_inputs(kind, B, b, H, d, b, seed=2), plan.device, torch.bfloat16)
+    inp = random_ttt_inputs(kind, B, b, H, d, b, seed=2).to(plan.device, torch.bfloat16)
     with torch.no_grad():
         _, st = run_ttt(kind, inp, b, impl="dual", output_final_state=True)
         x = [getattr(inp, f)[:, :1].detach() for f in "q k v lam".split()]
@@ -395,8 +387,8 @@ def check_speed(plan: Plan, deadline: Deadline, chk: Check) -> None:
         for impl in ["triton", "dual"] + (["fla"] if fla and kind == "linear" else [])
     ]
     # as many programs (sequences x heads) as a large GPU has multiprocessors
-    wide = plan.wide_B, plan.speed_T[len(plan.speed_T) // 2]
-    cases += [("wide", kind, wide[1], "triton", wide[0]) for kind in ("linear", "mlp")]
+    wide_T = plan.speed_T[len(plan.speed_T) // 2]
+    cases += [("wide", kind, wide_T, "triton", plan.wide_B) for kind in ("linear", "mlp")]
     cases += [("sequence", kind, plan.speed_T[0], "compiled dual") for kind in ("linear", "mlp")]
     cases_of = {"sequence": speed_case, "wide": speed_case, "decode": decode_speed_case}
     run_cases(
@@ -452,7 +444,7 @@ def check_fla(plan: Plan, deadline: Deadline, chk: Check) -> None:
         return
     base = random_ttt_inputs("linear", 2, 4096, plan.H, plan.d, plan.b, seed=3)
     base.lam = base.lam[:, :1].expand_as(base.lam).contiguous()  # one rate per stream and head
-    inp = inputs_on(base, plan.device, torch.float32)
+    inp = base.to(plan.device, torch.float32)
     errors = fla_semantics(chunk_ttt_linear, inp, plan.b)
     chk.rows = [{"quantity": n, "rel_rms": e, "pass": e <= 1e-3} for n, e in errors.items()]
     chk.status = verdict(chk)

@@ -77,13 +77,6 @@ def main() -> None:
 
     base = random_ttt_inputs(args.kind, args.batch, args.tokens, args.heads, args.d, args.b, seed=1)
 
-    def on_device(dtype: torch.dtype) -> TTTInputs:
-        names = "q k v lam tau ln_weight ln_bias".split()
-        moved = {n: getattr(base, n).detach().to(device, dtype) for n in names}
-        weights = tuple(t.detach().to(device, dtype) for t in base.weights)
-        biases = tuple(t.detach().to(device, dtype) for t in base.biases)
-        return TTTInputs(**moved, weights=weights, biases=biases).requires_grad_()
-
     def call(impl: str, inp: TTTInputs) -> list[torch.Tensor | None]:
         """The output and every input's gradient (None where there is none)."""
         o, _ = run_ttt(args.kind, inp, args.b, impl=impl, causal=True, output_final_state=True)
@@ -94,8 +87,8 @@ def main() -> None:
         say(impl, "backward ended")
         return [o, *grads]
 
-    ref = call("dual", on_device(torch.float32))
-    inp = on_device(DTYPES[args.dtype])
+    ref = call("dual", base.to(device, torch.float32))
+    inp = base.to(device, DTYPES[args.dtype])
     out = call("triton", inp)
     t0 = time.perf_counter()
     call("triton", inp)

@@ -44,15 +44,6 @@ def timer(fn, tiny: bool) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def to_device(inp: TTTInputs, device: str, dtype: torch.dtype) -> TTTInputs:
-    fields = {
-        f: getattr(inp, f).to(device, dtype) for f in "q k v lam tau ln_weight ln_bias".split()
-    }
-    weights = tuple(t.to(device, dtype) for t in inp.weights)
-    biases = tuple(t.to(device, dtype) for t in inp.biases)
-    return TTTInputs(**fields, weights=weights, biases=biases).requires_grad_()
-
-
 def forward(call) -> None:
     with torch.no_grad():
         call()
@@ -71,7 +62,7 @@ def scan_rows(args, device: str, dtype: torch.dtype) -> list[str]:
         for d in args.d:
             for T in args.T:
                 H = max(1, args.width // d)
-                inp = to_device(random_ttt_inputs(kind, args.B, T, H, d, args.b), device, dtype)
+                inp = random_ttt_inputs(kind, args.B, T, H, d, args.b).to(device, dtype)
                 impls = {"triton": run_ttt, "dual": run_ttt}
                 if compiled is not None:
                     impls["compile(dual)"] = compiled
@@ -94,7 +85,7 @@ def decode_rows(args, device: str, dtype: torch.dtype) -> list[str]:
     for kind in ("linear", "mlp"):
         for d in args.d:
             H = max(1, args.width // d)
-            inp = to_device(random_ttt_inputs(kind, args.B, 1, H, d, args.b), device, dtype)
+            inp = random_ttt_inputs(kind, args.B, 1, H, d, args.b).to(device, dtype)
             x = [
                 t.detach()
                 for t in (inp.q, inp.k, inp.v, inp.lam, inp.tau, inp.ln_weight, inp.ln_bias)

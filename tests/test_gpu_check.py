@@ -24,6 +24,14 @@ def script_module(name: str):
     return importlib.import_module(name)
 
 
+def spin(seconds: float) -> dict:
+    """A case that keeps the main thread busy for ``seconds`` (stoppable), then passes."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return {"pass": True}
+
+
 @pytest.mark.slow
 def test_dry_run_writes_every_check(tmp_path):
     done = subprocess.run(
@@ -70,12 +78,6 @@ def test_a_case_past_its_deadline_is_stopped_and_the_rest_skipped():
     harness = script_module("check_harness")
     chk, deadline = harness.Check("slow"), harness.Deadline(0.3)
 
-    def spin(seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            pass
-        return {"pass": True}
-
     harness.run_cases(chk, deadline, [(0.0,), (5.0,), (0.0,)], spin, cleanup=lambda: None)
     assert chk.rows == [{"pass": True}]  # the stopped case neither passed nor failed
     assert chk.notes == ["stopped (time budget): (5.0,)", "skipped (time budget): (0.0,)"]
@@ -88,12 +90,6 @@ def test_a_stopped_case_is_recorded_within_its_checks_own_limit():
     run, and turned the stop into an error of the whole check)."""
     harness = script_module("check_harness")
     chk = harness.Check("slow")
-
-    def spin(seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            pass
-        return {"pass": True}
 
     with harness.time_limit(0.3):
         harness.run_cases(chk, harness.Deadline(0.3), [(5.0,)], spin, lambda: spin(0.05))

@@ -90,6 +90,19 @@ class TTTInputs:
             t.requires_grad_(True)
         return self
 
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> TTTInputs:
+        """Copies on ``device`` in ``dtype``, each a new leaf that needs a gradient."""
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(device, dtype)
+
+        names = "q k v lam tau ln_weight ln_bias".split()
+        return TTTInputs(
+            **{n: move(getattr(self, n)) for n in names},
+            weights=tuple(map(move, self.weights)),
+            biases=tuple(map(move, self.biases)),
+        ).requires_grad_()
+
 
 def random_ttt_inputs(
     kind: str,

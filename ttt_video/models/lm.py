@@ -69,7 +69,8 @@ class LanguageModel(Pretrained, nn.Module):
             )
         if not input_ids.is_cuda and not torch.compiler.is_compiling():
             # on a GPU the check would wait for the device; the embedding asserts there
-            low, high, V = int(input_ids.min()), int(input_ids.max()), self.cfg.vocab_size
+            low, high = map(int, torch.aminmax(input_ids))
+            V = self.cfg.vocab_size
             if low < 0 or high >= V:
                 raise ValueError(
                     f"input_ids: token ids must lie in [0, {V}) (model.vocab_size), got "
