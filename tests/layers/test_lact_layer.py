@@ -46,13 +46,28 @@ def dense_window_attention(q, k, v, window, chunk, causal):
     return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
 
 
-@pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
-def test_window_attention_matches_a_dense_mask(causal):
+@pytest.mark.parametrize(
+    "causal, cuts",
+    [
+        (True, [0, 3, 7, 8, 14]),  # calls shorter than the window, one token, a full tail
+        (True, [0, 14]),  # one call: three blocks of queries, the last one padded
+        (True, [0, 2, 14]),  # a tail shorter than the window before several blocks
+        (True, [0, 6, 14]),  # blocks shorter than the window: two of them see the front padding
+        (False, [0, 4, 12, 14]),  # non-causal: cut at chunk borders
+    ],
+    ids=[
+        "causal-short-calls",
+        "causal-one-call",
+        "causal-short-tail",
+        "causal-short-blocks",
+        "noncausal",
+    ],
+)
+def test_window_attention_matches_a_dense_mask(causal, cuts):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 14, 4, dtype=torch.float64, generator=g) for _ in range(3))
     window, chunk = 5, 4
     ref = dense_window_attention(q, k, v, window, chunk, causal)
-    cuts = [0, 3, 7, 8, 14] if causal else [0, 4, 12, 14]  # non-causal: chunk borders
     tail, pieces = None, []
     for a, b in zip(cuts[:-1], cuts[1:]):
         o, tail = window_attention(

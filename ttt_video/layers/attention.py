@@ -9,8 +9,8 @@ Letters: ``B`` batch, ``T`` tokens in this call, ``P`` tokens of the stream befo
 Full attention (``W = 0``): token ``t`` sees every token ``s <= t``; the cache grows with the
 stream and a step costs ``O(P)``. Sliding window (``W > 0``): token ``t`` sees ``t - W < s <= t``;
 the cache keeps the last ``W`` keys and values, so memory and the cost per token stay constant
-however long the stream, and a call of ``T`` tokens costs ``O(T W)`` (computed ``W`` queries at
-a time, ``window_attention``).
+however long the stream, and a call of ``T`` tokens costs ``O(T W)`` (blocks of ``W`` queries
+in one batched call, ``window_attention``).
 """
 
 from __future__ import annotations
@@ -63,15 +63,17 @@ def window_attention(
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Sliding-window softmax attention over a call's tokens and the tail of the previous ones.
 
-    Causal: token ``t`` sees tokens ``t - W < s <= t``. Non-causal: a token of the chunk
-    ``[c, c + C)`` sees tokens ``c - W <= s < c + C`` (its chunk whole and the ``W`` before it).
+    Causal: token ``t`` sees tokens ``t - W < s <= t`` (``_causal_window``: all blocks of
+    queries in one batched call). Non-causal: a token of the chunk ``[c, c + C)`` sees tokens
+    ``c - W <= s < c + C`` (its chunk whole and the ``W`` before it), one chunk segment at a
+    time.
 
     Args:
         q, k, v: ``[B, H, T, h]`` (RoPE already applied to ``q`` and ``k``).
         tail: ``(k, v)`` of the ``S <= W`` tokens before the call, or None (``S = 0``).
         chunk_position: tokens of the current chunk consumed before the call (0 when not causal).
         window: ``W >= 1``.
-        chunk_size: ``C``; the call is computed one chunk segment at a time.
+        chunk_size: ``C`` (non-causal: the chunk of the masking rule; causal: unused).
         causal: the masking rule above.
 
     Returns:
@@ -81,23 +83,57 @@ def window_attention(
     if tail is not None:
         keys, values = torch.cat((tail[0], k), dim=2), torch.cat((tail[1], v), dim=2)
     S = keys.shape[2] - k.shape[2]
-    outs = []
-    for a, b in chunk_segments(chunk_position, q.shape[2], chunk_size):
-        # key j of `keys` is token j - S of the call; query i is token i
-        lo = max(0, S + a - (window - 1 if causal else window))
-        mask = None
-        if causal:
-            offset = (S + torch.arange(a, b, device=q.device))[:, None] - torch.arange(
-                lo, S + b, device=q.device
+    if causal:
+        o = _causal_window(q, keys, values, window)
+    else:
+        outs = []
+        for a, b in chunk_segments(chunk_position, q.shape[2], chunk_size):
+            # key j of `keys` is token j - S of the call; query i is token i
+            lo = max(0, S + a - window)
+            outs.append(
+                F.scaled_dot_product_attention(
+                    q[:, :, a:b], keys[:, :, lo : S + b], values[:, :, lo : S + b]
+                )
             )
-            mask = (offset >= 0) & (offset < window)
-        outs.append(
-            F.scaled_dot_product_attention(
-                q[:, :, a:b], keys[:, :, lo : S + b], values[:, :, lo : S + b], attn_mask=mask
-            )
-        )
+        o = torch.cat(outs, dim=2)
     # copies: a view would keep the whole call's keys and values alive with the state
-    return torch.cat(outs, dim=2), (keys[:, :, -window:].clone(), values[:, :, -window:].clone())
+    return o, (keys[:, :, -window:].clone(), values[:, :, -window:].clone())
+
+
+def _causal_window(q: Tensor, keys: Tensor, values: Tensor, window: int) -> Tensor:
+    """Causal sliding-window attention of ``q: [B, H, T, h]`` over ``keys, values: [B, H,
+    S + T, h]`` (the last ``T`` are the queries' own tokens, ``S <= W`` come before them).
+
+    ``T <= W``: one attention call over the keys as they are. Longer calls: the queries are cut
+    into ``n = ceil(T / W)`` blocks of ``C = ceil(T / n) <= W`` (the last one padded by fewer
+    than ``n``), and block ``j`` attends to the ``W + C`` keys that end with it: a strided
+    view of the keys padded by ``W - S`` in front, under one ``[C, W + C]`` band mask (query
+    ``i`` sees key ``i < j' <= i + W``) and, where a block's keys reach into the front padding,
+    a mask of it. All blocks go to the attention kernel in one call: its cost is
+    ``O(T (W + C))`` and its graph does not grow with ``T``.
+    """
+    B, H, T, h = q.shape
+    S, n = keys.shape[2] - T, -(-T // window)
+    i = torch.arange(-(-T // n), device=q.device)[:, None]
+    if n == 1:
+        j = torch.arange(S + T, device=q.device)
+        mask = (j > i + S - window) & (j <= i + S)  # [T, S + T]
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+    C = i.shape[0]
+    pad = (0, 0, window - S, n * C - T)  # [W - S front | keys | queries' padding]
+    # blocks in the batch dim, [B n, H, ., h]: one call of the fused attention kernel, and the
+    # mask broadcasts over the heads (a mask per head would cost more than the attention)
+    blocks = F.pad(q, pad[:2] + (0, n * C - T)).unflatten(2, (n, C)).transpose(1, 2)
+    slabs = [F.pad(t, pad).unfold(2, window + C, C).permute(0, 2, 1, 4, 3) for t in (keys, values)]
+    j = torch.arange(window + C, device=q.device)
+    mask = (j > i) & (j <= i + window)  # [C, W + C]
+    if S < window:  # the front padding is in the keys of the first ceil((W - S) / C) blocks
+        real = torch.arange(n, device=q.device)[:, None] * C + j >= window - S  # [n, W + C]
+        mask = (mask & real[:, None, :])[:, None].repeat(B, 1, 1, 1)  # [B n, 1, C, W + C]
+    o = F.scaled_dot_product_attention(
+        *(t.reshape(B * n, H, -1, h) for t in (blocks, *slabs)), attn_mask=mask
+    )  # [B n, H, C, h]
+    return o.view(B, n, H, C, h).transpose(1, 2).reshape(B, H, n * C, h)[:, :, :T]
 
 
 class CausalSelfAttention(nn.Module):
