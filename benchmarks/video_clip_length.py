@@ -9,7 +9,7 @@ share the machine's state:
   (the bytes of the distinct tensors autograd keeps: the training step's memory that grows
   with ``F``);
 - streaming: the wall time of one more frame after ``F`` frames (a one-frame call on the
-  carried state, best of ``--repeats``) and the bytes of that state.
+  carried state, the median of ``--stream-calls`` calls) and the bytes of that state.
 
 Backbones: TTT-Linear, TTT-MLP, LaCT (one-frame chunks, 4-frame window), full causal attention,
 and sliding-window attention over the last ``--window-frames`` frames (``attention_window``)::
@@ -17,6 +17,7 @@ and sliding-window attention over the last ``--window-frames`` frames (``attenti
     python benchmarks/video_clip_length.py                    # F = 25 ... 800, ~10 min
     python benchmarks/video_clip_length.py --frames 25 100 --models ttt_linear attention
     python benchmarks/video_clip_length.py --compiled --models ttt_linear ttt_mlp attention attention_window
+    python benchmarks/video_clip_length.py --compiled --streaming-only --frames 25 100 400 1600
 
 ``--compiled`` measures every model through ``torch.compile`` (the models' ``compile`` option,
 which the quickstart trains with): inductor's caches are cleared before each (model, length),
@@ -35,7 +36,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from ttt_video.apps.measure import best_of, saved_bytes
+from ttt_video.apps.measure import best_of, median_time, saved_bytes
 from ttt_video.apps.report import load_average, new_run_dir, plot_lines, save_report
 from ttt_video.io_utils import write_json
 from ttt_video.models import from_name
@@ -61,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compiled", action="store_true", help="through torch.compile (see above)")
+    p.add_argument("--stream-calls", type=int, default=100, help="timed one-frame calls")
+    p.add_argument("--streaming-only", action="store_true", help="no training step")
     p.add_argument("--out", default="runs/video_clip_length")
     return p.parse_args(argv)
 
@@ -90,14 +93,15 @@ def measure(model: torch.nn.Module, frames: int, args: argparse.Namespace) -> di
     def forward_only() -> None:
         model(clip[:, :-1])
 
-    train_s = best_of(step, args.repeats, warmup=True)
-    saved = saved_bytes(forward_only)
+    out = {}
+    if not args.streaming_only:
+        out["train_s"] = best_of(step, args.repeats, warmup=True)
+        out["saved_mb"] = saved_bytes(forward_only) / 2**20
     with torch.no_grad():
         state = model(clip[:, :frames]).state
-        frame_s = best_of(lambda: model(clip[:, frames:], state), args.repeats, warmup=True)
+        frame_s = median_time(lambda: model(clip[:, frames:], state), args.stream_calls)
     return {
-        "train_s": train_s,
-        "saved_mb": saved / 2**20,
+        **out,
         "frame_ms": 1e3 * frame_s,
         "state_kb": state.nbytes() / 2**10,
     }
@@ -122,6 +126,8 @@ def report(results: dict, info: dict, args: argparse.Namespace) -> str:
         "state_kb": "Streaming state after F frames, KB",
     }
     for key, title in tables.items():
+        if key not in results[models[0]][0]:  # --streaming-only
+            continue
         lines += ["", f"{title}:", "", head, rule]
         for i, f in enumerate(args.frames):
             fmt = ",.0f" if key == "state_kb" else ",.3g"
@@ -149,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     info["load_end"] = load_average()
     write_json(folder / "metrics.json", {"results": results, **info})
     for key, ylabel in (("train_s", "training step, s"), ("frame_ms", "ms per streamed frame")):
+        if args.streaming_only and key == "train_s":
+            continue
         plot_lines(
             {LABELS[m]: [r[key] for r in rows] for m, rows in results.items()},
             folder / f"{key}_vs_length.png",

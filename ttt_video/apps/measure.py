@@ -22,6 +22,20 @@ def best_of(fn: Callable[[], object], repeats: int = 3, warmup: bool = False) ->
     return best
 
 
+def median_time(fn: Callable[[], object], calls: int, warmup: int = 5) -> float:
+    """Median wall time of ``calls`` calls of ``fn``, seconds, after ``warmup`` uncounted ones:
+    for calls of a millisecond or less, where one slow call (a page fault, another process)
+    moves a best-of-few or a mean."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[calls // 2]
+
+
 def saved_bytes(fn: Callable[[], object]) -> int:
     """Bytes of the tensors autograd saves for the backward while ``fn()`` runs (each storage
     once): the activation memory of a training step."""

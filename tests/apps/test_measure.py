@@ -1,0 +1,16 @@
+"""The benchmarks' shared timers."""
+
+from __future__ import annotations
+
+import itertools
+
+from ttt_video.apps import measure
+
+
+def test_median_time_is_the_median_of_the_counted_calls(monkeypatch):
+    # perf_counter is read at the start and the end of every counted call: durations 5, 1, 9
+    clock = iter([0.0, 5.0, 10.0, 11.0, 20.0, 29.0])
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+    calls = itertools.count()
+    assert measure.median_time(lambda: next(calls), calls=3, warmup=2) == 5.0
+    assert next(calls) == 5  # two uncounted warm-up calls, then the three timed ones
