@@ -79,6 +79,30 @@ def test_window_attention_matches_a_dense_mask(causal, cuts):
     assert_close("o", ref, torch.cat(pieces, 2))
 
 
+def test_causal_window_attention_matches_a_dense_mask_for_every_small_shape():
+    # every window W <= 5, call length T <= 12 and tail S <= W: one block or several, the last
+    # block padded or not, front padding in no block, one or several
+    g = torch.Generator().manual_seed(0)
+    for window in range(1, 6):
+        for S in range(window + 1):
+            for T in range(1, 13):
+                q, k, v = (
+                    torch.randn(2, 3, S + T, 4, dtype=torch.float64, generator=g) for _ in range(3)
+                )
+                ref = dense_window_attention(q, k, v, window, window, causal=True)[..., S:, :]
+                tail = (k[..., :S, :], v[..., :S, :]) if S else None
+                o, _ = window_attention(
+                    q[..., S:, :], k[..., S:, :], v[..., S:, :], tail, 0, window, window, True
+                )
+                assert_close(f"o (W={window}, S={S}, T={T})", ref, o)
+
+
+def test_window_attention_refuses_an_empty_call():
+    q = torch.zeros(1, 2, 0, 4)
+    with pytest.raises(ValueError, match="T = 0"):
+        window_attention(q, q, q, None, 0, 4, 4, True)
+
+
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
 def test_naive_and_chunked_agree_through_the_layer(causal):
     layer = make(causal=causal)

@@ -3,10 +3,13 @@ reference is ``ttt_video.train.peak_flops.measure_peak_flops``)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
 import torch
+
+from ttt_video.validation import check_positive
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3, warmup: bool = False) -> float:
@@ -23,9 +26,10 @@ def best_of(fn: Callable[[], object], repeats: int = 3, warmup: bool = False) ->
 
 
 def median_time(fn: Callable[[], object], calls: int, warmup: int = 5) -> float:
-    """Median wall time of ``calls`` calls of ``fn``, seconds, after ``warmup`` uncounted ones:
-    for calls of a millisecond or less, where one slow call (a page fault, another process)
-    moves a best-of-few or a mean."""
+    """Median wall time of ``calls >= 1`` calls of ``fn``, seconds, after ``warmup`` uncounted
+    ones: for calls of a millisecond or less, where one slow call (a page fault, another
+    process) moves a best-of-few or a mean."""
+    check_positive({"calls": calls}, integer=True)
     for _ in range(warmup):
         fn()
     times = []
@@ -33,7 +37,7 @@ def median_time(fn: Callable[[], object], calls: int, warmup: int = 5) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return sorted(times)[calls // 2]
+    return statistics.median(times)
 
 
 def saved_bytes(fn: Callable[[], object]) -> int:

@@ -71,7 +71,8 @@ def window_attention(
     Args:
         q, k, v: ``[B, H, T, h]`` (RoPE already applied to ``q`` and ``k``).
         tail: ``(k, v)`` of the ``S <= W`` tokens before the call, or None (``S = 0``).
-        chunk_position: tokens of the current chunk consumed before the call (0 when not causal).
+        chunk_position: tokens of the current chunk consumed before the call (non-causal only;
+            0 there, since a non-causal call starts at a chunk border).
         window: ``W >= 1``.
         chunk_size: ``C`` (non-causal: the chunk of the masking rule; causal: unused).
         causal: the masking rule above.
@@ -79,6 +80,8 @@ def window_attention(
     Returns:
         ``o: [B, H, T, h]`` and the new tail (the last ``min(W, S + T)`` keys and values).
     """
+    if q.shape[2] == 0:
+        raise ValueError("q: the call has no tokens (T = 0)")
     keys, values = k, v
     if tail is not None:
         keys, values = torch.cat((tail[0], k), dim=2), torch.cat((tail[1], v), dim=2)
@@ -105,12 +108,12 @@ def _causal_window(q: Tensor, keys: Tensor, values: Tensor, window: int) -> Tens
     S + T, h]`` (the last ``T`` are the queries' own tokens, ``S <= W`` come before them).
 
     ``T <= W``: one attention call over the keys as they are. Longer calls: the queries are cut
-    into ``n = ceil(T / W)`` blocks of ``C = ceil(T / n) <= W`` (the last one padded by fewer
-    than ``n``), and block ``j`` attends to the ``W + C`` keys that end with it: a strided
-    view of the keys padded by ``W - S`` in front, under one ``[C, W + C]`` band mask (query
+    into ``n = ceil(T / W)`` blocks of ``m = ceil(T / n) <= W`` (the last one padded by fewer
+    than ``n``), and block ``j`` attends to the ``W + m`` keys that end with it: a strided
+    view of the keys padded by ``W - S`` in front, under one ``[m, W + m]`` band mask (query
     ``i`` sees key ``i < j' <= i + W``) and, where a block's keys reach into the front padding,
     a mask of it. All blocks go to the attention kernel in one call: its cost is
-    ``O(T (W + C))`` and its graph does not grow with ``T``.
+    ``O(T (W + m))`` and its graph does not grow with ``T``.
     """
     B, H, T, h = q.shape
     S, n = keys.shape[2] - T, -(-T // window)
@@ -119,21 +122,21 @@ def _causal_window(q: Tensor, keys: Tensor, values: Tensor, window: int) -> Tens
         j = torch.arange(S + T, device=q.device)
         mask = (j > i + S - window) & (j <= i + S)  # [T, S + T]
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-    C = i.shape[0]
-    pad = (0, 0, window - S, n * C - T)  # [W - S front | keys | queries' padding]
+    m = i.shape[0]
+    pad = (0, 0, window - S, n * m - T)  # [W - S front | keys | queries' padding]
     # blocks in the batch dim, [B n, H, ., h]: one call of the fused attention kernel, and the
     # mask broadcasts over the heads (a mask per head would cost more than the attention)
-    blocks = F.pad(q, pad[:2] + (0, n * C - T)).unflatten(2, (n, C)).transpose(1, 2)
-    slabs = [F.pad(t, pad).unfold(2, window + C, C).permute(0, 2, 1, 4, 3) for t in (keys, values)]
-    j = torch.arange(window + C, device=q.device)
-    mask = (j > i) & (j <= i + window)  # [C, W + C]
-    if S < window:  # the front padding is in the keys of the first ceil((W - S) / C) blocks
-        real = torch.arange(n, device=q.device)[:, None] * C + j >= window - S  # [n, W + C]
-        mask = (mask & real[:, None, :])[:, None].repeat(B, 1, 1, 1)  # [B n, 1, C, W + C]
+    blocks = F.pad(q, pad[:2] + (0, n * m - T)).unflatten(2, (n, m)).transpose(1, 2)
+    slabs = [F.pad(t, pad).unfold(2, window + m, m).permute(0, 2, 1, 4, 3) for t in (keys, values)]
+    j = torch.arange(window + m, device=q.device)
+    mask = (j > i) & (j <= i + window)  # [m, W + m]
+    if S < window:  # the front padding is in the keys of the first ceil((W - S) / m) blocks
+        real = torch.arange(n, device=q.device)[:, None] * m + j >= window - S  # [n, W + m]
+        mask = (mask & real[:, None, :])[:, None].repeat(B, 1, 1, 1)  # [B n, 1, m, W + m]
     o = F.scaled_dot_product_attention(
         *(t.reshape(B * n, H, -1, h) for t in (blocks, *slabs)), attn_mask=mask
-    )  # [B n, H, C, h]
-    return o.view(B, n, H, C, h).transpose(1, 2).reshape(B, H, n * C, h)[:, :, :T]
+    )  # [B n, H, m, h]
+    return o.view(B, n, H, m, h).transpose(1, 2).reshape(B, H, n * m, h)[:, :, :T]
 
 
 class CausalSelfAttention(nn.Module):
