@@ -17,7 +17,8 @@ and sliding-window attention over the last ``--window-frames`` frames (``attenti
     python benchmarks/video_clip_length.py                    # F = 25 ... 800, ~10 min
     python benchmarks/video_clip_length.py --frames 25 100 --models ttt_linear attention
     python benchmarks/video_clip_length.py --compiled --models ttt_linear ttt_mlp attention attention_window
-    python benchmarks/video_clip_length.py --compiled --streaming-only --frames 25 100 400 1600
+    python benchmarks/video_clip_length.py --compiled --streaming-only --frames 25 100 400 1600 \
+        --models ttt_linear ttt_mlp attention attention_window   # LaCT: see the report
 
 ``--compiled`` measures every model through ``torch.compile`` (the models' ``compile`` option,
 which the quickstart trains with): inductor's caches are cleared before each (model, length),
