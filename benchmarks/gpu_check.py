@@ -21,6 +21,11 @@ Exit status 1 when a check fails or raises.
   twice the bf16 dual form's, plus 1e-4 (the rule of ``tests/kernels/test_triton.py``).
 - ``decode_vs_torch``: Triton decode steps against the PyTorch step from a state
   mid-mini-batch, through commits (outputs and final state; the same criteria).
+- ``window_attention``: causal sliding-window attention (``layers.attention.window_attention``,
+  blocks of queries in one attention call) against one attention call over the whole stream
+  under a dense band mask, with and without a tail of earlier keys, and a one-token call:
+  output and the gradients of ``q, k, v``, by the same criteria (the dense call in the role
+  of the dual form).
 - ``speed``: tokens/s of forward and forward+backward, Triton against the dual form, a
   ``torch.compile``d dual form and flash-linear-attention's ``chunk_ttt_linear`` when
   installed; Triton on 8 sequences at once (as many programs as a large GPU has SMs);
@@ -61,6 +66,7 @@ from ttt_video.io_utils import write_atomic, write_json  # noqa: E402
 from ttt_video.kernels import ttt_decode  # noqa: E402
 from ttt_video.kernels.api import triton_unsupported  # noqa: E402
 from ttt_video.kernels.state import TTTState  # noqa: E402
+from ttt_video.layers.attention import window_attention  # noqa: E402
 from ttt_video.models.registry import config_from_name, from_name  # noqa: E402
 from ttt_video.testing import TTTInputs, error_stats, random_ttt_inputs, run_ttt  # noqa: E402
 from ttt_video.train.peak_flops import datasheet_peak_flops, measure_peak_flops  # noqa: E402
@@ -85,6 +91,8 @@ class Plan:
     large_blocks: tuple[int, int] = (128, 64)
     decode_from: int = 5  # position in the mini-batch of the first decoded token
     decode_steps: int = 40
+    window: int = 512  # W of the window-attention cases, and their call length
+    window_T: int = 4096
     speed_T: tuple[int, ...] = (2048, 8192, 32768)
     speed_H: int = 16  # model width H * d = 1024
     decode_B: int = 16
@@ -117,6 +125,8 @@ def make_plan(dry_run: bool, budget_s: float) -> Plan:
         large_blocks=(32, 32),
         decode_from=13,
         decode_steps=4,
+        window=8,
+        window_T=20,
         speed_T=(16,),
         speed_H=2,
         decode_B=2,
@@ -307,6 +317,41 @@ def decode_case(plan: Plan, kind: str, dtype: str) -> dict:
 def check_decode(plan: Plan, deadline: Deadline, chk: Check) -> None:
     cases = [(kind, dtype) for kind in ("linear", "mlp") for dtype in DTYPES]
     run_cases(chk, deadline, cases, partial(decode_case, plan), partial(cleanup, plan))
+    chk.status = verdict(chk)
+
+
+def window_case(plan: Plan, dtype: str, T: int, S: int) -> dict:
+    """Causal ``window_attention`` over ``T`` tokens after a tail of ``S`` keys against one
+    attention call over all ``S + T`` under a dense band mask: the output and the gradients
+    of ``q, k, v`` under a fixed random cotangent (criteria: :func:`judge`, whose ``"dual"``
+    is the dense call here and ``"triton"`` the blocked one; the row names them so)."""
+    B, H, h, W = 2, plan.H, plan.d, plan.window
+    g = torch.Generator().manual_seed(T + S)
+    base = [torch.randn(B, H, S + T, h, generator=g) for _ in range(3)]
+
+    def run(impl: str, dt: torch.dtype) -> dict[str, torch.Tensor]:
+        q, k, v = (t.to(plan.device, dt).requires_grad_() for t in base)
+        if impl == "dual":
+            pos = torch.arange(S + T, device=plan.device)
+            band = (pos[None] <= pos[:, None]) & (pos[None] > pos[:, None] - W)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=band)[:, :, S:]
+        else:
+            tail = (k[:, :, :S], v[:, :, :S]) if S else None
+            o, _ = window_attention(q[:, :, S:], k[:, :, S:], v[:, :, S:], tail, 0, W, W, True)
+        cot = torch.randn(o.shape, generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad(o, (q, k, v), cot.to(o.device, o.dtype))
+        return {"o": o.detach(), **{f"grad {n}": t for n, t in zip("qkv", grads)}}
+
+    names = {"triton": "blocked", "dual": "dense"}
+    result = {names.get(key, key): value for key, value in judge(dtype, run, T).items()}
+    return {"dtype": dtype, "W": W, "S": S, "T": T, **result}
+
+
+def check_window(plan: Plan, deadline: Deadline, chk: Check) -> None:
+    W, T = plan.window, plan.window_T
+    shapes = ((T, 0), (T, W // 2), (1, W))  # from the start, after a short tail, one token
+    cases = [(dtype, t, s) for dtype in DTYPES for t, s in shapes]
+    run_cases(chk, deadline, cases, partial(window_case, plan), partial(cleanup, plan))
     chk.status = verdict(chk)
 
 
@@ -508,7 +553,8 @@ CHECKS: dict[str, tuple[float, Callable]] = {  # name: (share of the budget, fun
     "matmul_peak": (0.02, check_matmul),
     "kernels_vs_dual": (0.32, check_kernels),
     "decode_vs_torch": (0.06, check_decode),
-    "speed": (0.36, check_speed),
+    "window_attention": (0.02, check_window),
+    "speed": (0.34, check_speed),
     "fla_semantics": (0.04, check_fla),
     "train_lm": (0.1, partial(check_train, video=False)),
     "train_video": (0.1, partial(check_train, video=True)),
