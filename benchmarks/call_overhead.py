@@ -7,6 +7,7 @@ change of the code, in one run:
     python benchmarks/call_overhead.py --only-lm125 --base 4f7ae3c         # 125m width, ~6 min
     python benchmarks/call_overhead.py --only-lm125 --lm125-compiled --base 4f7ae3c   # + compiled
     python benchmarks/call_overhead.py --only-chain --base 4f7ae3c         # the chain alone
+    python benchmarks/call_overhead.py --flops                             # FLOPs by part, ~1 min
 
 - Training: the Moving-MNIST-style step of the quickstart recipe (``configs/video/quickstart
   .yaml``: ``video_{mixer}_small`` with ``motion_input``, B = 8, F0 = 10 context frames in one
@@ -32,6 +33,10 @@ change of the code, in one run:
   model (``run_chain``): microseconds per call, and the matmul FLOPs it runs
   (``FlopCounterMode``) per second, as a share of the machine's fp32 matmul rate.
 - The machine's fp32 matmul rate (2048^3, one thread), measured in the same run.
+- ``--flops`` (the working tree only, nothing timed): the matmul FLOPs of one eager training
+  step of the quickstart recipe per mixer, split into the model outside the TTT chain
+  (forward and backward) and the chain's forward, its backward's re-run of the forward from
+  the kept states, and its backward proper.
 
 "before" is ``git archive BASE ttt_video`` extracted into a temporary folder, "after" the
 ``ttt_video`` of this repository's working tree; each side runs in subprocesses
@@ -121,6 +126,65 @@ def training_step(
         step()
     rate = steps / (clock() - start)
     return {"steps_per_s": rate, "warmup_s": warmup, "flops": counter.get_total_flops()}
+
+
+def step_flops_by_part(mixer: str) -> dict[str, float]:
+    """Matmul FLOPs of one eager training step (``training_step``'s) by part: ``model
+    forward`` / ``model backward`` (outside the chain), ``chain forward``, ``chain re-run``
+    (the forward ``scan_backward`` repeats from the kept states) and ``chain backward``
+    (``kernels/README.md`` section 4)."""
+    import traceback
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ttt_video.models import from_name
+
+    formulas = FlopCounterMode().flop_registry
+    parts: dict[str, float] = {}
+
+    class ByPart(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            formula = formulas.get(func._overloadpacket)
+            if formula is not None:
+                names = {frame.name for frame in traceback.extract_stack()}
+                if "scan_backward" in names:
+                    rerun = names & {"_step", "build"} and "_step_backward" not in names
+                    part = "chain re-run" if rerun else "chain backward"
+                elif "scan_forward" in names:
+                    part = "chain forward"
+                else:
+                    part = "model forward" if torch.is_grad_enabled() else "model backward"
+                flops = formula(*args, **(kwargs or {}), out_val=out)
+                parts[part] = parts.get(part, 0.0) + flops
+            return out
+
+    torch.manual_seed(0)
+    model = from_name(f"video_{mixer}_small", motion_input=True)
+    clip = torch.rand(8, 20, 1, 64, 64)
+    with ByPart():
+        out = model(clip[:, :10])
+        rolled, _ = model.feed_back(out.next_frames[:, -1], 10, out.state)
+        loss = torch.nn.functional.mse_loss(rolled, clip[:, 10:])
+        loss = loss + torch.nn.functional.mse_loss(out.next_frames[:, :-1], clip[:, 1:10])
+        loss.backward()
+    return parts
+
+
+def flops_report() -> str:
+    """``--flops``: a Markdown table of ``step_flops_by_part`` for every mixer, in GFLOP."""
+    columns = ["model forward", "model backward", "chain forward", "chain re-run"]
+    columns.append("chain backward")
+    lines = _table(
+        "Matmul GFLOP of one quickstart training step (`FlopCounterMode` formulas), by part:",
+        ["model", *columns, "total"],
+    )
+    for mixer in MIXERS:
+        parts = step_flops_by_part(mixer)
+        cells = [f"{parts.get(c, 0.0) / 1e9:.2f}" for c in columns]
+        lines.append(f"| {mixer} | {' | '.join(cells)} | {sum(parts.values()) / 1e9:.2f} |")
+    return "\n".join(lines)
 
 
 def decode_ms(overrides: dict, name: str, steps: int) -> float:
@@ -425,6 +489,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--chain", action="store_true", help="also the dual-form chain alone")
     p.add_argument("--only-chain", action="store_true", help="only the dual-form chain alone")
+    p.add_argument("--flops", action="store_true", help="only the FLOPs of a step by part")
     p.add_argument("--json", default=None, help="also write every number to this file")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--train", nargs="*", default=[], help=argparse.SUPPRESS)
@@ -438,6 +503,9 @@ def main() -> None:
     args = parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.flops:
+        print(flops_report())
         return
     if args.lm125_compiled and not (args.lm125 or args.only_lm125):
         raise SystemExit("--lm125-compiled: add --lm125 or --only-lm125")
