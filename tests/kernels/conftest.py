@@ -11,8 +11,9 @@ def through_the_op(monkeypatch):
 
     class ThroughTheOp:
         @staticmethod
-        def apply(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, keep, *state):
+        def apply(q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, keep_norm, _,
+                  *state):  # fmt: skip
             args = (q, k, tgt, lam, tau, lnw, lnb, list(state), causal, commit_last, save_every)
-            return torch.ops.ttt_video.dual_scan.default(*args, keep, False)
+            return torch.ops.ttt_video.dual_scan.default(*args, keep_norm, False)
 
     monkeypatch.setattr(dual, "_DualScan", ThroughTheOp)

@@ -103,3 +103,38 @@ def test_gradient_of_initial_state_mid_minibatch(kind):
         results[impl] = torch.autograd.grad(probe_loss(o, st), vals)
     for name, a, c in zip(leaves, results["naive"], results["dual"]):
         assert_close(f"grad initial {name}", a, c, 1e-10)
+
+
+def count_steps(monkeypatch) -> list[int]:
+    """Patch the dual form's one-mini-batch forward to count its calls: ``[calls]``."""
+    from ttt_video.kernels import dual
+
+    calls, step = [0], dual._step
+
+    def counted(*args):
+        calls[0] += 1
+        return step(*args)
+
+    monkeypatch.setattr(dual, "_step", counted)
+    return calls
+
+
+@pytest.mark.parametrize("save_every, reruns", [(16, 0), (2, 3)])
+def test_short_chain_keeps_its_intermediates_for_the_backward(monkeypatch, save_every, reruns):
+    """A training chain of at most ``save_every`` mini-batches (3 here) runs each mini-batch's
+    forward once; a longer one runs it again in the backward, from the states it kept."""
+    calls = count_steps(monkeypatch)
+    inp = random_ttt_inputs("mlp", B=2, T=40, H=2, d=16, b=16, dtype=torch.float64, seed=5)
+    inp.requires_grad_()
+    o, st = run_ttt("mlp", inp, 16, impl="dual", output_final_state=True, save_every=save_every)
+    assert calls[0] == 3
+    probe_loss(o, st).backward()
+    assert calls[0] == 3 + reruns
+
+
+def test_dual_backward_refuses_create_graph():
+    inp = random_ttt_inputs("linear", B=1, T=20, H=1, d=4, b=8, dtype=torch.float64, seed=0)
+    inp.requires_grad_()
+    o = run_ttt("linear", inp, 8, impl="dual")
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        torch.autograd.grad((o**2).sum(), inp.tensors()[:3], create_graph=True)

@@ -48,6 +48,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ttt_video.kernels.common import (
     autograd_records,
@@ -135,9 +136,10 @@ def ttt_dual(
             keep_inner_norm, graph,
         )  # fmt: skip
     else:  # the same computation without the dispatcher's overhead
+        keep = autograd_records((qb, kb, tgt, lamb, tau_eff, lnw, lnb, *flat))
         outs = _DualScan.apply(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, causal, commit_last, save_every,
-            keep_inner_norm, *flat,
+            keep_inner_norm, keep, *flat,
         )  # fmt: skip
     zbar = outs[0].reshape(B, H, N * b, d)[:, :, p : p + T].transpose(1, 2)
     o = q.to(dt) + layer_norm(zbar, ln_weight.to(dt), ln_bias.to(dt))
@@ -258,6 +260,7 @@ def scan_forward(
     commit_last: bool,
     save_every: int,
     keep_norm: bool = False,
+    caches: list | None = None,
 ) -> list[Tensor]:
     """The state chain of the dual form, forward (callers turn autocast off: ``ttt_dual``,
     the custom op).
@@ -271,6 +274,9 @@ def scan_forward(
         save_every: ``e``: the backward restarts from the state every ``e`` mini-batches.
         keep_norm: each commit scales every layer's ``(W, c)`` back to its norm before it
             (``keep_inner_norm``).
+        caches: a list that receives each mini-batch's intermediates (``_Cache``), which
+            ``scan_backward`` can take instead of running the forward again (None: kept
+            nowhere).
 
     Returns:
         ``[zbar: [R, N, b, d], *final state (4 L, [R, ...]), *checkpoints (2 L)]``: the
@@ -289,7 +295,9 @@ def scan_forward(
         if n and n % save_every == 0:
             for buf, t in zip(saved, _flatten(cur)):
                 buf[n // save_every - 1] = t
-        zbar[:, n], cur, _ = _step(chain.at(n), cur)
+        zbar[:, n], cur, cache = _step(chain.at(n), cur)
+        if caches is not None:
+            caches.append(cache)
     # copy what a chain that never committed passed through
     final = [t.clone() if any(t is s for s in state) else t for t in _flatten(cur)]
     return [zbar, *final, *saved]
@@ -313,6 +321,7 @@ def scan_backward(
     save_every: int,
     keep_norm: bool = False,
     compiled_steps: bool = False,
+    caches: list | None = None,
 ) -> list[Tensor]:
     """The state chain of the dual form, backward.
 
@@ -322,6 +331,9 @@ def scan_backward(
         checkpoints: its saved weights and biases (``2 L`` tensors ``[C - 1, R, ...]``).
         dzbar: ``[R, N, b, d]`` the adjoint of ``zbar``; dfinal: of the final state.
         compiled_steps: run each mini-batch's steps compiled by inductor (``run_chain``).
+        caches: every mini-batch's intermediates from ``scan_forward`` (a chain of at most
+            ``save_every`` mini-batches): the walk reads them instead of running the
+            forward again.
 
     Returns:
         ``[dq, dk, dtgt, dlam, dtau, dlnw, dlnb, *adjoint of the initial state]``, shaped as
@@ -342,13 +354,18 @@ def scan_backward(
     # owned, dense copies: the walk accumulates the weight adjoints in place
     dstate = _unflatten([g.clone(memory_format=torch.contiguous_format) for g in dfinal], L)
     grads = _Grads(q, lam, lnw)
+    if caches is not None and N > every:
+        raise ValueError(f"caches: given for {N} mini-batches, more than save_every={every}")
     for g0 in reversed(range(0, N, every)):
-        cur, caches = starts[g0 // every], []
-        for n in range(g0, min(g0 + every, N)):
-            _, cur, cache = _call(_step, compiled_steps, chain.at(n), cur)
-            caches.append(cache)
+        if caches is None or g0:
+            cur, group = starts[g0 // every], []
+            for n in range(g0, min(g0 + every, N)):
+                _, cur, cache = _call(_step, compiled_steps, chain.at(n), cur)
+                group.append(cache)
+        else:
+            group = caches
         for n in reversed(range(g0, min(g0 + every, N))):
-            args = (chain.at(n), caches[n - g0], dzbar[:, n], dstate)
+            args = (chain.at(n), group[n - g0], dzbar[:, n], dstate)
             dstate, mb_grads = _call(_step_backward, compiled_steps, *args)
             grads.add(n, mb_grads)
     dM = grads.dM + grads.dA0 * (chain.S0 + 1.0)
@@ -362,28 +379,42 @@ def scan_backward(
     return [grads.dq, grads.dk, grads.dtgt, dlam, dtau, grads.dlnw, grads.dlnb, *_flatten(dstate)]
 
 
-def setup_context(ctx, inputs: tuple, output: list[Tensor]) -> None:
-    """Keep what ``scan_backward`` needs: the inputs of ``scan_forward`` and its checkpoints.
+_SAVED = object()
+"""Marks where a tensor of the kept intermediates went to ``save_for_backward``."""
+
+
+def setup_context(ctx, inputs: tuple, output: list[Tensor], caches: list | None = None) -> None:
+    """Keep what ``scan_backward`` needs: the inputs of ``scan_forward``, its checkpoints and,
+    from ``_DualScan``, the intermediates of every mini-batch (``caches``, or None).
 
     The ``setup_context`` of the custom op ``ttt_video::dual_scan`` and of ``_DualScan``;
     ``inputs`` are the op's arguments in order.
     """
     q, k, tgt, lam, tau, lnw, lnb, state, causal, commit_last, save_every, keep_norm, *rest = inputs
     L = len(state) // 4
-    ctx.save_for_backward(q, k, tgt, lam, tau, lnw, lnb, *state, *output[1 + 4 * L :])
+    leaves, ctx.caches_spec = tree_flatten(caches)
+    # the tensors go through save_for_backward (saved-tensor hooks, e.g. checkpointing, see
+    # them); the other leaves (None) stay here, the tensors' places marked by _SAVED
+    ctx.cache_leaves = [_SAVED if isinstance(t, Tensor) else t for t in leaves]
+    cached = [t for t in leaves if isinstance(t, Tensor)]
+    ctx.save_for_backward(q, k, tgt, lam, tau, lnw, lnb, *state, *output[1 + 4 * L :], *cached)
     ctx.args = (L, causal, commit_last, save_every, keep_norm)
+    ctx.num_checkpoints = len(output) - 1 - 4 * L
     ctx.graph_minibatches = rest[0] if rest else 0  # the op's ``graph_minibatches``
 
 
 def backward_args(ctx, grads) -> tuple:
     """The arguments of ``scan_backward`` from what ``setup_context`` kept and the adjoints of
-    the forward's outputs (``grads``, None for an output autograd left out: zeros)."""
-    L = ctx.args[0]
+    the forward's outputs (``grads``, None for an output autograd left out: zeros), and the
+    kept intermediates (None: none were kept)."""
+    L, C = ctx.args[0], ctx.num_checkpoints
     q, k, tgt, lam, tau, lnw, lnb, *rest = ctx.saved_tensors
-    state, checkpoints = rest[: 4 * L], rest[4 * L :]
+    state, checkpoints, cached = rest[: 4 * L], rest[4 * L : 4 * L + C], iter(rest[4 * L + C :])
     dzbar = _or_zeros(grads[0], q)
     dfinal = [_or_zeros(g, t) for g, t in zip(grads[1 : 1 + 4 * L], state)]
-    return (q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal, *ctx.args[1:])
+    leaves = [next(cached) if t is _SAVED else t for t in ctx.cache_leaves]
+    args = (q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal, *ctx.args[1:])
+    return args, tree_unflatten(leaves, ctx.caches_spec)
 
 
 def input_grads(ctx, out: list[Tensor]) -> tuple:
@@ -549,25 +580,40 @@ class _DualScan(torch.autograd.Function):
     """``scan_forward`` and ``scan_backward`` in eager mode: the custom op
     ``ttt_video::dual_scan`` computes the same with the same ``setup_context``, but a call
     through the dispatcher costs tens of microseconds of Python (PyTorch issue 176592),
-    7-12% of a one-mini-batch call on a CPU (a video rollout step)."""
+    7-12% of a one-mini-batch call on a CPU (a video rollout step).
+
+    With ``keep``, a chain of at most ``save_every`` mini-batches (one group of the
+    backward's walk: a video model's calls) keeps every mini-batch's intermediates for the
+    backward instead of running its forward again there: the memory the backward's walk
+    would take anyway, held from the forward on, for about a quarter less work in the
+    chain (``benchmarks/call_overhead.md``). A longer chain keeps only its states, as the op does.
+    """
 
     @staticmethod
     def forward(
-        ctx, q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, keep_norm, *state
-    ):
+        ctx, q, k, tgt, lam, tau, lnw, lnb, causal, commit_last, save_every, keep_norm, keep,
+        *state,
+    ):  # fmt: skip
         inputs = (
             q, k, tgt, lam, tau, lnw, lnb, list(state), causal, commit_last, save_every, keep_norm
         )  # fmt: skip
-        out = scan_forward(*inputs)
-        setup_context(ctx, inputs, out)
+        caches = [] if keep and q.shape[1] <= save_every else None
+        out = scan_forward(*inputs, caches=caches)
+        setup_context(ctx, inputs, out, caches)
         ctx.mark_non_differentiable(*out[1 + len(state) :])
         ctx.set_materialize_grads(False)
         return tuple(out)
 
     @staticmethod
     def backward(ctx, *grads):
-        *inputs, dstate = input_grads(ctx, scan_backward(*backward_args(ctx, grads)))
-        return (*inputs, None, None, None, None, *dstate)
+        if torch.is_grad_enabled():
+            raise NotImplementedError(
+                "the dual form's backward cannot be differentiated (create_graph=True): it "
+                "accumulates in place and reads the forward's intermediates as constants"
+            )
+        args, caches = backward_args(ctx, grads)
+        *inputs, dstate = input_grads(ctx, scan_backward(*args, caches=caches))
+        return (*inputs, None, None, None, None, None, *dstate)
 
 
 class _Grads:

@@ -127,7 +127,8 @@ def _(q, k, tgt, lam, tau, lnw, lnb, state, checkpoints, dzbar, dfinal, *flags):
 
 
 def _dual_backward(ctx, grads):
-    args = (*dual.backward_args(ctx, grads), ctx.graph_minibatches)
+    args, _ = dual.backward_args(ctx, grads)  # the op keeps no intermediates
+    args = (*args, ctx.graph_minibatches)
     out = torch.ops.ttt_video.dual_scan_backward.default(*args)
     return (*dual.input_grads(ctx, out), None, None, None, None, None)
 
