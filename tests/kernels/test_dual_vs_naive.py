@@ -138,3 +138,26 @@ def test_dual_backward_refuses_create_graph():
     o = run_ttt("linear", inp, 8, impl="dual")
     with pytest.raises(NotImplementedError, match="create_graph"):
         torch.autograd.grad((o**2).sum(), inp.tensors()[:3], create_graph=True)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("T, keep_norm", [(48, False), (40, False), (48, True)])
+def test_kept_intermediates_match_naive_twice(kind, T, keep_norm):
+    """A chain of exactly ``save_every`` mini-batches (3) keeps its intermediates: the
+    gradients equal the naive form's, again on a second backward (``retain_graph``), after
+    the returned final state was edited in place (it is the caller's, not the backward's)."""
+    inp = random_ttt_inputs(kind, B=2, T=T, H=2, d=16, b=16, dtype=torch.float64, seed=6)
+    inp.requires_grad_()
+    kw = {"keep_inner_norm": keep_norm}
+    o, st = run_ttt(kind, inp, 16, impl="naive", output_final_state=True, **kw)
+    ref = torch.autograd.grad(probe_loss(o, st), inp.tensors(), allow_unused=True)
+    o, st = run_ttt(kind, inp, 16, impl="dual", output_final_state=True, save_every=3, **kw)
+    loss = probe_loss(o, st)
+    with torch.no_grad():
+        for t in st.weights + st.biases:
+            t.mul_(0.5)
+    for _ in range(2):
+        got = torch.autograd.grad(loss, inp.tensors(), allow_unused=True, retain_graph=True)
+        for name, a, c in zip(grad_names(kind), ref, got):
+            if a is not None:
+                assert_close(f"grad {name}", a, c, 1e-10)

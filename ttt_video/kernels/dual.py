@@ -48,7 +48,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
 from ttt_video.kernels.common import (
     autograd_records,
@@ -298,8 +298,10 @@ def scan_forward(
         zbar[:, n], cur, cache = _step(chain.at(n), cur)
         if caches is not None:
             caches.append(cache)
-    # copy what a chain that never committed passed through
-    final = [t.clone() if any(t is s for s in state) else t for t in _flatten(cur)]
+    # copy what a chain that never committed passed through, and what the kept intermediates
+    # hold (so that the caller may edit the final state in place)
+    held = [*state, *tree_leaves(caches[-1] if caches else None)]
+    final = [t.clone() if any(t is h for h in held) else t for t in _flatten(cur)]
     return [zbar, *final, *saved]
 
 
@@ -357,7 +359,7 @@ def scan_backward(
     if caches is not None and N > every:
         raise ValueError(f"caches: given for {N} mini-batches, more than save_every={every}")
     for g0 in reversed(range(0, N, every)):
-        if caches is None or g0:
+        if caches is None:
             cur, group = starts[g0 // every], []
             for n in range(g0, min(g0 + every, N)):
                 _, cur, cache = _call(_step, compiled_steps, chain.at(n), cur)
@@ -583,10 +585,12 @@ class _DualScan(torch.autograd.Function):
     7-12% of a one-mini-batch call on a CPU (a video rollout step).
 
     With ``keep``, a chain of at most ``save_every`` mini-batches (one group of the
-    backward's walk: a video model's calls) keeps every mini-batch's intermediates for the
-    backward instead of running its forward again there: the memory the backward's walk
-    would take anyway, held from the forward on, for about a quarter less work in the
-    chain (``benchmarks/call_overhead.md``). A longer chain keeps only its states, as the op does.
+    backward's walk: a video model's one-frame rollout calls, a context of up to 16 frames)
+    keeps every mini-batch's intermediates for the backward instead of running its forward
+    again there: about a quarter less work in the chain, for memory that every such call of
+    every layer holds from its forward to the backward (``benchmarks/call_overhead.md``;
+    gradient checkpointing's hooks drop them). A longer chain keeps only its states, as the
+    op does.
     """
 
     @staticmethod
@@ -609,7 +613,8 @@ class _DualScan(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise NotImplementedError(
                 "the dual form's backward cannot be differentiated (create_graph=True): it "
-                "accumulates in place and reads the forward's intermediates as constants"
+                "accumulates in place and reads the forward's intermediates as constants; "
+                'impl="naive" can'
             )
         args, caches = backward_args(ctx, grads)
         *inputs, dstate = input_grads(ctx, scan_backward(*args, caches=caches))
