@@ -86,6 +86,24 @@ RESULT = "RESULT "
 """Prefix of the worker's JSON line on stdout."""
 
 
+def recipe_model(mixer: str) -> torch.nn.Module:
+    """The quickstart recipe's model for ``mixer`` (module docstring), seeded."""
+    from ttt_video.models import from_name
+
+    torch.manual_seed(0)
+    return from_name(f"video_{mixer}_small", motion_input=True)
+
+
+def recipe_loss(model: torch.nn.Module, clip: torch.Tensor) -> torch.Tensor:
+    """The quickstart recipe's loss on ``clip: [B, F0 + R, 1, 64, 64]`` (module docstring)."""
+    F0, R, w = 10, 10, 3.0 * 9  # context_weight * (F0 - 1), as VideoPredictModule.loss
+    out = model(clip[:, :F0])
+    rolled, _ = model.feed_back(out.next_frames[:, -1], R, out.state)
+    fed = torch.nn.functional.mse_loss(rolled, clip[:, F0:])
+    context = torch.nn.functional.mse_loss(out.next_frames[:, :-1], clip[:, 1:F0])
+    return (w * context + R * fed) / (w + R)
+
+
 def training_step(
     mixer: str, compiled: bool, steps: int, clock=time.process_time
 ) -> dict[str, float]:
@@ -95,20 +113,12 @@ def training_step(
     time (``time.perf_counter``) where several threads run."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ttt_video.models import from_name
-
-    torch.manual_seed(0)
-    model = from_name(f"video_{mixer}_small", motion_input=True)
+    model = recipe_model(mixer)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     clip = torch.rand(8, 20, 1, 64, 64)
-    F0, R, w = 10, 10, 3.0 * 9  # context_weight * (F0 - 1), as VideoPredictModule.loss
 
     def step() -> None:
-        out = model(clip[:, :F0])
-        rolled, _ = model.feed_back(out.next_frames[:, -1], R, out.state)
-        fed = torch.nn.functional.mse_loss(rolled, clip[:, F0:])
-        context = torch.nn.functional.mse_loss(out.next_frames[:, :-1], clip[:, 1:F0])
-        loss = (w * context + R * fed) / (w + R)
+        loss = recipe_loss(model, clip)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -138,8 +148,6 @@ def step_flops_by_part(mixer: str) -> dict[str, float]:
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ttt_video.models import from_name
-
     formulas = FlopCounterMode().flop_registry
     parts: dict[str, float] = {}
 
@@ -160,15 +168,10 @@ def step_flops_by_part(mixer: str) -> dict[str, float]:
                 parts[part] = parts.get(part, 0.0) + flops
             return out
 
-    torch.manual_seed(0)
-    model = from_name(f"video_{mixer}_small", motion_input=True)
+    model = recipe_model(mixer)
     clip = torch.rand(8, 20, 1, 64, 64)
     with ByPart():
-        out = model(clip[:, :10])
-        rolled, _ = model.feed_back(out.next_frames[:, -1], 10, out.state)
-        loss = torch.nn.functional.mse_loss(rolled, clip[:, 10:])
-        loss = loss + torch.nn.functional.mse_loss(out.next_frames[:, :-1], clip[:, 1:10])
-        loss.backward()
+        recipe_loss(model, clip).backward()
     return parts
 
 

@@ -121,6 +121,7 @@ def ttt_dual(
     # the flag, not is_exporting(): torch 2.11's dynamo folds that call to True under
     # torch.compile too, so the chain never ran compiled there
     exporting = torch.compiler._is_exporting_flag
+    trains = autograd_records((qb, kb, tgt, lamb, tau_eff, lnw, lnb, *flat))
     if torch.compiler.is_compiling() and not exporting and N <= INLINE_CHAIN_MAX_MINIBATCHES:
         # traced into the caller's graph, differentiated by AOT autograd (see the limit);
         # dense outputs, as the op's: a state of expanded zeros would compile a second graph
@@ -129,17 +130,15 @@ def ttt_dual(
             keep_inner_norm,
         ))  # fmt: skip
     elif torch.compiler.is_compiling():  # one node for torch.compile and torch.export
-        tensors = (qb, kb, tgt, lamb, tau_eff, lnw, lnb, *flat)
-        graph = 0 if exporting else whole_chain_max(autograd_records(tensors))
+        graph = 0 if exporting else whole_chain_max(trains)
         outs = torch.ops.ttt_video.dual_scan.default(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, flat, causal, commit_last, save_every,
             keep_inner_norm, graph,
         )  # fmt: skip
     else:  # the same computation without the dispatcher's overhead
-        keep = autograd_records((qb, kb, tgt, lamb, tau_eff, lnw, lnb, *flat))
         outs = _DualScan.apply(
             qb, kb, tgt, lamb, tau_eff, lnw, lnb, causal, commit_last, save_every,
-            keep_inner_norm, keep, *flat,
+            keep_inner_norm, trains, *flat,
         )  # fmt: skip
     zbar = outs[0].reshape(B, H, N * b, d)[:, :, p : p + T].transpose(1, 2)
     o = q.to(dt) + layer_norm(zbar, ln_weight.to(dt), ln_bias.to(dt))
